@@ -1,0 +1,120 @@
+public import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+public import ServiceLifecycle
+import Storage
+import StoragePostgres
+import Synchronization
+import XMPPCore
+import XMPPStream
+import XMPPXMLParser
+
+/// One Conclave node: PostgreSQL, migrations, the client listeners and the router,
+/// run as one `Service` until graceful shutdown.
+public final class ConclaveNode: Service {
+    /// The ports the listeners are bound to (useful when configured with port 0).
+    public struct BoundPorts: Sendable, Hashable {
+        public var starttls: Int
+        public var directTLS: Int?
+    }
+
+    public let configuration: ServerConfiguration
+    private let logger: Logger
+    private let readyStream: AsyncStream<BoundPorts>
+    private let readyContinuation: AsyncStream<BoundPorts>.Continuation
+
+    public init(configuration: ServerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "node"] = "\(configuration.nodeName)"
+        self.logger = logger
+        (readyStream, readyContinuation) = AsyncStream.makeStream(of: BoundPorts.self)
+    }
+
+    /// Waits until the node listens, and returns its ports; `nil` if it stopped first.
+    public func ready() async -> BoundPorts? {
+        for await ports in readyStream { return ports }
+        return nil
+    }
+
+    public func run() async throws {
+        defer { readyContinuation.finish() }
+        let configuration = self.configuration
+        let domain = try JID(configuration.domain)
+        let mucDomain = try JID(configuration.mucDomain)
+        guard domain.isBare, domain.localpart == nil, mucDomain.localpart == nil, mucDomain.isBare else {
+            throw ConfigurationError("domain and muc_domain must be plain domains")
+        }
+        let tls = try loadTLS()
+        let client = PostgresClient(
+            configuration: try DatabaseURL.configuration(try configuration.resolvedDatabaseURL()),
+            backgroundLogger: logger
+        )
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { await client.run() }
+            let migrator = try Migrator(directory: try configuration.resolvedMigrationsDirectory())
+            try await migrator.migrate(client: client, logger: logger)
+            let router = LocalRouter(
+                domain: domain,
+                mucDomain: mucDomain,
+                accounts: PostgresAccountStore(client: client, logger: logger),
+                softwareVersion: ConclaveVersion.current,
+                logger: logger
+            )
+            var options = C2SConfiguration.Options()
+            options.allowPlaintextOnLoopback = configuration.c2s.allowPlaintextOnLoopback
+            options.idleTimeout = .seconds(Int64(configuration.c2s.idleTimeoutSeconds))
+            options.parser.maxStanzaBytes = configuration.limits.maxStanzaBytes
+            options.parser.maxDepth = configuration.limits.maxDepth
+            options.maxAuthFailuresPerConnection = configuration.auth.maxFailuresPerConnection
+            options.authFailuresBeforeDelay = configuration.auth.failuresBeforeDelay
+            options.softwareVersion = ConclaveVersion.current
+            let server = C2SServer(
+                configuration: C2SConfiguration(domain: domain, tls: tls, options: options),
+                delegate: router,
+                group: MultiThreadedEventLoopGroup.singleton,
+                logger: logger
+            )
+            let starttlsPort = try await server.bind(
+                .init(host: configuration.c2s.host, port: configuration.c2s.port, directTLS: false)
+            )
+            var directPort: Int?
+            if let port = configuration.c2s.directTLSPort, tls != nil {
+                directPort = try await server.bind(.init(host: configuration.c2s.host, port: port, directTLS: true))
+            }
+            logger.info(
+                "node ready",
+                metadata: ["domain": "\(domain)", "muc_domain": "\(mucDomain)", "port": "\(starttlsPort)"]
+            )
+            readyContinuation.yield(BoundPorts(starttls: starttlsPort, directTLS: directPort))
+            readyContinuation.finish()
+            // Run until asked to stop; then say goodbye to every client.
+            try? await gracefulShutdown()
+            logger.info("shutting down")
+            await server.shutdown()
+            group.cancelAll()
+        }
+    }
+
+    private func loadTLS() throws -> C2STLS? {
+        guard let certificate = configuration.tls.certificate else {
+            guard configuration.c2s.allowPlaintextOnLoopback else {
+                throw ConfigurationError("no TLS certificate configured (tls.certificate) and plaintext is not allowed")
+            }
+            return nil
+        }
+        guard let key = configuration.tls.key else {
+            throw ConfigurationError("tls.certificate is set but tls.key is not")
+        }
+        do {
+            return try C2STLS(certificatePath: certificate, keyPath: key)
+        } catch {
+            throw ConfigurationError("cannot load TLS certificate \(certificate) / key \(key): \(error)")
+        }
+    }
+}
+
+public enum ConclaveVersion {
+    public static let current = "0.1.0"
+}

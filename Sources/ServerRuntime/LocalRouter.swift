@@ -1,0 +1,256 @@
+public import Logging
+public import Storage
+import Synchronization
+public import XMPPCore
+public import XMPPStream
+
+/// Routes the stanzas of the sessions on this node (RFC 6121): presence reflected to
+/// the user's own resources, messages and IQs to full and bare JIDs, the server's own
+/// IQs, and errors where nobody can take a stanza.
+public final class LocalRouter: C2SDelegate {
+    struct Entry {
+        var session: C2SSession
+        var available = false
+        var priority = 0
+        var presence: XMLElement?
+    }
+
+    struct Table {
+        var sessions: [JID: Entry] = [:]
+        var resources: [JID: [JID]] = [:]
+    }
+
+    public let domain: JID
+    public let mucDomain: JID
+    private let accounts: any AccountStore
+    private let serverIQ: ServerIQHandler
+    private let logger: Logger
+    private let table = Mutex(Table())
+
+    public init(domain: JID, mucDomain: JID, accounts: any AccountStore, softwareVersion: String, logger: Logger) {
+        self.domain = domain
+        self.mucDomain = mucDomain
+        self.accounts = accounts
+        self.serverIQ = ServerIQHandler(domain: domain, mucDomain: mucDomain, softwareVersion: softwareVersion)
+        self.logger = logger
+    }
+
+    // MARK: - C2SDelegate
+
+    public func credentials(for account: JID) async throws -> StoredCredentials? {
+        try await accounts.credentials(for: account)
+    }
+
+    public func sessionBound(_ session: C2SSession) {
+        let replaced = table.withLock { table -> C2SSession? in
+            let previous = table.sessions[session.jid]?.session
+            table.sessions[session.jid] = Entry(session: session)
+            if previous == nil { table.resources[session.jid.bare, default: []].append(session.jid) }
+            return previous
+        }
+        if let replaced {
+            logger.info("session replaced", metadata: ["jid": "\(session.jid)"])
+            replaced.close(with: StreamError(.conflict, text: "replaced by a new session"))
+        }
+    }
+
+    public func sessionEnded(_ session: C2SSession) async {
+        let wasAvailable = table.withLock { table -> Bool in
+            guard let entry = table.sessions[session.jid], entry.session === session else { return false }
+            table.sessions[session.jid] = nil
+            table.resources[session.jid.bare]?.removeAll { $0 == session.jid }
+            if table.resources[session.jid.bare]?.isEmpty == true { table.resources[session.jid.bare] = nil }
+            return entry.available
+        }
+        if wasAvailable {
+            let unavailable = XMLElement(
+                "presence",
+                namespace: Namespace.client,
+                ["from": session.jid.description, "type": "unavailable"]
+            )
+            for other in sessions(of: session.jid.bare, availableOnly: true) {
+                var copy = unavailable
+                copy[attribute: "to"] = other.jid.description
+                other.deliver(copy)
+            }
+        }
+    }
+
+    public func route(_ stanza: XMLElement, from session: C2SSession) {
+        let to: JID?
+        do {
+            to = try stanza.toJID()
+        } catch {
+            return bounce(stanza, StanzaError(.jidMalformed), to: session)
+        }
+        switch stanza.stanzaKind {
+        case .presence: routePresence(stanza, to: to, from: session)
+        case .message: routeMessage(stanza, to: to ?? session.jid.bare, from: session)
+        case .iq: routeIQ(stanza, to: to, from: session)
+        case nil: break
+        }
+    }
+
+    // MARK: - Presence
+
+    private func routePresence(_ presence: XMLElement, to: JID?, from session: C2SSession) {
+        guard let to else { return broadcastPresence(presence, from: session) }
+        if to.domainpart == domain.domainpart, to.localpart != nil {
+            // Directed presence to a local user; subscriptions are not kept (no roster).
+            guard presence.type == nil || presence.type == "unavailable" else { return }
+            for target in recipients(of: to, availableOnly: true, highestPriorityOnly: false) {
+                target.deliver(presence)
+            }
+        } else if to == domain {
+            return
+        } else {
+            bounce(presence, StanzaError(to.domainpart == mucDomain.domainpart ? .serviceUnavailable : .remoteServerNotFound), to: session)
+        }
+    }
+
+    /// An available or unavailable presence without `to`: reflected to every available
+    /// resource of the user, the sender included (as Prosody does).
+    private func broadcastPresence(_ presence: XMLElement, from session: C2SSession) {
+        let type = presence.type
+        guard type == nil || type == "unavailable" else { return }
+        let available = type == nil
+        let priority = Int(presence.child("priority")?.text.trimmingWhitespace() ?? "0") ?? 0
+        let (targets, othersPresence) = table.withLock { table -> ([C2SSession], [XMLElement]) in
+            guard var entry = table.sessions[session.jid], entry.session === session else { return ([], []) }
+            let wasAvailable = entry.available
+            entry.available = available
+            entry.priority = max(-128, min(127, priority))
+            entry.presence = available ? presence : nil
+            table.sessions[session.jid] = entry
+            let bare = session.jid.bare
+            var targets: [C2SSession] = []
+            var others: [XMLElement] = []
+            for jid in table.resources[bare] ?? [] {
+                guard let other = table.sessions[jid] else { continue }
+                if other.available || other.session === session { targets.append(other.session) }
+                if available, !wasAvailable, other.session !== session, other.available, let last = other.presence {
+                    others.append(last)
+                }
+            }
+            return (targets, others)
+        }
+        for target in targets {
+            var copy = presence
+            copy[attribute: "to"] = target.jid.description
+            target.deliver(copy)
+        }
+        // A resource coming online learns about the user's other online resources.
+        for other in othersPresence {
+            var copy = other
+            copy[attribute: "to"] = session.jid.description
+            session.deliver(copy)
+        }
+    }
+
+    // MARK: - Messages
+
+    private func routeMessage(_ message: XMLElement, to: JID, from session: C2SSession) {
+        let type = message.type ?? "normal"
+        guard to.domainpart == domain.domainpart else {
+            let condition: StanzaError.Condition = to.domainpart == mucDomain.domainpart ? .serviceUnavailable : .remoteServerNotFound
+            return bounce(message, StanzaError(condition), to: session)
+        }
+        guard to.localpart != nil else {
+            return bounce(message, StanzaError(.serviceUnavailable), to: session)
+        }
+        if to.isFull, let target = table.withLock({ $0.sessions[to]?.session }) {
+            return target.deliver(message)
+        }
+        switch type {
+        case "groupchat":
+            return bounce(message, StanzaError(.serviceUnavailable), to: session)
+        case "error":
+            return
+        case "headline":
+            for target in recipients(of: to.bare, availableOnly: true, highestPriorityOnly: false) {
+                target.deliver(message)
+            }
+        default:
+            let targets = recipients(of: to.bare, availableOnly: true, highestPriorityOnly: true)
+            guard !targets.isEmpty else {
+                return bounce(message, StanzaError(.serviceUnavailable), to: session)
+            }
+            for target in targets { target.deliver(message) }
+        }
+    }
+
+    // MARK: - IQ
+
+    private func routeIQ(_ iq: XMLElement, to: JID?, from session: C2SSession) {
+        let type = iq.type ?? ""
+        let isRequest = type == "get" || type == "set"
+        guard isRequest || type == "result" || type == "error" else {
+            return bounce(iq, StanzaError(.badRequest, text: "an IQ needs type get, set, result or error"), to: session)
+        }
+        if isRequest, iq.elements.count != 1 {
+            return bounce(iq, StanzaError(.badRequest, text: "an IQ request carries exactly one payload"), to: session)
+        }
+        guard let to, to != session.jid.bare, to != domain else {
+            if isRequest { session.deliver(serverIQ.handle(iq, to: to, from: session.jid)) }
+            return
+        }
+        if to.domainpart == domain.domainpart, to.localpart != nil {
+            if to.isFull, let target = table.withLock({ $0.sessions[to]?.session }) {
+                return target.deliver(iq)
+            }
+            if isRequest { bounce(iq, StanzaError(.serviceUnavailable), to: session) }
+            return
+        }
+        if isRequest {
+            let condition: StanzaError.Condition =
+                to.domainpart == mucDomain.domainpart || to.domainpart == domain.domainpart
+                ? .serviceUnavailable : .remoteServerNotFound
+            bounce(iq, StanzaError(condition), to: session)
+        }
+    }
+
+    // MARK: - Helpers
+
+    private func bounce(_ stanza: XMLElement, _ error: StanzaError, to session: C2SSession) {
+        guard stanza.type != "error" else { return }
+        if stanza.name == "iq", stanza.type == "result" { return }
+        session.deliver(stanza.errorReply(error))
+    }
+
+    private func sessions(of bare: JID, availableOnly: Bool) -> [C2SSession] {
+        table.withLock { table in
+            (table.resources[bare] ?? []).compactMap { jid in
+                guard let entry = table.sessions[jid], !availableOnly || entry.available else { return nil }
+                return entry.session
+            }
+        }
+    }
+
+    /// The sessions of `jid` that take a stanza to the bare JID (RFC 6121 §8.5.2):
+    /// available, non-negative priority, and with `highestPriorityOnly` only those with
+    /// the highest priority. A full `jid` names just that session.
+    private func recipients(of jid: JID, availableOnly: Bool, highestPriorityOnly: Bool) -> [C2SSession] {
+        table.withLock { table in
+            if jid.isFull {
+                guard let entry = table.sessions[jid], !availableOnly || entry.available else { return [] }
+                return [entry.session]
+            }
+            let entries = (table.resources[jid] ?? []).compactMap { table.sessions[$0] }
+                .filter { (!availableOnly || $0.available) && $0.priority >= 0 }
+            guard highestPriorityOnly, let top = entries.map(\.priority).max() else { return entries.map(\.session) }
+            return entries.filter { $0.priority == top }.map(\.session)
+        }
+    }
+
+    /// The number of bound sessions (for tests and metrics).
+    public var sessionCount: Int { table.withLock { $0.sessions.count } }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import Logging
+import Yams
+
+/// A configuration problem, with the key or file it is about.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension ServerConfiguration {
+    /// The YAML file's shape: every key optional, snake_case.
+    private struct File: Decodable {
+        var domain: String?
+        var muc_domain: String?
+        var node_name: String?
+        var database_url: String?
+        var migrations_directory: String?
+        var log_level: String?
+        var c2s: C2SFile?
+        var tls: TLSFile?
+        var limits: LimitsFile?
+        var auth: AuthFile?
+
+        struct C2SFile: Decodable {
+            var host: String?
+            var port: Int?
+            var direct_tls_port: Int?
+            var allow_plaintext_on_loopback: Bool?
+            var idle_timeout_seconds: Int?
+        }
+        struct TLSFile: Decodable {
+            var certificate: String?
+            var key: String?
+        }
+        struct LimitsFile: Decodable {
+            var max_stanza_bytes: Int?
+            var max_depth: Int?
+        }
+        struct AuthFile: Decodable {
+            var max_failures_per_connection: Int?
+            var failures_before_delay: Int?
+            var scram_iterations: Int?
+        }
+    }
+
+    /// Loads `path` (YAML) over the defaults, then applies `environment` overrides.
+    public static func load(path: String?, environment: [String: String]) throws -> ServerConfiguration {
+        var configuration = ServerConfiguration()
+        if let path {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigurationError("cannot read configuration file \(path)")
+            }
+            try configuration.apply(yaml: text, source: path)
+        }
+        try configuration.apply(environment: environment)
+        return configuration
+    }
+
+    mutating func apply(yaml text: String, source: String) throws {
+        let file: File
+        do {
+            file = try YAMLDecoder().decode(File.self, from: text)
+        } catch {
+            throw ConfigurationError("\(source): \(error)")
+        }
+        if let value = file.domain {
+            let derivedMUC = mucDomain == "conference." + domain
+            domain = value
+            if derivedMUC { mucDomain = "conference." + value }
+        }
+        if let value = file.muc_domain { mucDomain = value }
+        if let value = file.node_name { nodeName = value }
+        if let value = file.database_url { databaseURL = value }
+        if let value = file.migrations_directory { migrationsDirectory = value }
+        if let value = file.log_level { logLevel = try Self.level(value, key: "log_level") }
+        if let c2s = file.c2s {
+            if let value = c2s.host { self.c2s.host = value }
+            if let value = c2s.port { self.c2s.port = value }
+            if let value = c2s.direct_tls_port { self.c2s.directTLSPort = value < 0 ? nil : value }
+            if let value = c2s.allow_plaintext_on_loopback { self.c2s.allowPlaintextOnLoopback = value }
+            if let value = c2s.idle_timeout_seconds { self.c2s.idleTimeoutSeconds = value }
+        }
+        if let tls = file.tls {
+            if let value = tls.certificate { self.tls.certificate = value }
+            if let value = tls.key { self.tls.key = value }
+        }
+        if let limits = file.limits {
+            if let value = limits.max_stanza_bytes { self.limits.maxStanzaBytes = value }
+            if let value = limits.max_depth { self.limits.maxDepth = value }
+        }
+        if let auth = file.auth {
+            if let value = auth.max_failures_per_connection { self.auth.maxFailuresPerConnection = value }
+            if let value = auth.failures_before_delay { self.auth.failuresBeforeDelay = value }
+            if let value = auth.scram_iterations { self.auth.scramIterations = value }
+        }
+    }
+
+    /// `CONCLAVE_*` variables override the file; see docs/configuration.md.
+    mutating func apply(environment: [String: String]) throws {
+        func int(_ key: String) throws -> Int? {
+            guard let text = environment[key] else { return nil }
+            guard let value = Int(text) else { throw ConfigurationError("\(key) must be a number, not '\(text)'") }
+            return value
+        }
+        func bool(_ key: String) throws -> Bool? {
+            guard let text = environment[key]?.lowercased() else { return nil }
+            switch text {
+            case "1", "true", "yes", "on": return true
+            case "0", "false", "no", "off": return false
+            default: throw ConfigurationError("\(key) must be true or false, not '\(text)'")
+            }
+        }
+        if let value = environment["CONCLAVE_DOMAIN"] {
+            let derivedMUC = mucDomain == "conference." + domain
+            domain = value
+            if derivedMUC { mucDomain = "conference." + value }
+        }
+        if let value = environment["CONCLAVE_MUC_DOMAIN"] { mucDomain = value }
+        if let value = environment["CONCLAVE_NODE_NAME"] { nodeName = value }
+        if let value = environment["CONCLAVE_DATABASE_URL"] { databaseURL = value }
+        if let value = environment["CONCLAVE_MIGRATIONS_DIRECTORY"] { migrationsDirectory = value }
+        if let value = environment["CONCLAVE_LOG_LEVEL"] { logLevel = try Self.level(value, key: "CONCLAVE_LOG_LEVEL") }
+        if let value = environment["CONCLAVE_C2S_HOST"] { c2s.host = value }
+        if let value = try int("CONCLAVE_C2S_PORT") { c2s.port = value }
+        if let value = try int("CONCLAVE_C2S_DIRECT_TLS_PORT") { c2s.directTLSPort = value < 0 ? nil : value }
+        if let value = try bool("CONCLAVE_C2S_ALLOW_PLAINTEXT_ON_LOOPBACK") { c2s.allowPlaintextOnLoopback = value }
+        if let value = try int("CONCLAVE_C2S_IDLE_TIMEOUT_SECONDS") { c2s.idleTimeoutSeconds = value }
+        if let value = environment["CONCLAVE_TLS_CERTIFICATE"] { tls.certificate = value }
+        if let value = environment["CONCLAVE_TLS_KEY"] { tls.key = value }
+        if let value = try int("CONCLAVE_LIMITS_MAX_STANZA_BYTES") { limits.maxStanzaBytes = value }
+        if let value = try int("CONCLAVE_LIMITS_MAX_DEPTH") { limits.maxDepth = value }
+        if let value = try int("CONCLAVE_AUTH_MAX_FAILURES_PER_CONNECTION") { auth.maxFailuresPerConnection = value }
+        if let value = try int("CONCLAVE_AUTH_FAILURES_BEFORE_DELAY") { auth.failuresBeforeDelay = value }
+        if let value = try int("CONCLAVE_AUTH_SCRAM_ITERATIONS") { auth.scramIterations = value }
+    }
+
+    static func level(_ text: String, key: String) throws -> Logger.Level {
+        guard let level = Logger.Level(rawValue: text.lowercased()) else {
+            throw ConfigurationError("\(key): unknown log level '\(text)' (trace, debug, info, notice, warning, error)")
+        }
+        return level
+    }
+
+    /// The database URL to use: the configured one, else the embedded database
+    /// recorded under `.conclave/` in the working directory.
+    public func resolvedDatabaseURL() throws -> String {
+        if let databaseURL { return databaseURL }
+        let file = ".conclave/database-url"
+        if let text = try? String(contentsOfFile: file, encoding: .utf8) {
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        throw ConfigurationError(
+            "no database: pass --database-url, set CONCLAVE_DATABASE_URL, or run 'make db-start' in the repository"
+        )
+    }
+
+    /// The migrations directory to use.
+    public func resolvedMigrationsDirectory() throws -> String {
+        var candidates: [String] = []
+        if let migrationsDirectory { candidates.append(migrationsDirectory) }
+        candidates.append("migrations")
+        // Next to a binary in .build/<config>/ of the repository.
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var directory = executable.deletingLastPathComponent()
+        for _ in 0..<4 {
+            candidates.append(directory.appendingPathComponent("migrations").path)
+            directory = directory.deletingLastPathComponent()
+        }
+        for candidate in candidates {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), isDirectory.boolValue {
+                return candidate
+            }
+            if candidate == migrationsDirectory {
+                throw ConfigurationError("migrations directory \(candidate) does not exist")
+            }
+        }
+        throw ConfigurationError("no migrations directory found (tried \(candidates.joined(separator: ", ")))")
+    }
+}

@@ -1,0 +1,70 @@
+public import Logging
+
+/// Everything a node is configured with. Read from a YAML file, then environment
+/// variables, then command-line flags (each overriding the one before); every key is
+/// documented in `docs/configuration.md`.
+public struct ServerConfiguration: Sendable, Hashable {
+    /// The domain users log in to.
+    public var domain: String
+    /// The MUC service's domain, reserved on this node.
+    public var mucDomain: String
+    /// This node's name in logs (and later in the cluster).
+    public var nodeName: String
+    /// PostgreSQL, as a `postgres://user:password@host:port/database` URL. `nil`: the
+    /// embedded database of the working directory (`.conclave/database-url`).
+    public var databaseURL: String?
+    /// Where the numbered SQL migrations are; `nil`: `./migrations`, or next to the binary.
+    public var migrationsDirectory: String?
+    public var c2s: C2S
+    public var tls: TLS
+    public var limits: Limits
+    public var auth: Auth
+    public var logLevel: Logger.Level
+
+    public struct C2S: Sendable, Hashable {
+        public var host = "0.0.0.0"
+        /// STARTTLS port (RFC 6120); 0 picks a free port.
+        public var port = 5222
+        /// Direct TLS port (XEP-0368); `nil` disables it.
+        public var directTLSPort: Int? = 5223
+        /// Allow authentication without TLS from loopback addresses.
+        public var allowPlaintextOnLoopback = false
+        public var idleTimeoutSeconds = 600
+        public init() {}
+    }
+
+    public struct TLS: Sendable, Hashable {
+        /// PEM certificate chain; `nil` means no TLS (then only loopback plaintext).
+        public var certificate: String?
+        public var key: String?
+        public init() {}
+    }
+
+    public struct Limits: Sendable, Hashable {
+        public var maxStanzaBytes = 256 * 1024
+        public var maxDepth = 64
+        public init() {}
+    }
+
+    public struct Auth: Sendable, Hashable {
+        public var maxFailuresPerConnection = 3
+        public var failuresBeforeDelay = 3
+        public var scramIterations = 4096
+        public init() {}
+    }
+
+    public init(
+        domain: String = "localhost",
+        mucDomain: String? = nil,
+        nodeName: String = "node1"
+    ) {
+        self.domain = domain
+        self.mucDomain = mucDomain ?? "conference." + domain
+        self.nodeName = nodeName
+        self.c2s = C2S()
+        self.tls = TLS()
+        self.limits = Limits()
+        self.auth = Auth()
+        self.logLevel = .info
+    }
+}

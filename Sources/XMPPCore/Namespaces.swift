@@ -1,0 +1,20 @@
+/// Namespace URIs used across Conclave.
+public enum Namespace {
+    public static let client = "jabber:client"
+    public static let stream = "http://etherx.jabber.org/streams"
+    public static let streams = "urn:ietf:params:xml:ns:xmpp-streams"
+    public static let stanzas = "urn:ietf:params:xml:ns:xmpp-stanzas"
+    public static let tls = "urn:ietf:params:xml:ns:xmpp-tls"
+    public static let sasl = "urn:ietf:params:xml:ns:xmpp-sasl"
+    public static let bind = "urn:ietf:params:xml:ns:xmpp-bind"
+    public static let session = "urn:ietf:params:xml:ns:xmpp-session"
+    public static let saslChannelBinding = "urn:xsf:sasl-cb:0"
+    public static let ping = "urn:xmpp:ping"
+    public static let discoInfo = "http://jabber.org/protocol/disco#info"
+    public static let discoItems = "http://jabber.org/protocol/disco#items"
+    public static let version = "jabber:iq:version"
+    public static let roster = "jabber:iq:roster"
+    public static let dataForms = "jabber:x:data"
+    public static let muc = "http://jabber.org/protocol/muc"
+    public static let xml = "http://www.w3.org/XML/1998/namespace"
+}

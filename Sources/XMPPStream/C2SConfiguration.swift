@@ -1,0 +1,67 @@
+public import NIOCore
+public import NIOSSL
+public import XMPPCore
+public import XMPPXMLParser
+import Crypto
+
+/// TLS for client connections: the context, built once, and what SCRAM-PLUS binds to.
+public struct C2STLS: Sendable {
+    public let context: NIOSSLContext
+    /// `tls-server-end-point` channel binding data (RFC 5929 §4.1): the hash of the
+    /// server certificate, SHA-256 for the usual SHA-256 or weaker signatures.
+    public let serverEndPoint: [UInt8]
+
+    public init(certificateChain: [NIOSSLCertificate], privateKey: NIOSSLPrivateKey) throws {
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: certificateChain.map { .certificate($0) },
+            privateKey: .privateKey(privateKey)
+        )
+        configuration.minimumTLSVersion = .tlsv12
+        context = try NIOSSLContext(configuration: configuration)
+        let der = try certificateChain.first.map { try $0.toDERBytes() } ?? []
+        serverEndPoint = Array(SHA256.hash(data: der))
+    }
+
+    /// Loads a PEM certificate chain and key from files.
+    public init(certificatePath: String, keyPath: String) throws {
+        try self.init(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(certificatePath),
+            privateKey: try NIOSSLPrivateKey(file: keyPath, format: .pem)
+        )
+    }
+}
+
+/// How client connections are served.
+public struct C2SConfiguration: Sendable {
+    /// The domain users log in to (`localhost`).
+    public var domain: JID
+    /// TLS; `nil` means none at all (then plaintext must be allowed).
+    public var tls: C2STLS?
+    public var options: Options
+
+    public struct Options: Sendable {
+        /// Accept authentication without TLS from loopback addresses (local tests).
+        public var allowPlaintextOnLoopback = false
+        /// Parser limits (stanza size, nesting depth).
+        public var parser = XMLStreamParser.Options()
+        /// A connection that sends nothing for this long is closed (`connection-timeout`).
+        public var idleTimeout: TimeAmount = .seconds(600)
+        /// Failed authentications allowed on one connection before it is closed.
+        public var maxAuthFailuresPerConnection = 3
+        /// Failures of one account (on this node, within `authFailureWindow`) after which
+        /// each further failure is answered only after a growing delay.
+        public var authFailuresBeforeDelay = 3
+        public var authFailureWindow: Duration = .seconds(60)
+        public var authFailureDelayStep: TimeAmount = .milliseconds(500)
+        public var authFailureMaxDelay: TimeAmount = .seconds(5)
+        /// The software name and version answered to XEP-0092 queries.
+        public var softwareVersion = "0.1.0"
+        public init() {}
+    }
+
+    public init(domain: JID, tls: C2STLS?, options: Options = Options()) {
+        self.domain = domain
+        self.tls = tls
+        self.options = options
+    }
+}

@@ -1,0 +1,564 @@
+import Logging
+import NIOCore
+import NIOSSL
+import Storage
+import XMPPCore
+import XMPPXMLParser
+
+/// Sent through a connection's pipeline to end it with `<system-shutdown/>`.
+public struct SystemShutdownEvent: Sendable {
+    public init() {}
+}
+
+/// One client connection (RFC 6120): stream negotiation (STARTTLS, SASL, bind), then
+/// stanzas to and from the session. Bound to its channel's event loop.
+final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum Phase {
+        /// Waiting for a stream header (first, or after a restart).
+        case awaitingHeader
+        case negotiating
+        case bound(C2SSession)
+        case closed
+    }
+
+    private let configuration: C2SConfiguration
+    private let delegate: any C2SDelegate
+    private let throttle: AuthThrottle
+    private var logger: Logger
+    private let parser: XMLStreamParser
+    private var context: ChannelHandlerContext?
+
+    private var phase = Phase.awaitingHeader
+    private var headerSent = false
+    private var tlsActive: Bool
+    private let plaintextAllowed: Bool
+    private var authenticated: JID?
+    private var streamID = ""
+    /// Set while an asynchronous step (account lookup, a throttling delay) runs;
+    /// events arriving meanwhile wait in `pending`.
+    private var busy = false
+    private var pending: [XMLStreamEvent] = []
+    /// Bumped on every parser reset, so events of the old stream are dropped.
+    private var generation = 0
+    private var sasl: SASLState?
+    private var authFailures = 0
+    private var plusOffered = false
+
+    private enum SASLState {
+        case scram(SCRAMServerExchange)
+        case scramFinal(SCRAMServerExchange)
+    }
+
+    init(
+        configuration: C2SConfiguration,
+        delegate: any C2SDelegate,
+        throttle: AuthThrottle,
+        directTLS: Bool,
+        remoteIsLoopback: Bool,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.delegate = delegate
+        self.throttle = throttle
+        self.tlsActive = directTLS
+        self.plaintextAllowed = configuration.options.allowPlaintextOnLoopback && remoteIsLoopback
+        self.logger = logger
+        self.parser = XMLStreamParser(options: configuration.options.parser)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: - Input
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .closed = phase else {
+            let buffer = unwrapInboundIn(data)
+            let events: [XMLStreamEvent]
+            do {
+                events = try buffer.withUnsafeReadableBytes { bytes in try parser.parse(bytes) }
+            } catch let error as XMLStreamParserError {
+                fail(error.streamError)
+                return
+            } catch {
+                fail(StreamError(.internalServerError))
+                return
+            }
+            enqueue(events)
+            return
+        }
+    }
+
+    private func enqueue(_ events: [XMLStreamEvent]) {
+        let generation = self.generation
+        for event in events {
+            guard generation == self.generation, !isClosed else { return }
+            if busy {
+                pending.append(event)
+            } else {
+                handle(event)
+            }
+        }
+    }
+
+    private func resume() {
+        busy = false
+        let generation = self.generation
+        while !busy, !pending.isEmpty, generation == self.generation, !isClosed {
+            handle(pending.removeFirst())
+        }
+    }
+
+    private var isClosed: Bool {
+        if case .closed = phase { return true }
+        return false
+    }
+
+    private func handle(_ event: XMLStreamEvent) {
+        switch event {
+        case .streamOpen(let header, let defaultNamespace):
+            openStream(header: header, defaultNamespace: defaultNamespace)
+        case .element(let element):
+            switch phase {
+            case .awaitingHeader, .closed:
+                fail(StreamError(.notWellFormed))
+            case .negotiating:
+                negotiate(element)
+            case .bound(let session):
+                stanza(element, session: session)
+            }
+        case .streamClose:
+            closeStream()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        endSession(then: nil)
+        phase = .closed
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is SystemShutdownEvent {
+            fail(StreamError(.systemShutdown))
+        } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            fail(StreamError(.connectionTimeout))
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("connection error: \(error)")
+        if error is NIOSSLError || error is BoringSSLError {
+            context.close(promise: nil)
+        } else {
+            fail(StreamError(.internalServerError))
+        }
+    }
+
+    // MARK: - Stream header
+
+    private func openStream(header: XMLElement, defaultNamespace: String?) {
+        streamID = randomNonce().filter { $0.isLetter || $0.isNumber }
+        let to = header[attribute: "to"].flatMap { try? JID($0) }
+        var reply = "<?xml version='1.0'?><stream:stream xmlns='\(Namespace.client)' "
+        reply += "xmlns:stream='\(Namespace.stream)' id='\(streamID)' "
+        reply += "from='\(XMLEscaping.escapeAttribute(configuration.domain.description))' version='1.0' xml:lang='en'"
+        if let from = header[attribute: "from"].flatMap({ try? JID($0) }) {
+            reply += " to='\(XMLEscaping.escapeAttribute(from.description))'"
+        }
+        reply += ">"
+        write(reply)
+        headerSent = true
+        guard header.name == "stream", header.namespace == Namespace.stream else {
+            return fail(StreamError(.invalidNamespace, text: "expected a stream in \(Namespace.stream)"))
+        }
+        guard defaultNamespace == Namespace.client else {
+            return fail(StreamError(.invalidNamespace, text: "the stream's namespace must be jabber:client"))
+        }
+        guard let version = header[attribute: "version"], version.hasPrefix("1.") else {
+            return fail(StreamError(.unsupportedVersion, text: "XMPP 1.0 streams only"))
+        }
+        guard to == configuration.domain else {
+            return fail(StreamError(.hostUnknown, text: "this server serves \(configuration.domain)"))
+        }
+        phase = .negotiating
+        send(features())
+    }
+
+    private func features() -> XMLElement {
+        var features = XMLElement("features", namespace: Namespace.stream)
+        if authenticated != nil {
+            features.append(XMLElement("bind", namespace: Namespace.bind))
+            features.append(
+                XMLElement("session", namespace: Namespace.session, children: [XMLElement("optional", namespace: Namespace.session)])
+            )
+            return features
+        }
+        if !tlsActive, configuration.tls != nil {
+            var starttls = XMLElement("starttls", namespace: Namespace.tls)
+            if !plaintextAllowed { starttls.append(XMLElement("required", namespace: Namespace.tls)) }
+            features.append(starttls)
+        }
+        if tlsActive || plaintextAllowed {
+            var mechanisms = XMLElement("mechanisms", namespace: Namespace.sasl)
+            for mechanism in offeredMechanisms {
+                mechanisms.append(XMLElement("mechanism", namespace: Namespace.sasl, text: mechanism.rawValue))
+            }
+            features.append(mechanisms)
+            if plusOffered {
+                features.append(
+                    XMLElement(
+                        "sasl-channel-binding",
+                        namespace: Namespace.saslChannelBinding,
+                        children: [
+                            XMLElement(
+                                "channel-binding",
+                                namespace: Namespace.saslChannelBinding,
+                                ["type": "tls-server-end-point"]
+                            )
+                        ]
+                    )
+                )
+            }
+        }
+        return features
+    }
+
+    private var offeredMechanisms: [SASLMechanism] {
+        let plus = tlsActive && configuration.tls != nil
+        plusOffered = plus
+        return SASLMechanism.allCases.filter { !$0.usesChannelBinding || plus }
+    }
+
+    // MARK: - Negotiation
+
+    private func negotiate(_ element: XMLElement) {
+        switch (element.namespace, element.name) {
+        case (Namespace.tls, "starttls"):
+            startTLS()
+        case (Namespace.sasl, "auth"):
+            startAuthentication(element)
+        case (Namespace.sasl, "response"):
+            continueAuthentication(element)
+        case (Namespace.sasl, "abort"):
+            sasl = nil
+            send(SASLFailure(.aborted).element)
+        case (Namespace.client, "iq") where authenticated != nil:
+            negotiationIQ(element)
+        default:
+            if authenticated == nil {
+                fail(StreamError(.notAuthorized, text: "authenticate first"))
+            } else {
+                fail(StreamError(.notAuthorized, text: "bind a resource first"))
+            }
+        }
+    }
+
+    private func startTLS() {
+        guard let tls = configuration.tls, !tlsActive, authenticated == nil, let context else {
+            send(XMLElement("failure", namespace: Namespace.tls))
+            write("</stream:stream>")
+            close()
+            return
+        }
+        send(XMLElement("proceed", namespace: Namespace.tls))
+        // The TLS handler goes first in the pipeline in this same tick, so the
+        // client's handshake meets it; whatever plaintext followed is discarded.
+        let handler = NIOSSLServerHandler(context: tls.context)
+        do {
+            try context.pipeline.syncOperations.addHandler(handler, position: .first)
+        } catch {
+            close()
+            return
+        }
+        tlsActive = true
+        restartStream()
+    }
+
+    private func restartStream() {
+        parser.reset()
+        generation += 1
+        pending.removeAll()
+        phase = .awaitingHeader
+    }
+
+    private func startAuthentication(_ element: XMLElement) {
+        guard tlsActive || plaintextAllowed else {
+            return send(SASLFailure(.encryptionRequired).element)
+        }
+        guard let name = element[attribute: "mechanism"], let mechanism = SASLMechanism(rawValue: name),
+            offeredMechanisms.contains(mechanism)
+        else {
+            return send(SASLFailure(.invalidMechanism).element)
+        }
+        let text = element.text.trimmingWhitespace()
+        let initial: [UInt8]
+        if text.isEmpty || text == "=" {
+            initial = []
+        } else if let decoded = Base64.decode(text) {
+            initial = decoded
+        } else {
+            return send(SASLFailure(.incorrectEncoding).element)
+        }
+        if mechanism == .plain {
+            return authenticatePlain(initial)
+        }
+        var exchange = SCRAMServerExchange(
+            mechanism: mechanism,
+            channelBindingData: tlsActive ? configuration.tls?.serverEndPoint : nil
+        )
+        let username: String
+        do {
+            username = try exchange.receiveClientFirst(initial)
+        } catch {
+            return authenticationFailed(error, account: nil)
+        }
+        guard let account = try? JID(localpart: username, domainpart: configuration.domain.domainpart) else {
+            return authenticationFailed(SASLFailure(.notAuthorized), account: nil)
+        }
+        if let authzid = exchange.authzid, (try? JID(authzid)) != account {
+            return authenticationFailed(SASLFailure(.invalidAuthzid), account: account)
+        }
+        lookUpCredentials(account) { connection, credentials in
+            let challenge = exchange.serverFirst(credentials: credentials, fakeSaltSeed: Array(connection.streamID.utf8))
+            connection.sasl = .scram(exchange)
+            connection.send(XMLElement("challenge", namespace: Namespace.sasl, text: Base64.encode(challenge)))
+        }
+    }
+
+    private func continueAuthentication(_ element: XMLElement) {
+        guard case .scram(let exchange)? = sasl else {
+            if case .scramFinal? = sasl {
+                // RFC 6120 §6.4.6: an empty response acknowledges the server-final data.
+                sasl = nil
+                return succeed()
+            }
+            return send(SASLFailure(.malformedRequest, text: "no exchange in progress").element)
+        }
+        sasl = nil
+        guard let data = Base64.decode(element.text.trimmingWhitespace()) else {
+            return send(SASLFailure(.incorrectEncoding).element)
+        }
+        let account = try? JID(localpart: exchange.username, domainpart: configuration.domain.domainpart)
+        do {
+            let serverFinal = try exchange.receiveClientFinal(data)
+            authenticated = account
+            throttle.recordSuccess(account)
+            send(XMLElement("success", namespace: Namespace.sasl, text: Base64.encode(serverFinal)))
+            restartStream()
+        } catch {
+            authenticationFailed(error, account: account)
+        }
+    }
+
+    private func succeed() {
+        send(XMLElement("success", namespace: Namespace.sasl))
+        restartStream()
+    }
+
+    private func authenticatePlain(_ data: [UInt8]) {
+        let plain: PlainCredentials
+        do {
+            plain = try PlainCredentials(data)
+        } catch {
+            return authenticationFailed(error, account: nil)
+        }
+        guard let account = try? JID(localpart: plain.username, domainpart: configuration.domain.domainpart) else {
+            return authenticationFailed(SASLFailure(.notAuthorized), account: nil)
+        }
+        if let authzid = plain.authzid, (try? JID(authzid)) != account {
+            return authenticationFailed(SASLFailure(.invalidAuthzid), account: account)
+        }
+        lookUpCredentials(account) { connection, credentials in
+            guard let credentials, credentials.verify(password: plain.password) else {
+                return connection.authenticationFailed(SASLFailure(.notAuthorized), account: account)
+            }
+            connection.authenticated = account
+            connection.throttle.recordSuccess(account)
+            connection.succeed()
+        }
+    }
+
+    private func lookUpCredentials(
+        _ account: JID,
+        then body: @escaping (C2SConnection, StoredCredentials?) -> Void
+    ) {
+        guard let context else { return }
+        busy = true
+        let promise = context.eventLoop.makePromise(of: StoredCredentials?.self)
+        let delegate = self.delegate
+        promise.completeWithTask { try await delegate.credentials(for: account) }
+        promise.futureResult.assumeIsolated().whenComplete { result in
+            guard !self.isClosed else { return }
+            switch result {
+            case .success(let credentials):
+                body(self, credentials)
+                if !self.isClosed, self.busy { self.resume() }
+            case .failure(let error):
+                self.logger.error("account lookup failed: \(error)")
+                self.send(SASLFailure(.temporaryAuthFailure).element)
+                self.resume()
+            }
+        }
+    }
+
+    private func authenticationFailed(_ failure: any Error, account: JID?) {
+        let failure = failure as? SASLFailure ?? SASLFailure(.notAuthorized)
+        authFailures += 1
+        logger.info("authentication failed", metadata: ["account": "\(account?.description ?? "-")", "reason": "\(failure)"])
+        let delay = throttle.recordFailure(account, options: configuration.options)
+        let finish: (C2SConnection) -> Void = { connection in
+            connection.send(failure.element)
+            if connection.authFailures >= connection.configuration.options.maxAuthFailuresPerConnection {
+                connection.fail(StreamError(.policyViolation, text: "too many failed authentication attempts"))
+            }
+        }
+        guard delay > .zero, let context else {
+            return finish(self)
+        }
+        busy = true
+        context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+            guard !self.isClosed else { return }
+            finish(self)
+            self.resume()
+        }
+    }
+
+    // MARK: - Binding
+
+    private func negotiationIQ(_ iq: XMLElement) {
+        guard iq.type == "set", let payload = iq.elements.first else {
+            return fail(StreamError(.notAuthorized, text: "bind a resource first"))
+        }
+        switch (payload.namespace, payload.name) {
+        case (Namespace.bind, "bind"):
+            bind(iq, payload: payload)
+        case (Namespace.session, "session"):
+            send(iq.iqResult())
+        default:
+            fail(StreamError(.notAuthorized, text: "bind a resource first"))
+        }
+    }
+
+    private func bind(_ iq: XMLElement, payload: XMLElement) {
+        guard let account = authenticated, let context else { return }
+        let requested = payload.child("resource", namespace: Namespace.bind)?.text.trimmingWhitespace()
+        let jid: JID
+        do {
+            if let requested, !requested.isEmpty {
+                jid = try account.with(resource: requested)
+            } else {
+                jid = try account.with(resource: "conclave-" + randomNonce().filter { $0.isLetter || $0.isNumber })
+            }
+        } catch {
+            return send(iq.errorReply(StanzaError(.badRequest, text: "invalid resource")))
+        }
+        let session = C2SSession(jid: jid, streamID: streamID, connection: self, eventLoop: context.eventLoop)
+        phase = .bound(session)
+        logger[metadataKey: "jid"] = "\(jid)"
+        var result = XMLElement("iq", namespace: Namespace.client, ["type": "result"])
+        if let id = iq.id { result.id = id }
+        result.append(
+            XMLElement("bind", namespace: Namespace.bind, children: [XMLElement("jid", namespace: Namespace.bind, text: jid.description)])
+        )
+        send(result)
+        delegate.sessionBound(session)
+    }
+
+    // MARK: - Stanzas
+
+    private func stanza(_ element: XMLElement, session: C2SSession) {
+        guard element.stanzaKind != nil else {
+            return fail(StreamError(.unsupportedStanzaType, text: "<\(element.name)/> in \(element.namespace)"))
+        }
+        var stanza = element
+        if let from = element[attribute: "from"] {
+            guard let jid = try? JID(from), jid == session.jid || jid == session.jid.bare else {
+                return fail(StreamError(.invalidFrom))
+            }
+        }
+        stanza[attribute: "from"] = session.jid.description
+        if element.name == "iq", let payload = element.elements.first, payload.namespace == Namespace.session,
+            payload.name == "session", element.type == "set"
+        {
+            return send(element.iqResult())
+        }
+        delegate.route(stanza, from: session)
+    }
+
+    private func closeStream() {
+        guard !isClosed else { return }
+        busy = true
+        endSession { connection in
+            connection.write("</stream:stream>")
+            connection.close()
+        }
+    }
+
+    /// Ends the bound session (if any) with the delegate, then runs `next`.
+    private func endSession(then next: ((C2SConnection) -> Void)?) {
+        guard case .bound(let session) = phase, let context else {
+            next?(self)
+            return
+        }
+        phase = .negotiating
+        let delegate = self.delegate
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        promise.completeWithTask { await delegate.sessionEnded(session) }
+        if let next {
+            promise.futureResult.assumeIsolated().whenComplete { _ in next(self) }
+        }
+    }
+
+    // MARK: - Output
+
+    func send(_ element: XMLElement) {
+        guard !isClosed else { return }
+        write(element.serialized(parentNamespace: Namespace.client))
+    }
+
+    private func write(_ text: String) {
+        guard let context else { return }
+        let buffer = context.channel.allocator.buffer(string: text)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    /// Ends the stream with `error` and closes the connection.
+    func fail(_ error: StreamError) {
+        guard !isClosed else { return }
+        logger.info("stream error", metadata: ["condition": "\(error.condition.rawValue)"])
+        if !headerSent {
+            write(
+                "<?xml version='1.0'?><stream:stream xmlns='\(Namespace.client)' xmlns:stream='\(Namespace.stream)' "
+                    + "id='\(randomNonce().filter { $0.isLetter })' from='\(configuration.domain)' version='1.0'>"
+            )
+            headerSent = true
+        }
+        write(error.element.serialized(parentNamespace: Namespace.client) + "</stream:stream>")
+        endSession { connection in connection.close() }
+        phase = .closed
+    }
+
+    private func close() {
+        phase = .closed
+        context?.close(promise: nil)
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+}

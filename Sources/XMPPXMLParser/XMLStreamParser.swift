@@ -1,0 +1,321 @@
+internal import CLibXML2
+public import XMPPCore
+
+/// What the stream parser found in the bytes it was fed, in document order.
+public enum XMLStreamEvent: Sendable, Hashable {
+    /// The stream header (`<stream:stream …>`): its name, namespace and attributes, and
+    /// the default namespace it declares (`jabber:client` for c2s).
+    case streamOpen(header: XMLElement, defaultNamespace: String?)
+    /// A complete depth-1 element: a stanza or a negotiation element.
+    case element(XMLElement)
+    /// The closing `</stream:stream>`.
+    case streamClose
+}
+
+/// Why the parser gave up. Each maps onto one stream error condition of RFC 6120 §4.9.
+public struct XMLStreamParserError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var condition: StreamError.Condition
+    public var detail: String
+
+    public init(_ condition: StreamError.Condition, _ detail: String) {
+        self.condition = condition
+        self.detail = detail
+    }
+
+    public var streamError: StreamError { StreamError(condition, text: detail) }
+    public var description: String { "\(condition.rawValue): \(detail)" }
+}
+
+/// An incremental XMPP stream parser on libxml2's SAX2 push interface.
+///
+/// Feed it bytes as they arrive, split anywhere; it returns the events completed by
+/// those bytes. Restricted XML (RFC 6120 §11.1: DTDs, comments, processing
+/// instructions, entity declarations) is refused with `restricted-xml`, anything
+/// not well-formed with `not-well-formed`, and a stanza over `maxStanzaBytes` or
+/// nested deeper than `maxDepth` with `policy-violation`. Errors are final: after
+/// one, the parser must be reset before it accepts anything again.
+///
+/// Not thread-safe: one parser belongs to one connection on one event loop.
+public final class XMLStreamParser {
+    public struct Options: Sendable {
+        /// Largest stanza, in bytes of its serialised form as received.
+        public var maxStanzaBytes: Int = 256 * 1024
+        /// Deepest element nesting inside a stanza (the stanza itself is depth 1).
+        public var maxDepth: Int = 64
+        public init() {}
+    }
+
+    public let options: Options
+
+    private var context: xmlParserCtxtPtr?
+    private var stack: [XMLElement] = []
+    private var events: [XMLStreamEvent] = []
+    private var failure: XMLStreamParserError?
+    private var streamOpen = false
+    private var boundaryHit = false
+    private var bytesSinceBoundary = 0
+
+    /// libxml2 handles input in pieces of at most this size, so the stanza size
+    /// limit is enforced within this many bytes of precision.
+    private static let sliceSize = 4096
+
+    public init(options: Options = Options()) {
+        self.options = options
+    }
+
+    deinit {
+        if let context { xmlFreeParserCtxt(context) }
+    }
+
+    /// Forgets everything and waits for a new stream header (a stream restart after
+    /// STARTTLS or SASL, RFC 6120 §4.3.3).
+    public func reset() {
+        if let context { xmlFreeParserCtxt(context) }
+        context = nil
+        stack.removeAll(keepingCapacity: true)
+        failure = nil
+        streamOpen = false
+        bytesSinceBoundary = 0
+    }
+
+    public func parse(_ string: String) throws(XMLStreamParserError) -> [XMLStreamEvent] {
+        try parse(Array(string.utf8))
+    }
+
+    public func parse(_ bytes: [UInt8]) throws(XMLStreamParserError) -> [XMLStreamEvent] {
+        let result = bytes.withUnsafeBytes { buffer in
+            Result { () throws(XMLStreamParserError) in try parse(buffer) }
+        }
+        return try result.get()
+    }
+
+    /// Parses `bytes` and returns the events they complete.
+    public func parse(_ bytes: UnsafeRawBufferPointer) throws(XMLStreamParserError) -> [XMLStreamEvent] {
+        if let failure { throw failure }
+        events.removeAll(keepingCapacity: true)
+        var offset = 0
+        while offset < bytes.count {
+            let length = min(Self.sliceSize, bytes.count - offset)
+            let slice = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)])
+            try parseSlice(slice)
+            offset += length
+        }
+        return events
+    }
+
+    private func parseSlice(_ slice: UnsafeRawBufferPointer) throws(XMLStreamParserError) {
+        let context = makeContextIfNeeded()
+        boundaryHit = false
+        let status = slice.withMemoryRebound(to: CChar.self) { chars in
+            xmlParseChunk(context, chars.baseAddress, Int32(chars.count), 0)
+        }
+        if let failure { throw failure }
+        if status != 0 {
+            let message = xmlCtxtGetLastError(context).flatMap { $0.pointee.message }.map { String(cString: $0) }
+            fail(.notWellFormed, message.map { trimmed($0) } ?? "XML error \(status)")
+            throw failure!
+        }
+        if boundaryHit {
+            bytesSinceBoundary = 0
+        } else {
+            bytesSinceBoundary += slice.count
+            if bytesSinceBoundary > options.maxStanzaBytes {
+                fail(.policyViolation, "stanza larger than \(options.maxStanzaBytes) bytes")
+                throw failure!
+            }
+        }
+    }
+
+    private func trimmed(_ message: String) -> String {
+        var result = message
+        while let last = result.last, last.isWhitespace { result.removeLast() }
+        return result
+    }
+
+    private func makeContextIfNeeded() -> xmlParserCtxtPtr {
+        if let context { return context }
+        var handler = xmlSAXHandler()
+        handler.initialized = XML_SAX2_MAGIC
+        handler.startElementNs = startElementCallback
+        handler.endElementNs = endElementCallback
+        handler.characters = charactersCallback
+        handler.cdataBlock = charactersCallback
+        handler.ignorableWhitespace = charactersCallback
+        handler.internalSubset = internalSubsetCallback
+        handler.externalSubset = internalSubsetCallback
+        handler.entityDecl = entityDeclCallback
+        handler.notationDecl = notationDeclCallback
+        handler.unparsedEntityDecl = unparsedEntityDeclCallback
+        handler.elementDecl = elementDeclCallback
+        handler.attributeDecl = attributeDeclCallback
+        handler.processingInstruction = processingInstructionCallback
+        handler.comment = commentCallback
+        handler.getEntity = getEntityCallback
+        handler.serror = structuredErrorCallback
+        let userData = Unmanaged.passUnretained(self).toOpaque()
+        let context = xmlCreatePushParserCtxt(&handler, userData, nil, 0, nil)!
+        // Never substitute entities, never load anything, no huge-document mode.
+        _ = xmlCtxtUseOptions(context, Int32(XML_PARSE_NONET.rawValue))
+        self.context = context
+        return context
+    }
+
+    fileprivate func fail(_ condition: StreamError.Condition, _ detail: String) {
+        guard failure == nil else { return }
+        failure = XMLStreamParserError(condition, detail)
+        if let context { xmlStopParser(context) }
+    }
+
+    // MARK: - SAX events
+
+    fileprivate func startElement(
+        localname: UnsafePointer<xmlChar>?,
+        uri: UnsafePointer<xmlChar>?,
+        namespaceCount: Int,
+        namespaces: UnsafeMutablePointer<UnsafePointer<xmlChar>?>?,
+        attributeCount: Int,
+        attributes: UnsafeMutablePointer<UnsafePointer<xmlChar>?>?
+    ) {
+        guard failure == nil else { return }
+        var element = XMLElement(name: string(localname), namespace: uri.map { string($0) } ?? "")
+        if attributeCount > 0, let attributes {
+            element.attributes.reserveCapacity(attributeCount)
+            for index in 0..<attributeCount {
+                let base = index * 5
+                var name = string(attributes[base])
+                if let prefix = attributes[base + 1] { name = string(prefix) + ":" + name }
+                let value: String
+                if let start = attributes[base + 3], let end = attributes[base + 4] {
+                    value = String(
+                        decoding: UnsafeBufferPointer(start: start, count: end - start),
+                        as: UTF8.self
+                    )
+                } else {
+                    value = ""
+                }
+                element.attributes.append(XMLAttribute(name: name, value: value))
+            }
+        }
+        if !streamOpen {
+            var defaultNamespace: String?
+            if namespaceCount > 0, let namespaces {
+                for index in 0..<namespaceCount where namespaces[index * 2] == nil {
+                    defaultNamespace = namespaces[index * 2 + 1].map { string($0) } ?? ""
+                }
+            }
+            streamOpen = true
+            boundaryHit = true
+            events.append(.streamOpen(header: element, defaultNamespace: defaultNamespace))
+            return
+        }
+        if stack.count >= options.maxDepth {
+            fail(.policyViolation, "elements nested deeper than \(options.maxDepth)")
+            return
+        }
+        stack.append(element)
+    }
+
+    fileprivate func endElement() {
+        guard failure == nil else { return }
+        guard let element = stack.popLast() else {
+            streamOpen = false
+            boundaryHit = true
+            events.append(.streamClose)
+            return
+        }
+        if stack.isEmpty {
+            boundaryHit = true
+            events.append(.element(element))
+        } else {
+            stack[stack.count - 1].children.append(.element(element))
+        }
+    }
+
+    fileprivate func characters(_ bytes: UnsafePointer<xmlChar>?, _ length: Int) {
+        guard failure == nil, let bytes, length > 0 else { return }
+        guard !stack.isEmpty else {
+            // Text between stanzas: whitespace keep-alives (RFC 6120 §4.6.1).
+            boundaryHit = true
+            return
+        }
+        let text = String(decoding: UnsafeBufferPointer(start: bytes, count: length), as: UTF8.self)
+        let top = stack.count - 1
+        if case .text(let previous)? = stack[top].children.last {
+            stack[top].children[stack[top].children.count - 1] = .text(previous + text)
+        } else {
+            stack[top].children.append(.text(text))
+        }
+    }
+
+    private func string(_ pointer: UnsafePointer<xmlChar>?) -> String {
+        guard let pointer else { return "" }
+        return String(cString: pointer)
+    }
+}
+
+// MARK: - C callbacks
+
+private func parser(_ context: UnsafeMutableRawPointer?) -> XMLStreamParser {
+    Unmanaged<XMLStreamParser>.fromOpaque(context!).takeUnretainedValue()
+}
+
+private let startElementCallback: startElementNsSAX2Func = {
+    context, localname, _, uri, namespaceCount, namespaces, attributeCount, _, attributes in
+    parser(context).startElement(
+        localname: localname,
+        uri: uri,
+        namespaceCount: Int(namespaceCount),
+        namespaces: namespaces,
+        attributeCount: Int(attributeCount),
+        attributes: attributes
+    )
+}
+
+private let endElementCallback: endElementNsSAX2Func = { context, _, _, _ in
+    parser(context).endElement()
+}
+
+private let charactersCallback: charactersSAXFunc = { context, bytes, length in
+    parser(context).characters(bytes, Int(length))
+}
+
+private let internalSubsetCallback: internalSubsetSAXFunc = { context, _, _, _ in
+    parser(context).fail(.restrictedXML, "document type declarations are not allowed")
+}
+
+private let entityDeclCallback: entityDeclSAXFunc = { context, _, _, _, _, _ in
+    parser(context).fail(.restrictedXML, "entity declarations are not allowed")
+}
+
+private let notationDeclCallback: notationDeclSAXFunc = { context, _, _, _ in
+    parser(context).fail(.restrictedXML, "notation declarations are not allowed")
+}
+
+private let unparsedEntityDeclCallback: unparsedEntityDeclSAXFunc = { context, _, _, _, _ in
+    parser(context).fail(.restrictedXML, "entity declarations are not allowed")
+}
+
+private let elementDeclCallback: elementDeclSAXFunc = { context, _, _, _ in
+    parser(context).fail(.restrictedXML, "element declarations are not allowed")
+}
+
+private let attributeDeclCallback: attributeDeclSAXFunc = { context, _, _, _, _, _, _ in
+    parser(context).fail(.restrictedXML, "attribute declarations are not allowed")
+}
+
+private let processingInstructionCallback: processingInstructionSAXFunc = { context, _, _ in
+    parser(context).fail(.restrictedXML, "processing instructions are not allowed")
+}
+
+private let commentCallback: commentSAXFunc = { context, _ in
+    parser(context).fail(.restrictedXML, "comments are not allowed")
+}
+
+/// Only the five predefined entities exist in XMPP.
+private let getEntityCallback: getEntitySAXFunc = { _, name in
+    xmlGetPredefinedEntity(name)
+}
+
+/// libxml2 reports through here as well as through the return code; the return code
+/// decides, so this only keeps libxml2 from printing to stderr.
+private let structuredErrorCallback: xmlStructuredErrorFunc = { _, _ in }

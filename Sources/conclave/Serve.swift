@@ -1,0 +1,49 @@
+import ArgumentParser
+import Logging
+import ServerRuntime
+import ServiceLifecycle
+import UnixSignals
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a node: applies migrations, then serves clients until SIGTERM or SIGINT."
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "The domain users log in to.") var domain: String?
+    @Option(help: "The MUC domain (default conference.<domain>).") var mucDomain: String?
+    @Option(help: "This node's name.") var nodeName: String?
+    @Option(help: "Address to listen on.") var host: String?
+    @Option(help: "STARTTLS port (0: any free port).") var port: Int?
+    @Option(help: "Direct TLS port (-1 disables it).") var directTLSPort: Int?
+    @Option(help: "PEM certificate chain.") var tlsCertificate: String?
+    @Option(help: "PEM private key.") var tlsKey: String?
+    @Flag(help: "Allow authentication without TLS from loopback addresses.") var allowPlaintextOnLoopback = false
+
+    func run() async throws {
+        var configuration = try common.load()
+        if let domain {
+            if configuration.mucDomain == "conference." + configuration.domain { configuration.mucDomain = "conference." + domain }
+            configuration.domain = domain
+        }
+        if let mucDomain { configuration.mucDomain = mucDomain }
+        if let nodeName { configuration.nodeName = nodeName }
+        if let host { configuration.c2s.host = host }
+        if let port { configuration.c2s.port = port }
+        if let directTLSPort { configuration.c2s.directTLSPort = directTLSPort < 0 ? nil : directTLSPort }
+        if let tlsCertificate { configuration.tls.certificate = tlsCertificate }
+        if let tlsKey { configuration.tls.key = tlsKey }
+        if allowPlaintextOnLoopback { configuration.c2s.allowPlaintextOnLoopback = true }
+        let logger = common.makeLogger(configuration)
+        let node = ConclaveNode(configuration: configuration, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: node)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+}

@@ -1,0 +1,107 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServerRuntime
+import Storage
+import StoragePostgres
+import XMPPCore
+import XMPPStream
+
+struct User: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage accounts.",
+        subcommands: [Add.self, Passwd.self, Delete.self, List.self]
+    )
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an account.")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "The account's bare JID, e.g. romeo@localhost.") var jid: String
+        @Option(help: "The password (else read from standard input).") var password: String?
+
+        func run() async throws {
+            let account = try parseAccount(jid)
+            let secret = try password ?? readPassword()
+            let configuration = try common.load()
+            let credentials = StoredCredentials.derive(password: secret, iterations: configuration.auth.scramIterations)
+            try await withAccounts(common) { store in try await store.createAccount(account, credentials: credentials) }
+            print("created \(account)")
+        }
+    }
+
+    struct Passwd: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change an account's password.")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "The account's bare JID.") var jid: String
+        @Option(help: "The new password (else read from standard input).") var password: String?
+
+        func run() async throws {
+            let account = try parseAccount(jid)
+            let secret = try password ?? readPassword()
+            let configuration = try common.load()
+            let credentials = StoredCredentials.derive(password: secret, iterations: configuration.auth.scramIterations)
+            try await withAccounts(common) { store in try await store.updateCredentials(account, credentials: credentials) }
+            print("password changed for \(account)")
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete an account.")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "The account's bare JID.") var jid: String
+
+        func run() async throws {
+            let account = try parseAccount(jid)
+            try await withAccounts(common) { store in try await store.deleteAccount(account) }
+            print("deleted \(account)")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List accounts.")
+        @OptionGroup var common: CommonOptions
+        @Option(help: "Only accounts of this domain.") var domain: String?
+
+        func run() async throws {
+            let accounts = try await withAccounts(common) { store in try await store.listAccounts(domain: domain) }
+            for account in accounts { print(account) }
+        }
+    }
+}
+
+func parseAccount(_ text: String) throws -> JID {
+    let jid: JID
+    do {
+        jid = try JID(text)
+    } catch {
+        throw ValidationError("\(error)")
+    }
+    guard jid.localpart != nil, jid.isBare else {
+        throw ValidationError("an account is a bare JID with a localpart, like romeo@localhost")
+    }
+    return jid
+}
+
+func readPassword() throws -> String {
+    guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+        throw ValidationError("no password: pass --password or write it on standard input")
+    }
+    return line
+}
+
+func withAccounts<Result: Sendable>(
+    _ common: CommonOptions,
+    _ body: @Sendable (PostgresAccountStore) async throws -> Result
+) async throws -> Result {
+    let configuration = try common.load()
+    let logger = common.makeLogger(configuration)
+    let directory = try configuration.resolvedMigrationsDirectory()
+    do {
+        return try await withDatabase(configuration, logger: logger) { client in
+            try await Migrator(directory: directory).migrate(client: client, logger: logger)
+            return try await body(PostgresAccountStore(client: client, logger: logger))
+        }
+    } catch let error as AccountStoreError {
+        throw ValidationError(error.description)
+    }
+}
