@@ -19,7 +19,13 @@ public struct C2STLS: Sendable {
         configuration.minimumTLSVersion = .tlsv12
         context = try NIOSSLContext(configuration: configuration)
         let der = try certificateChain.first.map { try $0.toDERBytes() } ?? []
-        serverEndPoint = Array(SHA256.hash(data: der))
+        serverEndPoint = Self.endPointHash(of: der)
+    }
+
+    /// RFC 5929 §4.1 hashes with the certificate's signature hash, and with SHA-256
+    /// where that is MD5 or SHA-1. Conclave's certificates are signed with SHA-256.
+    static func endPointHash(of der: [UInt8]) -> [UInt8] {
+        Array(SHA256.hash(data: der))
     }
 
     /// Loads a PEM certificate chain and key from files.

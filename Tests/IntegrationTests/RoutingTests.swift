@@ -1,0 +1,156 @@
+import NIOCore
+import ServerRuntime
+import Testing
+import XMPPCore
+import XMPPStream
+
+/// RFC 6121 between sessions of one node, and the server's own IQs.
+@Suite(.enabled(if: TestEnvironment.hasDatabase), .timeLimit(.minutes(2)))
+struct RoutingTests {
+    @Test func messageToAFullJID() async throws {
+        let romeo = try await TestDatabase.shared.makeAccount()
+        let juliet = try await TestDatabase.shared.makeAccount()
+        try await withNode { node in
+            let a = try await node.login(romeo, resource: "balcony")
+            let b = try await node.login(juliet, resource: "garden")
+            var message = XMLElement("message", namespace: Namespace.client, ["to": "\(juliet)/garden", "type": "chat", "id": "m1"])
+            message.append(XMLElement("body", namespace: Namespace.client, text: "Wherefore art thou? <&>"))
+            a.send(message)
+            let received = try await b.receive { $0.name == "message" }
+            #expect(received[attribute: "from"] == "\(romeo)/balcony")
+            #expect(received.id == "m1")
+            #expect(received.child("body")?.text == "Wherefore art thou? <&>")
+            await a.close()
+            await b.close()
+        }
+    }
+
+    @Test func messageToABareJIDGoesToTheHighestPriority() async throws {
+        let romeo = try await TestDatabase.shared.makeAccount()
+        let juliet = try await TestDatabase.shared.makeAccount()
+        try await withNode { node in
+            let sender = try await node.login(romeo)
+            let low = try await node.login(juliet, resource: "low")
+            let high = try await node.login(juliet, resource: "high")
+            low.send(presence(priority: 1))
+            _ = try await low.receive { $0.name == "presence" && $0[attribute: "from"] == "\(juliet)/low" }
+            high.send(presence(priority: 5))
+            _ = try await high.receive { $0.name == "presence" && $0[attribute: "from"] == "\(juliet)/high" }
+            // `low` sees `high` come online: both presences are in place.
+            _ = try await low.receive { $0.name == "presence" && $0[attribute: "from"] == "\(juliet)/high" }
+            sender.send(XMLElement("message", namespace: Namespace.client, ["to": juliet.description, "type": "chat", "id": "b1"]))
+            let got = try await high.receive { $0.name == "message" }
+            #expect(got.id == "b1")
+            // A ping through `low` after the message: if the message had gone there too
+            // it would have arrived before the pong.
+            let pong = try await low.ping()
+            #expect(pong.type == "result")
+            #expect(!low.drain().contains { if case .element(let e) = $0 { return e.name == "message" } else { return false } })
+            for client in [sender, low, high] { await client.close() }
+        }
+    }
+
+    @Test func messageToAnOfflineUserIsServiceUnavailable() async throws {
+        let romeo = try await TestDatabase.shared.makeAccount()
+        let juliet = try await TestDatabase.shared.makeAccount()
+        try await withNode { node in
+            let a = try await node.login(romeo)
+            a.send(XMLElement("message", namespace: Namespace.client, ["to": juliet.description, "type": "chat", "id": "x1"]))
+            let error = try await a.receive { $0.name == "message" }
+            #expect(error.type == "error")
+            #expect(error.stanzaError?.condition == .serviceUnavailable)
+            #expect(error[attribute: "from"] == juliet.description)
+            await a.close()
+        }
+    }
+
+    @Test func presenceIsReflectedAndUnavailableOnDisconnect() async throws {
+        let romeo = try await TestDatabase.shared.makeAccount()
+        try await withNode { node in
+            let phone = try await node.login(romeo, resource: "phone")
+            let laptop = try await node.login(romeo, resource: "laptop")
+            phone.send(presence(priority: 0))
+            let own = try await phone.receive { $0.name == "presence" }
+            #expect(own[attribute: "from"] == "\(romeo)/phone")
+            laptop.send(presence(priority: 0))
+            let fromPhone = try await laptop.receive { $0.name == "presence" && $0[attribute: "from"] == "\(romeo)/phone" }
+            #expect(fromPhone.type == nil)
+            _ = try await phone.receive { $0.name == "presence" && $0[attribute: "from"] == "\(romeo)/laptop" }
+            await laptop.close()
+            let gone = try await phone.receive { $0.name == "presence" && $0[attribute: "from"] == "\(romeo)/laptop" }
+            #expect(gone.type == "unavailable")
+            await phone.close()
+        }
+    }
+
+    @Test func iqBetweenSessions() async throws {
+        let romeo = try await TestDatabase.shared.makeAccount()
+        let juliet = try await TestDatabase.shared.makeAccount()
+        try await withNode { node in
+            let a = try await node.login(romeo, resource: "r")
+            let b = try await node.login(juliet, resource: "j")
+            a.send(XMLElement("iq", namespace: Namespace.client, ["to": "\(juliet)/j", "type": "get", "id": "v1"],
+                              children: [XMLElement("query", namespace: Namespace.version)]))
+            let request = try await b.receive { $0.name == "iq" }
+            #expect(request[attribute: "from"] == "\(romeo)/r")
+            b.send(request.iqResult())
+            let result = try await a.receive { $0.name == "iq" && $0.id == "v1" }
+            #expect(result.type == "result")
+            #expect(result[attribute: "from"] == "\(juliet)/j")
+            // A full JID nobody has bound.
+            let missing = try await a.iq("get", to: "\(juliet)/elsewhere", XMLElement("query", namespace: Namespace.version))
+            #expect(missing.stanzaError?.condition == .serviceUnavailable)
+            await a.close()
+            await b.close()
+        }
+    }
+
+    @Test func serverIQs() async throws {
+        let romeo = try await TestDatabase.shared.makeAccount()
+        try await withNode { node in
+            let client = try await node.login(romeo)
+            let items = try await client.iq("get", to: "localhost", XMLElement("query", namespace: Namespace.discoItems))
+            let jids = items.child("query", namespace: Namespace.discoItems)?.children("item").compactMap { $0[attribute: "jid"] }
+            #expect(jids == ["conference.localhost"])
+            let info = try await client.iq("get", to: "localhost", XMLElement("query", namespace: Namespace.discoInfo))
+            let features = info.child("query")?.children("feature").compactMap { $0[attribute: "var"] } ?? []
+            #expect(features.contains(Namespace.ping))
+            #expect(info.child("query")?.child("identity")?[attribute: "category"] == "server")
+            let version = try await client.iq("get", to: "localhost", XMLElement("query", namespace: Namespace.version))
+            #expect(version.child("query")?.child("name")?.text == "Conclave")
+            let roster = try await client.iq("get", XMLElement("query", namespace: Namespace.roster))
+            #expect(roster.type == "result")
+            #expect(roster.child("query", namespace: Namespace.roster)?.elements.isEmpty == true)
+            let unknown = try await client.iq("get", to: "localhost", XMLElement("query", namespace: "jabber:iq:private"))
+            #expect(unknown.stanzaError?.condition == .serviceUnavailable)
+            let remote = try await client.ping("example.org")
+            #expect(remote.stanzaError?.condition == .remoteServerNotFound)
+            let empty = try await client.iqWithoutPayload()
+            #expect(empty.stanzaError?.condition == .badRequest)
+            await client.close()
+        }
+    }
+
+    @Test func malformedAddressesAreJIDMalformed() async throws {
+        let romeo = try await TestDatabase.shared.makeAccount()
+        try await withNode { node in
+            let client = try await node.login(romeo)
+            client.send(XMLElement("message", namespace: Namespace.client, ["to": "a@b@c/", "id": "bad"]))
+            let error = try await client.receive { $0.name == "message" }
+            #expect(error.stanzaError?.condition == .jidMalformed)
+            await client.close()
+        }
+    }
+
+    private func presence(priority: Int) -> XMLElement {
+        XMLElement("presence", namespace: Namespace.client,
+                   children: [XMLElement("priority", namespace: Namespace.client, text: "\(priority)")])
+    }
+}
+
+extension XMPPClient {
+    func iqWithoutPayload() async throws -> XMLElement {
+        send(XMLElement("iq", namespace: Namespace.client, ["type": "get", "id": "empty", "to": "localhost"]))
+        return try await receive { $0.name == "iq" && $0.id == "empty" }
+    }
+}
