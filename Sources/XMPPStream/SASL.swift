@@ -77,7 +77,10 @@ struct SCRAMServerExchange {
     private var credentials: StoredCredentials?
     private var keys = SCRAMKeys(storedKey: [], serverKey: [])
 
-    init(mechanism: SASLMechanism, channelBindingData: [UInt8]?) {
+    private let serverNonce: String
+
+    init(mechanism: SASLMechanism, channelBindingData: [UInt8]?, serverNonce: String = randomNonce()) {
+        self.serverNonce = serverNonce
         self.mechanism = mechanism
         self.hash = mechanism.scramHash ?? .sha256
         self.channelBindingData = channelBindingData
@@ -114,7 +117,7 @@ struct SCRAMServerExchange {
             let clientNonce = attributes["r"], !clientNonce.isEmpty
         else { throw SASLFailure(.malformedRequest) }
         if attributes.values.contains(where: { $0.0 == "m" }) { throw SASLFailure(.malformedRequest) }
-        nonce = String(clientNonce) + randomNonce()
+        nonce = String(clientNonce) + serverNonce
         username = name.lowercased()
         return username
     }

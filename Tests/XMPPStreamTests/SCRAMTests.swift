@@ -1,0 +1,156 @@
+import Storage
+import Testing
+import XMPPCore
+
+@testable import XMPPStream
+
+/// SCRAM against the test vectors of RFC 5802 §5 (SHA-1) and RFC 7677 §3 (SHA-256).
+@Suite struct SCRAMTests {
+    struct Vector: Sendable, CustomTestStringConvertible {
+        var mechanism: SASLMechanism
+        var clientNonce: String
+        var serverNonce: String
+        var salt: String
+        var clientFinal: String
+        var serverFinal: String
+        var testDescription: String { mechanism.rawValue }
+    }
+
+    static let vectors = [
+        Vector(
+            mechanism: .scramSHA1,
+            clientNonce: "fyko+d2lbbFgONRv9qkxdawL",
+            serverNonce: "3rfcNHYJY1ZVvWVs7j",
+            salt: "QSXCR+Q6sek8bf92",
+            clientFinal: "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=",
+            serverFinal: "v=rmF9pqV8S7suAoZWja4dJRkFsKQ="
+        ),
+        Vector(
+            mechanism: .scramSHA256,
+            clientNonce: "rOprNGfwEbeRWgbNEkqO",
+            serverNonce: "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+            salt: "W22ZaJ0SNY7soEsUEjb6gQ==",
+            clientFinal: "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                + "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+            serverFinal: "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        ),
+    ]
+
+    private func credentials(_ vector: Vector, password: String = "pencil") -> StoredCredentials {
+        StoredCredentials.derive(password: password, salt: Base64.decode(vector.salt)!, iterations: 4096)
+    }
+
+    @Test(arguments: vectors)
+    func serverFollowsTheRFCExchange(vector: Vector) throws {
+        var server = SCRAMServerExchange(mechanism: vector.mechanism, channelBindingData: nil, serverNonce: vector.serverNonce)
+        let username = try server.receiveClientFirst(Array("n,,n=user,r=\(vector.clientNonce)".utf8))
+        #expect(username == "user")
+        let serverFirst = server.serverFirst(credentials: credentials(vector), fakeSaltSeed: [])
+        #expect(
+            String(decoding: serverFirst, as: UTF8.self)
+                == "r=\(vector.clientNonce)\(vector.serverNonce),s=\(vector.salt),i=4096"
+        )
+        let serverFinal = try server.receiveClientFinal(Array(vector.clientFinal.utf8))
+        #expect(String(decoding: serverFinal, as: UTF8.self) == vector.serverFinal)
+    }
+
+    @Test(arguments: vectors)
+    func clientFollowsTheRFCExchange(vector: Vector) throws {
+        var client = SCRAMClient(
+            hash: vector.mechanism.scramHash!, username: "user", password: "pencil", channelBindingData: nil,
+            nonce: vector.clientNonce
+        )
+        #expect(String(decoding: client.clientFirst, as: UTF8.self) == "n,,n=user,r=\(vector.clientNonce)")
+        let serverFirst = "r=\(vector.clientNonce)\(vector.serverNonce),s=\(vector.salt),i=4096"
+        let final = try client.clientFinal(serverFirst: Array(serverFirst.utf8))
+        #expect(String(decoding: final, as: UTF8.self) == vector.clientFinal)
+        #expect(client.verify(serverFinal: Array(vector.serverFinal.utf8)))
+        #expect(!client.verify(serverFinal: Array("v=AAAA".utf8)))
+    }
+
+    @Test(arguments: vectors)
+    func wrongPasswordIsNotAuthorized(vector: Vector) throws {
+        var server = SCRAMServerExchange(mechanism: vector.mechanism, channelBindingData: nil, serverNonce: vector.serverNonce)
+        _ = try server.receiveClientFirst(Array("n,,n=user,r=\(vector.clientNonce)".utf8))
+        _ = server.serverFirst(credentials: credentials(vector, password: "other"), fakeSaltSeed: [])
+        #expect(throws: SASLFailure(.notAuthorized)) { try server.receiveClientFinal(Array(vector.clientFinal.utf8)) }
+    }
+
+    @Test(arguments: vectors)
+    func unknownAccountFailsOnlyAtTheEnd(vector: Vector) throws {
+        var server = SCRAMServerExchange(mechanism: vector.mechanism, channelBindingData: nil, serverNonce: vector.serverNonce)
+        _ = try server.receiveClientFirst(Array("n,,n=user,r=\(vector.clientNonce)".utf8))
+        let first = String(decoding: server.serverFirst(credentials: nil, fakeSaltSeed: [1, 2, 3]), as: UTF8.self)
+        #expect(first.hasPrefix("r=\(vector.clientNonce)\(vector.serverNonce),s="))
+        #expect(throws: SASLFailure(.notAuthorized)) { try server.receiveClientFinal(Array(vector.clientFinal.utf8)) }
+    }
+
+    @Test func channelBindingRoundTrip() throws {
+        let binding: [UInt8] = Array(repeating: 7, count: 32)
+        let stored = StoredCredentials.derive(password: "pw", salt: [1, 2, 3, 4], iterations: 4096)
+        var client = SCRAMClient(hash: .sha256, username: "romeo", password: "pw", channelBindingData: binding)
+        var server = SCRAMServerExchange(mechanism: .scramSHA256Plus, channelBindingData: binding)
+        #expect(try server.receiveClientFirst(client.clientFirst) == "romeo")
+        let final = try client.clientFinal(serverFirst: server.serverFirst(credentials: stored, fakeSaltSeed: []))
+        #expect(client.verify(serverFinal: try server.receiveClientFinal(final)))
+    }
+
+    @Test func channelBindingMismatchIsNotAuthorized() throws {
+        let stored = StoredCredentials.derive(password: "pw", salt: [1, 2, 3, 4], iterations: 4096)
+        var client = SCRAMClient(hash: .sha1, username: "romeo", password: "pw", channelBindingData: [1, 1, 1])
+        var server = SCRAMServerExchange(mechanism: .scramSHA1Plus, channelBindingData: [2, 2, 2])
+        _ = try server.receiveClientFirst(client.clientFirst)
+        let final = try client.clientFinal(serverFirst: server.serverFirst(credentials: stored, fakeSaltSeed: []))
+        #expect(throws: SASLFailure.self) { try server.receiveClientFinal(final) }
+    }
+
+    static let malformedFirstMessages = [
+        "",  // nothing
+        "n,,r=abc",  // no username
+        "n,,n=user",  // no nonce
+        "x,,n=user,r=abc",  // unknown channel binding flag
+        "p=tls-unique,,n=user,r=abc",  // binding flag on a mechanism without binding
+        "n,,m=ext,n=user,r=abc",  // mandatory extension
+        "n,,n=us=er,r=abc",  // bad saslname escape
+    ]
+
+    @Test(arguments: malformedFirstMessages)
+    func malformedClientFirstMessages(message: String) {
+        var server = SCRAMServerExchange(mechanism: .scramSHA256, channelBindingData: nil)
+        #expect(throws: SASLFailure.self) { try server.receiveClientFirst(Array(message.utf8)) }
+    }
+
+    @Test func plusMechanismRequiresTheBindingFlag() {
+        var server = SCRAMServerExchange(mechanism: .scramSHA256Plus, channelBindingData: [1])
+        #expect(throws: SASLFailure.self) { try server.receiveClientFirst(Array("n,,n=user,r=abc".utf8)) }
+    }
+
+    @Test func usernamesAreEscapedAndNormalised() throws {
+        #expect(encodeSASLName("a,b=c") == "a=2Cb=3Dc")
+        #expect(decodeSASLName("a=2Cb=3Dc") == "a,b=c")
+        var server = SCRAMServerExchange(mechanism: .scramSHA1, channelBindingData: nil)
+        #expect(try server.receiveClientFirst(Array("n,,n=Romeo,r=abc".utf8)) == "romeo")
+        #expect(server.authzid == nil)
+        var withAuthzid = SCRAMServerExchange(mechanism: .scramSHA1, channelBindingData: nil)
+        _ = try withAuthzid.receiveClientFirst(Array("n,a=romeo@localhost,n=romeo,r=abc".utf8))
+        #expect(withAuthzid.authzid == "romeo@localhost")
+    }
+
+    @Test func plainMessages() throws {
+        let plain = try PlainCredentials([0] + Array("Juliet".utf8) + [0] + Array("pw".utf8))
+        #expect(plain.username == "juliet")
+        #expect(plain.password == "pw")
+        #expect(plain.authzid == nil)
+        #expect(throws: SASLFailure.self) { try PlainCredentials(Array("juliet".utf8)) }
+        #expect(throws: SASLFailure.self) { try PlainCredentials([0, 0] + Array("pw".utf8)) }
+    }
+
+    @Test func storedCredentialsVerifyOnlyTheirPassword() {
+        let stored = StoredCredentials.derive(password: "correct horse", iterations: 4096)
+        #expect(stored.verify(password: "correct horse"))
+        #expect(!stored.verify(password: "Correct horse"))
+        #expect(stored.salt.count == 16)
+        #expect(stored.sha1.storedKey.count == 20)
+        #expect(stored.sha256.storedKey.count == 32)
+    }
+}
