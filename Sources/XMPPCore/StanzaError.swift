@@ -83,7 +83,12 @@ extension XMLElement {
         for child in error.elements where child.namespace == Namespace.stanzas && child.name != "text" {
             guard let condition = StanzaError.Condition(rawValue: child.name) else { continue }
             let type = error[attribute: "type"].flatMap(StanzaError.ErrorType.init(rawValue:))
-            return StanzaError(condition, type: type, text: error.child("text", namespace: Namespace.stanzas)?.text)
+            return StanzaError(
+                condition,
+                type: type,
+                text: error.child("text", namespace: Namespace.stanzas)?.text,
+                by: error[attribute: "by"].flatMap { try? JID($0) }
+            )
         }
         return nil
     }

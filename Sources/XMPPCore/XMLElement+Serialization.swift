@@ -54,7 +54,11 @@ extension XMLElement: CustomStringConvertible {
 /// Escaping for character data and attribute values (XML 1.0 §2.4, §3.3.3).
 public enum XMLEscaping {
     public static func appendText(_ text: String, to out: inout String) {
-        guard text.utf8.contains(where: { $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") })
+        guard
+            text.utf8.contains(where: {
+                $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">")
+                    || $0 == UInt8(ascii: "\r")
+            })
         else {
             out += text
             return
@@ -64,6 +68,8 @@ public enum XMLEscaping {
             case "&": out += "&amp;"
             case "<": out += "&lt;"
             case ">": out += "&gt;"
+            // A literal CR would be normalised to LF by the receiving parser.
+            case "\r": out += "&#13;"
             default: out.unicodeScalars.append(scalar)
             }
         }

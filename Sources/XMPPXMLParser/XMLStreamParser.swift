@@ -52,11 +52,12 @@ public final class XMLStreamParser {
     private var events: [XMLStreamEvent] = []
     private var failure: XMLStreamParserError?
     private var streamOpen = false
-    private var boundaryHit = false
-    private var bytesSinceBoundary = 0
+    private var fedBytes = 0
+    private var boundaryOffset = 0
+    private var stanzaStart = 0
 
-    /// libxml2 handles input in pieces of at most this size, so the stanza size
-    /// limit is enforced within this many bytes of precision.
+    /// libxml2 is fed pieces of at most this size, so an oversized stanza is
+    /// refused after at most this many bytes beyond the limit have been buffered.
     private static let sliceSize = 4096
 
     public init(options: Options = Options()) {
@@ -75,7 +76,9 @@ public final class XMLStreamParser {
         stack.removeAll(keepingCapacity: true)
         failure = nil
         streamOpen = false
-        bytesSinceBoundary = 0
+        fedBytes = 0
+        boundaryOffset = 0
+        stanzaStart = 0
     }
 
     public func parse(_ string: String) throws(XMLStreamParserError) -> [XMLStreamEvent] {
@@ -105,25 +108,28 @@ public final class XMLStreamParser {
 
     private func parseSlice(_ slice: UnsafeRawBufferPointer) throws(XMLStreamParserError) {
         let context = makeContextIfNeeded()
-        boundaryHit = false
         let status = slice.withMemoryRebound(to: CChar.self) { chars in
             xmlParseChunk(context, chars.baseAddress, Int32(chars.count), 0)
         }
         if let failure { throw failure }
+        if status == 0, context.pointee.nsWellFormed == 0 {
+            fail(.notWellFormed, "undeclared namespace prefix")
+            throw failure!
+        }
         if status != 0 {
             let message = xmlCtxtGetLastError(context).flatMap { $0.pointee.message }.map { String(cString: $0) }
             fail(.notWellFormed, message.map { trimmed($0) } ?? "XML error \(status)")
             throw failure!
         }
-        if boundaryHit {
-            bytesSinceBoundary = 0
-        } else {
-            bytesSinceBoundary += slice.count
-            if bytesSinceBoundary > options.maxStanzaBytes {
-                fail(.policyViolation, "stanza larger than \(options.maxStanzaBytes) bytes")
-                throw failure!
-            }
+        fedBytes += slice.count
+        if fedBytes - boundaryOffset > options.maxStanzaBytes {
+            fail(.policyViolation, "stanza larger than \(options.maxStanzaBytes) bytes")
+            throw failure!
         }
+    }
+
+    private func markBoundary() {
+        if let context { boundaryOffset = Int(xmlByteConsumed(context)) }
     }
 
     private func trimmed(_ message: String) -> String {
@@ -184,12 +190,18 @@ public final class XMLStreamParser {
                 let base = index * 5
                 var name = string(attributes[base])
                 if let prefix = attributes[base + 1] { name = string(prefix) + ":" + name }
-                let value: String
+                var value: String
                 if let start = attributes[base + 3], let end = attributes[base + 4] {
                     value = String(
                         decoding: UnsafeBufferPointer(start: start, count: end - start),
                         as: UTF8.self
                     )
+                    // Without entity substitution (which stays off), libxml2 hands an
+                    // escaped '&' in an attribute over as the text "&#38;". A literal
+                    // "&#38;" can only stand for '&' there, since a bare '&' is not XML.
+                    if value.utf8.contains(UInt8(ascii: "&")) {
+                        value = value.replacing("&#38;", with: "&")
+                    }
                 } else {
                     value = ""
                 }
@@ -197,6 +209,13 @@ public final class XMLStreamParser {
             }
         }
         if !streamOpen {
+            if let encoding = context?.pointee.encoding {
+                let name = String(cString: encoding).uppercased()
+                if name != "UTF-8" && name != "UTF8" {
+                    fail(.unsupportedEncoding, "only UTF-8 is allowed, not \(name)")
+                    return
+                }
+            }
             var defaultNamespace: String?
             if namespaceCount > 0, let namespaces {
                 for index in 0..<namespaceCount where namespaces[index * 2] == nil {
@@ -204,7 +223,9 @@ public final class XMLStreamParser {
                 }
             }
             streamOpen = true
-            boundaryHit = true
+            markBoundary()
+            // libxml2 reports a start tag before consuming its closing '>'.
+            boundaryOffset += 1
             events.append(.streamOpen(header: element, defaultNamespace: defaultNamespace))
             return
         }
@@ -212,6 +233,7 @@ public final class XMLStreamParser {
             fail(.policyViolation, "elements nested deeper than \(options.maxDepth)")
             return
         }
+        if stack.isEmpty { stanzaStart = boundaryOffset }
         stack.append(element)
     }
 
@@ -219,12 +241,16 @@ public final class XMLStreamParser {
         guard failure == nil else { return }
         guard let element = stack.popLast() else {
             streamOpen = false
-            boundaryHit = true
+            markBoundary()
             events.append(.streamClose)
             return
         }
         if stack.isEmpty {
-            boundaryHit = true
+            markBoundary()
+            if boundaryOffset - stanzaStart > options.maxStanzaBytes {
+                fail(.policyViolation, "stanza larger than \(options.maxStanzaBytes) bytes")
+                return
+            }
             events.append(.element(element))
         } else {
             stack[stack.count - 1].children.append(.element(element))
@@ -235,7 +261,7 @@ public final class XMLStreamParser {
         guard failure == nil, let bytes, length > 0 else { return }
         guard !stack.isEmpty else {
             // Text between stanzas: whitespace keep-alives (RFC 6120 §4.6.1).
-            boundaryHit = true
+            markBoundary()
             return
         }
         let text = String(decoding: UnsafeBufferPointer(start: bytes, count: length), as: UTF8.self)
