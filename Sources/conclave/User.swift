@@ -102,6 +102,13 @@ func withAccounts<Result: Sendable>(
             return try await body(PostgresAccountStore(client: client, logger: logger))
         }
     } catch let error as AccountStoreError {
-        throw ValidationError(error.description)
+        throw CommandError(error.description)
     }
+}
+
+/// A failure to report as it is, without the usage text ArgumentParser adds to
+/// validation errors.
+struct CommandError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }
