@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "conclave", targets: ["conclave"]),
+        .executable(name: "conclave-spec", targets: ["conclave-spec"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
@@ -47,6 +48,21 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(
+            name: "Scansion",
+            dependencies: ["XMPPCore", "XMPPXMLParser"],
+            swiftSettings: upcoming
+        ),
+        .executableTarget(
+            name: "conclave-spec",
+            dependencies: [
+                "Scansion", "XMPPCore", "XMPPXMLParser", "XMPPStream",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .target(
             name: "Storage",
             dependencies: ["XMPPCore"],
             swiftSettings: upcoming
@@ -78,7 +94,7 @@ let package = Package(
         .executableTarget(
             name: "conclave",
             dependencies: [
-                "ServerRuntime", "Storage", "StoragePostgres", "XMPPCore", "XMPPStream",
+                "ServerRuntime", "Storage", "StoragePostgres", "XMPPCore", "XMPPStream", "Scansion",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -94,6 +110,11 @@ let package = Package(
         .testTarget(
             name: "XMPPXMLParserTests",
             dependencies: ["XMPPXMLParser", "XMPPCore"],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "ScansionTests",
+            dependencies: ["Scansion", "XMPPCore"],
             swiftSettings: upcoming
         ),
         .testTarget(

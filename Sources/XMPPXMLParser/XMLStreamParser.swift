@@ -42,6 +42,10 @@ public final class XMLStreamParser {
         public var maxStanzaBytes: Int = 256 * 1024
         /// Deepest element nesting inside a stanza (the stanza itself is depth 1).
         public var maxDepth: Int = 64
+        /// Report namespace declarations below the stream header as attributes
+        /// (`xmlns`, `xmlns:prefix`). Servers leave this off; the spec runner needs
+        /// to know where an expected element declared its namespace.
+        public var reportsNamespaceDeclarations = false
         public init() {}
     }
 
@@ -232,6 +236,13 @@ public final class XMLStreamParser {
         if stack.count >= options.maxDepth {
             fail(.policyViolation, "elements nested deeper than \(options.maxDepth)")
             return
+        }
+        if options.reportsNamespaceDeclarations, namespaceCount > 0, let namespaces {
+            for index in 0..<namespaceCount {
+                let prefix = namespaces[index * 2].map { string($0) }
+                let uri = namespaces[index * 2 + 1].map { string($0) } ?? ""
+                element.attributes.append(XMLAttribute(name: prefix.map { "xmlns:" + $0 } ?? "xmlns", value: uri))
+            }
         }
         if stack.isEmpty { stanzaStart = boundaryOffset }
         stack.append(element)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Scansion
 import ServerRuntime
 import Storage
 import StoragePostgres
@@ -10,7 +11,7 @@ import XMPPStream
 struct User: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage accounts.",
-        subcommands: [Add.self, Passwd.self, Delete.self, List.self]
+        subcommands: [Add.self, AddFromScripts.self, Passwd.self, Delete.self, List.self]
     )
 
     struct Add: AsyncParsableCommand {
@@ -26,6 +27,47 @@ struct User: AsyncParsableCommand {
             let credentials = StoredCredentials.derive(password: secret, iterations: configuration.auth.scramIterations)
             try await withAccounts(common) { store in try await store.createAccount(account, credentials: credentials) }
             print("created \(account)")
+        }
+    }
+
+    struct AddFromScripts: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "add-from-scripts",
+            abstract: "Create (or reset the password of) every [Client] account named in scansion scripts.",
+            discussion: "Directories are searched for *.scs files. Run it before conclave-spec."
+        )
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "Script files or directories.") var scripts: [String]
+
+        func run() async throws {
+            var accounts: [JID: String] = [:]
+            for file in try scriptFiles(scripts) {
+                let script = try ScansionScript(parsing: try String(contentsOfFile: file, encoding: .utf8), path: file)
+                for client in script.clients {
+                    let jid = try parseAccount((try? JID(client.jid))?.bare.description ?? client.jid)
+                    if let known = accounts[jid], known != client.password {
+                        throw CommandError("\(jid) has two different passwords in the scripts")
+                    }
+                    accounts[jid] = client.password
+                }
+            }
+            let configuration = try common.load()
+            let iterations = configuration.auth.scramIterations
+            let list = accounts.sorted { $0.key < $1.key }
+            let created = try await withAccounts(common) { store in
+                var created = 0
+                for (jid, password) in list {
+                    let credentials = StoredCredentials.derive(password: password, iterations: iterations)
+                    do {
+                        try await store.createAccount(jid, credentials: credentials)
+                        created += 1
+                    } catch AccountStoreError.accountExists {
+                        try await store.updateCredentials(jid, credentials: credentials)
+                    }
+                }
+                return created
+            }
+            print("\(list.count) accounts from the scripts: \(created) created, \(list.count - created) already existed")
         }
     }
 
@@ -80,6 +122,23 @@ func parseAccount(_ text: String) throws -> JID {
         throw ValidationError("an account is a bare JID with a localpart, like romeo@localhost")
     }
     return jid
+}
+
+func scriptFiles(_ paths: [String]) throws -> [String] {
+    var files: [String] = []
+    for path in paths {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw CommandError("no such file: \(path)")
+        }
+        if isDirectory.boolValue {
+            let entries = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".scs") }
+            files += entries.sorted().map { path + "/" + $0 }
+        } else {
+            files.append(path)
+        }
+    }
+    return files
 }
 
 func readPassword() throws -> String {

@@ -1,0 +1,170 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import Scansion
+import XMPPStream
+
+/// `conclave-spec`: runs scansion scripts against one node, a cluster, or any XMPP server.
+@main
+struct SpecCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conclave-spec",
+        abstract: "Run scansion spec scripts (.scs) against an XMPP server or a Conclave cluster.",
+        discussion: """
+            Clients connect to the --node addresses, assigned round robin in the order of their first \
+            'connects' (so the clients of a script spread over a cluster); without --node, to the client's \
+            connect_host/connect_port, else to its JID's domain on port 5222. The accounts named in the \
+            scripts must exist: 'conclave user add-from-scripts FILE…' creates them on a Conclave database.
+            """
+    )
+
+    @Argument(help: "Script files, or directories whose *.scs files are run.")
+    var scripts: [String]
+
+    @Option(name: .customLong("node"), help: "HOST:PORT of a node (repeatable).")
+    var nodes: [String] = []
+
+    @Option(help: "Verify the servers' certificates against this PEM CA file (default: accept any certificate).")
+    var caFile: String?
+
+    @Flag(help: "Fail unless the server offers STARTTLS.")
+    var requireTLS = false
+
+    @Flag(help: "Never use TLS (for servers that allow plaintext).")
+    var noTLS = false
+
+    @Option(help: "Seconds a 'receives' waits for its stanza.")
+    var timeout: Double = 5
+
+    @Option(help: "Seconds 'receives: nothing' watches for unexpected stanzas.")
+    var nothingWindow: Double = 0.5
+
+    @Option(help: "Seconds to pause after a 'sends' that another client's action follows (0: off).")
+    var settle: Double = 0.1
+
+    @Flag(help: "Fail on the first received stanza that does not match, instead of passing over it.")
+    var strictOrder = false
+
+    @Flag(name: .shortAndLong, help: "Print the traffic, with timestamps and client names.")
+    var verbose = false
+
+    @Option(help: "Write a JUnit XML report to this file.")
+    var junit: String?
+
+    @Option(help: "Run only scripts with one of these tags (comma-separated).")
+    var onlyTags: String?
+
+    @Option(help: "Skip scripts with one of these tags (comma-separated).")
+    var skipTags: String?
+
+    @Flag(help: "Print each account the scripts use (JID and password, tab-separated) and exit.")
+    var printAccounts = false
+
+    func run() async throws {
+        let files = try expand(scripts)
+        guard !files.isEmpty else { throw ValidationError("no .scs scripts found in \(scripts.joined(separator: " "))") }
+        if printAccounts {
+            var seen = Set<String>()
+            for file in files {
+                let script = try ScansionScript(parsing: try String(contentsOfFile: file, encoding: .utf8), path: file)
+                for client in script.clients {
+                    let bare = client.jid.split(separator: "/").first.map(String.init) ?? client.jid
+                    if seen.insert(bare).inserted { print("\(bare)\t\(client.password)") }
+                }
+            }
+            return
+        }
+        let targets = try nodes.map(NodeAddress.init(parsing:))
+        var options = ScriptRunner.Options()
+        options.timeout = .nanoseconds(Int64(timeout * 1e9))
+        options.nothingWindow = .nanoseconds(Int64(nothingWindow * 1e9))
+        options.settle = .nanoseconds(Int64(settle * 1e9))
+        options.strictOrder = strictOrder
+        options.verbose = verbose
+        options.tls = noTLS ? .none : .starttls(required: requireTLS)
+        options.trust = caFile.map { .caFile($0) } ?? .noVerification
+        let only = Set(onlyTags?.split(separator: ",").map { String($0) } ?? [])
+        let skip = Set(skipTags?.split(separator: ",").map { String($0) } ?? [])
+
+        var results: [ScriptResult] = []
+        for file in files {
+            let started = ContinuousClock.now
+            let result: ScriptResult
+            do {
+                let text = try String(contentsOfFile: file, encoding: .utf8)
+                let script = try ScansionScript(parsing: text, path: file)
+                for warning in script.warnings {
+                    FileHandle.standardError.write(Data("warning: \(file):\(warning.line): \(warning.message)\n".utf8))
+                }
+                let tags = Set(script.tags.keys)
+                if (!only.isEmpty && tags.isDisjoint(with: only)) || !tags.isDisjoint(with: skip) {
+                    result = ScriptResult(path: file, title: script.title, outcome: .skipped, duration: .zero)
+                } else {
+                    let runner = ScriptRunner(script: script, nodes: targets, options: options)
+                    let outcome = await runner.run()
+                    result = ScriptResult(path: file, title: script.title, outcome: outcome, duration: .now - started)
+                }
+            } catch let error as ScansionParseError {
+                result = ScriptResult(
+                    path: file, title: file, outcome: .failed(step: 0, line: error.line, reason: error.message),
+                    duration: .zero
+                )
+            } catch {
+                result = ScriptResult(
+                    path: file, title: file, outcome: .failed(step: 0, line: 0, reason: "\(error)"), duration: .zero
+                )
+            }
+            print(result.line)
+            results.append(result)
+        }
+        let passed = results.filter { $0.outcome == .passed }.count
+        let failed = results.filter { if case .failed = $0.outcome { true } else { false } }.count
+        let skipped = results.filter { $0.outcome == .skipped }.count
+        print("\(passed) passed, \(failed) failed" + (skipped > 0 ? ", \(skipped) skipped" : ""))
+        if let junit {
+            try JUnitReport(results: results).xml.write(toFile: junit, atomically: true, encoding: .utf8)
+        }
+        if failed > 0 { throw ExitCode(1) }
+    }
+
+    private func expand(_ paths: [String]) throws -> [String] {
+        var files: [String] = []
+        for path in paths {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                throw ValidationError("no such file: \(path)")
+            }
+            if isDirectory.boolValue {
+                let entries = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".scs") }
+                files += entries.sorted().map { path.hasSuffix("/") ? path + $0 : path + "/" + $0 }
+            } else {
+                files.append(path)
+            }
+        }
+        return files
+    }
+}
+
+/// `HOST:PORT` (or `[v6]:PORT`).
+struct NodeAddress: Sendable, Hashable, CustomStringConvertible {
+    var host: String
+    var port: Int
+
+    init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    init(parsing text: String) throws {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (1...65535).contains(port)
+        else {
+            throw ValidationError("--node takes HOST:PORT, not '\(text)'")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.init(host: host, port: port)
+    }
+
+    var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
