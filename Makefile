@@ -3,7 +3,7 @@ SWIFT ?= swift
 BIN := .build/debug/conclave
 TEST_DB := conclave_test
 
-.PHONY: run test build build-tests db-start db-stop db-status unit-test integration-test clean-state format help
+.PHONY: run test build build-tests db-start db-stop db-status spec spec-prosody clean-state format help
 
 help:
 	@echo "make run    build and run one node (embedded PostgreSQL under .conclave/)"
@@ -27,10 +27,23 @@ db-stop:
 db-status:
 	./deploy/local/db.sh status
 
-# Every test: unit tests and PostgreSQL integration tests (each integration test
-# starts real nodes on port 0 against a fresh database).
+# Every test: unit tests, PostgreSQL integration tests (real nodes on port 0
+# against a fresh database), and the spec scripts run by conclave-spec.
+# The seed (../shared/seed) needs Multi-User Chat and joins `make test` with it;
+# until then `make spec` runs it on its own.
+TEST_SPEC_SCRIPTS ?= spec
 test: build-tests
 	./deploy/local/test.sh
+	./deploy/local/spec.sh $(TEST_SPEC_SCRIPTS)
+
+# spec/ and ../shared/seed/ against a freshly started local node.
+spec: build
+	./deploy/local/spec.sh
+
+# conclave-spec against Prosody 0.12 (needs `apt-get install prosody`): the seed and
+# spec/ must pass, each mutated seed in spec/mutations/ must fail.
+spec-prosody: build
+	./deploy/reference/prosody/spec.sh
 
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift
