@@ -29,9 +29,7 @@ db-status:
 
 # Every test: unit tests, PostgreSQL integration tests (real nodes on port 0
 # against a fresh database), and the spec scripts run by conclave-spec.
-# The seed (../shared/seed) needs Multi-User Chat and joins `make test` with it;
-# until then `make spec` runs it on its own.
-TEST_SPEC_SCRIPTS ?= spec
+TEST_SPEC_SCRIPTS ?= spec ../shared/seed
 test: build-tests
 	./deploy/local/test.sh
 	./deploy/local/spec.sh $(TEST_SPEC_SCRIPTS)

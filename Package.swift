@@ -47,6 +47,15 @@ let package = Package(
             ],
             swiftSettings: upcoming
         ),
+        .target(name: "MUC", dependencies: ["XMPPCore"], swiftSettings: upcoming),
+        .target(
+            name: "MUCService",
+            dependencies: [
+                "MUC", "XMPPCore", "XMPPXMLParser", "Storage",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
         .target(
             name: "Scansion",
             dependencies: ["XMPPCore", "XMPPXMLParser"],
@@ -79,7 +88,8 @@ let package = Package(
         .target(
             name: "ServerRuntime",
             dependencies: [
-                "XMPPCore", "XMPPXMLParser", "XMPPStream", "Storage", "StoragePostgres",
+                "XMPPCore", "XMPPXMLParser", "XMPPStream", "Storage", "StoragePostgres", "MUC", "MUCService",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -110,6 +120,11 @@ let package = Package(
         .testTarget(
             name: "XMPPXMLParserTests",
             dependencies: ["XMPPXMLParser", "XMPPCore"],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "MUCTests",
+            dependencies: ["MUC", "XMPPCore"],
             swiftSettings: upcoming
         ),
         .testTarget(

@@ -8,6 +8,7 @@ import StoragePostgres
 import Synchronization
 import XMPPCore
 import XMPPStream
+import MUCService
 import XMPPXMLParser
 
 /// One Conclave node: PostgreSQL, migrations, the client listeners and the router,
@@ -62,6 +63,16 @@ public final class ConclaveNode: Service {
                 softwareVersion: ConclaveVersion.current,
                 logger: logger
             )
+            let muc = MUCService(
+                domain: mucDomain,
+                store: PostgresRoomStore(client: client, logger: logger),
+                environment: MUCEnvironment.make(),
+                logger: logger,
+                deliver: { [router] stanza in router.deliver(stanza) }
+            )
+            try await muc.load()
+            router.attach(muc)
+            async let writerDone: Void = muc.runWriter()
             var options = C2SConfiguration.Options()
             options.allowPlaintextOnLoopback = configuration.c2s.allowPlaintextOnLoopback
             options.idleTimeout = .seconds(Int64(configuration.c2s.idleTimeoutSeconds))
@@ -93,6 +104,8 @@ public final class ConclaveNode: Service {
             try? await gracefulShutdown()
             logger.info("shutting down")
             await server.shutdown()
+            muc.finishWrites()
+            await writerDone
             group.cancelAll()
         }
     }

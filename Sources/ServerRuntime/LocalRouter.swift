@@ -3,6 +3,7 @@ public import Storage
 import Synchronization
 public import XMPPCore
 public import XMPPStream
+public import MUCService
 
 /// Routes the stanzas of the sessions on this node (RFC 6121): presence reflected to
 /// the user's own resources, messages and IQs to full and bare JIDs, the server's own
@@ -26,6 +27,15 @@ public final class LocalRouter: C2SDelegate {
     private let serverIQ: ServerIQHandler
     private let logger: Logger
     private let table = Mutex(Table())
+    private let mucService = Mutex<MUCService?>(nil)
+
+    /// Connects the MUC service: stanzas to the MUC domain go there, and sessions
+    /// that end leave its rooms.
+    public func attach(_ muc: MUCService) {
+        mucService.withLock { $0 = muc }
+    }
+
+    private var muc: MUCService? { mucService.withLock { $0 } }
 
     public init(domain: JID, mucDomain: JID, accounts: any AccountStore, softwareVersion: String, logger: Logger) {
         self.domain = domain
@@ -55,6 +65,8 @@ public final class LocalRouter: C2SDelegate {
     }
 
     public func sessionEnded(_ session: C2SSession) async {
+        // Leave the rooms first: the stream closes only after (ARCHITECTURE invariant 6).
+        muc?.sessionEnded(session.jid)
         let wasAvailable = table.withLock { table -> Bool in
             guard let entry = table.sessions[session.jid], entry.session === session else { return false }
             table.sessions[session.jid] = nil
@@ -82,6 +94,9 @@ public final class LocalRouter: C2SDelegate {
             to = try stanza.toJID()
         } catch {
             return bounce(stanza, StanzaError(.jidMalformed), to: session)
+        }
+        if let to, to.domainpart == mucDomain.domainpart, let muc {
+            return muc.handle(stanza, from: session.jid)
         }
         switch stanza.stanzaKind {
         case .presence: routePresence(stanza, to: to, from: session)
@@ -114,6 +129,10 @@ public final class LocalRouter: C2SDelegate {
         let type = presence.type
         guard type == nil || type == "unavailable" else { return }
         let available = type == nil
+        if !available {
+            // Directed presence ends with the broadcast unavailable (RFC 6121 §4.6.3).
+            muc?.sessionEnded(session.jid)
+        }
         let priority = Int(presence.child("priority")?.text.trimmingWhitespace() ?? "0") ?? 0
         let (targets, othersPresence) = table.withLock { table -> ([C2SSession], [XMLElement]) in
             guard var entry = table.sessions[session.jid], entry.session === session else { return ([], []) }
@@ -206,6 +225,22 @@ public final class LocalRouter: C2SDelegate {
                 to.domainpart == mucDomain.domainpart || to.domainpart == domain.domainpart
                 ? .serviceUnavailable : .remoteServerNotFound
             bounce(iq, StanzaError(condition), to: session)
+        }
+    }
+
+    // MARK: - Delivery from services
+
+    /// Delivers a stanza a service (the MUC) addressed to a user: to the full JID's
+    /// session, or for a bare JID as a message to the user's resources.
+    public func deliver(_ stanza: XMLElement) {
+        guard let to = try? stanza.toJID(), to.domainpart == domain.domainpart else { return }
+        if to.isFull {
+            table.withLock { $0.sessions[to]?.session }?.deliver(stanza)
+            return
+        }
+        guard stanza.stanzaKind == .message else { return }
+        for target in recipients(of: to, availableOnly: true, highestPriorityOnly: stanza.type != "headline") {
+            target.deliver(stanza)
         }
     }
 

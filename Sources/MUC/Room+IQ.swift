@@ -1,0 +1,436 @@
+import XMPPCore
+
+extension Room {
+    mutating func handleIQ(_ iq: XMLElement, from real: JID, nick: String?, environment: RoomEnvironment) -> RoomEffects {
+        var effects = RoomEffects()
+        let type = iq.type ?? ""
+        if let nick { return occupantIQ(iq, from: real, to: nick) }
+        guard type == "get" || type == "set" else { return effects }
+        guard let payload = iq.elements.first, iq.elements.count == 1 else {
+            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest)))
+            return effects
+        }
+        switch (type, payload.namespace, payload.name) {
+        case ("get", Namespace.discoInfo, "query"):
+            effects.stanzas.append(iq.iqResult(discoInfo(node: payload[attribute: "node"])))
+        case ("get", Namespace.discoItems, "query"):
+            // Occupants are not listed (as in Prosody): presence is how they are seen.
+            effects.stanzas.append(iq.iqResult(XMLElement("query", namespace: Namespace.discoItems)))
+        case ("get", Namespace.ping, "ping"):
+            effects.stanzas.append(iq.iqResult())
+        case (_, Namespace.mucOwner, "query"):
+            return owner(iq, payload: payload, from: real, environment: environment)
+        case ("get", Namespace.mucAdmin, "query"):
+            return adminGet(iq, payload: payload, from: real, environment: environment)
+        case ("set", Namespace.mucAdmin, "query"):
+            return adminSet(iq, payload: payload, from: real, environment: environment)
+        case ("get", Namespace.register, "query"):
+            effects.stanzas.append(iq.errorReply(StanzaError(.featureNotImplemented)))
+        default:
+            effects.stanzas.append(iq.errorReply(StanzaError(.serviceUnavailable)))
+        }
+        return effects
+    }
+
+    /// An IQ to an occupant JID: a self-ping is answered by the room (XEP-0410), other
+    /// requests are forwarded with the sender's occupant JID and an id that routes the
+    /// answer back; answers go back to whoever asked.
+    private func occupantIQ(_ iq: XMLElement, from real: JID, to nick: String) -> RoomEffects {
+        var effects = RoomEffects()
+        let isRequest = iq.type == "get" || iq.type == "set"
+        guard let sender = occupant(real: real) else {
+            if isRequest {
+                effects.stanzas.append(iq.errorReply(StanzaError(.notAcceptable, type: .cancel, text: "you are not in this room")))
+            }
+            return effects
+        }
+        if !isRequest {
+            guard let id = iq.id, let (originalID, asker) = Self.decodeForwardedID(id),
+                let target = occupant(real: asker), target.nick == nick
+            else { return effects }
+            var answer = iq
+            answer.id = originalID
+            answer[attribute: "from"] = occupantJID(sender.nick).description
+            answer[attribute: "to"] = target.realJID.description
+            effects.stanzas.append(answer)
+            return effects
+        }
+        if let payload = iq.elements.first, payload.namespace == Namespace.ping, payload.name == "ping", sender.nick == nick {
+            effects.stanzas.append(iq.iqResult())
+            return effects
+        }
+        guard let target = occupant(nick: nick) else {
+            effects.stanzas.append(iq.errorReply(StanzaError(.itemNotFound, text: "no such occupant")))
+            return effects
+        }
+        var forwarded = iq
+        forwarded.id = Self.encodeForwardedID(iq.id ?? "", asker: real)
+        forwarded[attribute: "from"] = occupantJID(sender.nick).description
+        forwarded[attribute: "to"] = target.realJID.description
+        effects.stanzas.append(forwarded)
+        return effects
+    }
+
+    static func encodeForwardedID(_ id: String, asker: JID) -> String {
+        "muc~" + Base64.encode(asker.description) + "~" + id
+    }
+
+    static func decodeForwardedID(_ id: String) -> (String, JID)? {
+        let parts = id.split(separator: "~", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "muc", let bytes = Base64.decode(String(parts[1])),
+            let text = String(validating: bytes, as: UTF8.self), let asker = try? JID(text)
+        else { return nil }
+        return (String(parts[2]), asker)
+    }
+
+    // MARK: - Disco
+
+    public static let features = [
+        Namespace.muc, "http://jabber.org/protocol/muc#stable_id", "http://jabber.org/protocol/muc#self-ping-optimization",
+        Namespace.discoInfo, Namespace.discoItems, Namespace.occupantID, Namespace.stanzaID,
+    ]
+
+    func discoInfo(node: String?) -> XMLElement {
+        var query = XMLElement("query", namespace: Namespace.discoInfo)
+        if let node { query[attribute: "node"] = node }
+        query.append(
+            XMLElement(
+                "identity", namespace: Namespace.discoInfo,
+                ["category": "conference", "type": "text", "name": configuration.name.isEmpty ? (jid.localpart ?? "") : configuration.name]
+            )
+        )
+        var features = Self.features
+        features.append(configuration.isPublic ? "muc_public" : "muc_hidden")
+        features.append(configuration.persistent ? "muc_persistent" : "muc_temporary")
+        features.append(configuration.membersOnly ? "muc_membersonly" : "muc_open")
+        features.append(configuration.moderated ? "muc_moderated" : "muc_unmoderated")
+        features.append(configuration.whois == .anyone ? "muc_nonanonymous" : "muc_semianonymous")
+        features.append(configuration.passwordProtected ? "muc_passwordprotected" : "muc_unsecured")
+        for feature in features.sorted() {
+            query.append(XMLElement("feature", namespace: Namespace.discoInfo, ["var": feature]))
+        }
+        let info = DataForm(
+            type: "result",
+            fields: [
+                .init("FORM_TYPE", type: "hidden", values: [Namespace.mucRoomInfo]),
+                .init("muc#roominfo_description", label: "Description", values: [configuration.description]),
+                .init("muc#roominfo_occupants", label: "Number of occupants", values: [String(occupants.count)]),
+                .init("muc#roomconfig_roomname", label: "Title", values: [configuration.name]),
+                .init("muc#roominfo_lang", label: "Language tag for room (e.g. 'en', 'de', 'fr' etc.)", values: [configuration.language]),
+                .init("muc#roominfo_subject", label: "Subject", values: [subject]),
+                .init("muc#roomconfig_changesubject", label: "Allow anyone to set the room's subject", values: [configuration.changeSubject ? "1" : "0"]),
+                .init("muc#roomconfig_allowinvites", label: "Allow members to invite new members", values: [configuration.allowInvites ? "1" : "0"]),
+                .init("muc#roomconfig_allowpm", label: "Allow private messages from", values: [configuration.allowPM.rawValue]),
+                .init("muc#maxhistoryfetch", label: "Maximum number of history messages returned by room", values: [String(configuration.historyLength)]),
+            ]
+        )
+        query.append(info.element)
+        return query
+    }
+
+    // MARK: - Owner
+
+    private mutating func owner(_ iq: XMLElement, payload: XMLElement, from real: JID, environment: RoomEnvironment) -> RoomEffects {
+        var effects = RoomEffects()
+        guard affiliation(of: real, environment: environment) == .owner else {
+            effects.stanzas.append(iq.errorReply(StanzaError(.forbidden, text: "only owners may configure the room")))
+            return effects
+        }
+        if iq.type == "get" {
+            effects.stanzas.append(iq.iqResult(XMLElement("query", namespace: Namespace.mucOwner, children: [configuration.form(room: jid).element])))
+            return effects
+        }
+        if let destroy = payload.child("destroy", namespace: Namespace.mucOwner) {
+            return self.destroy(iq, destroy: destroy, environment: environment)
+        }
+        guard let formElement = payload.child("x", namespace: Namespace.dataForms), let form = DataForm(element: formElement) else {
+            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest, text: "expected a data form or <destroy/>")))
+            return effects
+        }
+        if form.type == "cancel" {
+            effects.stanzas.append(iq.iqResult())
+            if locked {
+                // Cancelling the configuration of a new room destroys it (§10.1.3).
+                return destroy(nil, destroy: nil, environment: environment, into: effects)
+            }
+            return effects
+        }
+        guard form.type == "submit" else {
+            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest, text: "submit the form with type='submit'")))
+            return effects
+        }
+        switch configuration.applying(form) {
+        case .failure(let error):
+            effects.stanzas.append(iq.errorReply(error))
+        case .success(let next):
+            let old = configuration
+            configuration = next
+            locked = false
+            effects.changes.append(.configured(next))
+            // The result first, then the announcement of what changed (as Prosody
+            // orders them), also for the first configuration of a new room.
+            effects.stanzas.append(iq.iqResult())
+            if next != old {
+                var message = XMLElement("message", namespace: Namespace.client, ["type": "groupchat", "from": jid.description])
+                var x = XMLElement("x", namespace: Namespace.mucUser)
+                for code in next.changeStatusCodes(from: old) { x.append(status(code)) }
+                message.append(x)
+                for occupant in occupants {
+                    var copy = message
+                    copy[attribute: "to"] = occupant.realJID.description
+                    effects.stanzas.append(copy)
+                }
+            }
+            // Members-only now: those without membership leave (§9.3 / 321).
+            if next.membersOnly && !old.membersOnly {
+                for occupant in occupants where affiliation(of: occupant.realJID, environment: environment).rank < Affiliation.member.rank {
+                    let left = leave(occupant.realJID, status: 322, environment: environment)
+                    effects.stanzas += left.stanzas
+                }
+            }
+        }
+        return effects
+    }
+
+    mutating func destroy(
+        _ iq: XMLElement?, destroy: XMLElement?, environment: RoomEnvironment, into start: RoomEffects = RoomEffects()
+    ) -> RoomEffects {
+        var effects = start
+        var destroyElement = XMLElement("destroy", namespace: Namespace.mucUser)
+        if let alternate = destroy?[attribute: "jid"] { destroyElement[attribute: "jid"] = alternate }
+        if let reason = destroy?.child("reason", namespace: Namespace.mucOwner) {
+            destroyElement.append(XMLElement("reason", namespace: Namespace.mucUser, text: reason.text))
+        }
+        if let password = destroy?.child("password", namespace: Namespace.mucOwner) {
+            destroyElement.append(XMLElement("password", namespace: Namespace.mucUser, text: password.text))
+        }
+        // Everyone leaves, one after the other, each told with <destroy/> (§10.9).
+        while let occupant = occupants.first {
+            var gone = occupant
+            gone.role = .none
+            occupants[0] = gone
+            broadcastPresence(
+                of: gone, type: "unavailable", leading: [destroyElement], into: &effects, environment: environment
+            )
+            occupants.removeFirst()
+        }
+        effects.roomEnded = true
+        effects.changes.append(.destroyed)
+        if let iq { effects.stanzas.append(iq.iqResult()) }
+        return effects
+    }
+
+    // MARK: - Admin
+
+    private func adminGet(_ iq: XMLElement, payload: XMLElement, from real: JID, environment: RoomEnvironment) -> RoomEffects {
+        var effects = RoomEffects()
+        guard let item = payload.child("item", namespace: Namespace.mucAdmin) else {
+            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest)))
+            return effects
+        }
+        let actorAffiliation = affiliation(of: real, environment: environment)
+        let actorRole = occupant(real: real)?.role ?? .none
+        var query = XMLElement("query", namespace: Namespace.mucAdmin)
+        if let text = item[attribute: "affiliation"], let wanted = Affiliation(rawValue: text) {
+            // Admins see lists up to their own rank; in a non-anonymous members-only
+            // room members see them too (as Prosody decides).
+            let allowed =
+                (actorAffiliation.rank >= Affiliation.admin.rank && actorAffiliation.rank >= wanted.rank)
+                || (configuration.membersOnly && configuration.whois == .anyone
+                    && actorAffiliation.rank >= Affiliation.member.rank)
+            guard allowed else {
+                effects.stanzas.append(iq.errorReply(StanzaError(.forbidden)))
+                return effects
+            }
+            for (jid, entry) in affiliations.sorted(by: { $0.key < $1.key }) where entry.affiliation == wanted {
+                query.append(
+                    XMLElement("item", namespace: Namespace.mucAdmin, ["affiliation": wanted.rawValue, "jid": jid.description])
+                )
+            }
+        } else if let text = item[attribute: "role"], let wanted = Role(rawValue: text) {
+            guard actorRole == .moderator || actorAffiliation.rank >= Affiliation.admin.rank else {
+                effects.stanzas.append(iq.errorReply(StanzaError(.forbidden)))
+                return effects
+            }
+            for occupant in occupants where occupant.role == wanted {
+                query.append(
+                    XMLElement(
+                        "item", namespace: Namespace.mucAdmin,
+                        [
+                            "affiliation": affiliation(of: occupant.realJID, environment: environment).rawValue,
+                            "jid": occupant.realJID.description, "nick": occupant.nick, "role": occupant.role.rawValue,
+                        ]
+                    )
+                )
+            }
+        } else {
+            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest)))
+            return effects
+        }
+        effects.stanzas.append(iq.iqResult(query))
+        return effects
+    }
+
+    private mutating func adminSet(_ iq: XMLElement, payload: XMLElement, from real: JID, environment: RoomEnvironment) -> RoomEffects {
+        var effects = RoomEffects()
+        let items = payload.children("item", namespace: Namespace.mucAdmin)
+        guard !items.isEmpty else {
+            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest)))
+            return effects
+        }
+        // Validate everything first: the request is applied whole or not at all.
+        var operations: [(XMLElement, Bool)] = []
+        for item in items {
+            if item[attribute: "affiliation"] != nil {
+                if let error = checkAffiliationChange(item, actor: real, environment: environment) {
+                    effects.stanzas.append(iq.errorReply(error))
+                    return effects
+                }
+                operations.append((item, true))
+            } else if item[attribute: "role"] != nil {
+                if let error = checkRoleChange(item, actor: real, environment: environment) {
+                    effects.stanzas.append(iq.errorReply(error))
+                    return effects
+                }
+                operations.append((item, false))
+            } else {
+                effects.stanzas.append(iq.errorReply(StanzaError(.badRequest)))
+                return effects
+            }
+        }
+        let actor = occupant(real: real)
+        for (item, isAffiliation) in operations {
+            let reason = item.child("reason", namespace: Namespace.mucAdmin)?.text
+            if isAffiliation {
+                let target = try! JID(item[attribute: "jid"]!).bare
+                let affiliation = Affiliation(rawValue: item[attribute: "affiliation"]!)!
+                effects.stanzas += setAffiliation(target, to: affiliation, reason: reason, actor: actor, environment: environment).stanzas
+                effects.changes.append(.affiliation(target, AffiliationEntry(affiliation, reason: reason)))
+            } else {
+                let nick = item[attribute: "nick"]!
+                let role = Role(rawValue: item[attribute: "role"]!)!
+                effects.stanzas += setRole(nick, to: role, reason: reason, actor: actor, environment: environment).stanzas
+            }
+        }
+        if occupants.isEmpty && !configuration.persistent {
+            effects.roomEnded = true
+            effects.changes.append(.destroyed)
+        }
+        effects.stanzas.append(iq.iqResult())
+        return effects
+    }
+
+    private func checkAffiliationChange(_ item: XMLElement, actor: JID, environment: RoomEnvironment) -> StanzaError? {
+        guard let text = item[attribute: "affiliation"], let affiliation = Affiliation(rawValue: text) else {
+            return StanzaError(.badRequest, text: "unknown affiliation")
+        }
+        guard let jidText = item[attribute: "jid"] else {
+            return StanzaError(.badRequest, text: "an affiliation change needs a jid")
+        }
+        guard let target = try? JID(jidText) else { return StanzaError(.jidMalformed) }
+        let actorAffiliation = self.affiliation(of: actor, environment: environment)
+        let current = affiliations[target.bare]?.affiliation ?? .none
+        switch actorAffiliation {
+        case .owner:
+            if target.bare == actor.bare, affiliation != .owner,
+                !affiliations.contains(where: { $0.key != target.bare && $0.value.affiliation == .owner })
+            {
+                return StanzaError(.conflict, text: "a room needs an owner")
+            }
+            return nil
+        case .admin:
+            if affiliation == .owner || affiliation == .admin || current == .owner || current == .admin {
+                return StanzaError(.notAllowed)
+            }
+            return nil
+        default:
+            return StanzaError(.notAllowed)
+        }
+    }
+
+    private func checkRoleChange(_ item: XMLElement, actor: JID, environment: RoomEnvironment) -> StanzaError? {
+        guard let text = item[attribute: "role"], let role = Role(rawValue: text) else {
+            return StanzaError(.badRequest, text: "unknown role")
+        }
+        guard let nick = item[attribute: "nick"] else { return StanzaError(.badRequest, text: "a role change needs a nick") }
+        guard let target = occupant(nick: nick) else { return StanzaError(.itemNotFound, type: .modify) }
+        let actorAffiliation = self.affiliation(of: actor, environment: environment)
+        let actorRole = occupant(real: actor)?.role ?? .none
+        guard actorRole == .moderator || actorAffiliation.rank >= Affiliation.admin.rank else {
+            return StanzaError(.notAllowed)
+        }
+        let targetAffiliation = self.affiliation(of: target.realJID, environment: environment)
+        if role == .moderator || target.role == .moderator {
+            // Granting or revoking moderator needs an admin (§9.6, §9.7).
+            guard actorAffiliation.rank >= Affiliation.admin.rank else { return StanzaError(.notAllowed) }
+        }
+        if targetAffiliation.rank > actorAffiliation.rank || (targetAffiliation.rank >= Affiliation.admin.rank && role != .moderator && actorAffiliation.rank <= targetAffiliation.rank) {
+            return StanzaError(.notAllowed)
+        }
+        return nil
+    }
+
+    /// Applies an affiliation and tells the room (XEP-0045 §9, §10).
+    mutating func setAffiliation(
+        _ target: JID, to affiliation: Affiliation, reason: String?, actor: Occupant?, environment: RoomEnvironment
+    ) -> RoomEffects {
+        var effects = RoomEffects()
+        let previous = affiliations[target]?.affiliation ?? .none
+        if affiliation == .none {
+            affiliations[target] = nil
+        } else {
+            affiliations[target] = AffiliationEntry(affiliation, reason: reason)
+        }
+        let affected = occupants.filter { $0.realJID.bare == target }
+        guard !affected.isEmpty else {
+            // Not in the room: announce the change (XEP-0045 example 195).
+            var message = XMLElement("message", namespace: Namespace.client, ["from": jid.description])
+            var x = XMLElement("x", namespace: Namespace.mucUser)
+            // Had they been here, they would have been removed: say so (as Prosody does).
+            if affiliation == .outcast {
+                x.append(status(301))
+            } else if defaultRole(for: affiliation) == .none || (configuration.membersOnly && affiliation.rank < Affiliation.member.rank) {
+                x.append(status(321))
+            }
+            var item = XMLElement("item", namespace: Namespace.mucUser, ["affiliation": affiliation.rawValue, "jid": target.description])
+            if let reason { item.append(XMLElement("reason", namespace: Namespace.mucUser, text: reason)) }
+            x.append(item)
+            message.append(x)
+            for occupant in occupants where configuration.whois == .anyone || occupant.role == .moderator {
+                var copy = message
+                copy[attribute: "to"] = occupant.realJID.description
+                effects.stanzas.append(copy)
+            }
+            return effects
+        }
+        let newRole = defaultRole(for: affiliation)
+        let removed = affiliation == .outcast || (configuration.membersOnly && affiliation.rank < Affiliation.member.rank)
+        for occupant in affected {
+            if removed {
+                effects.stanzas += leave(
+                    occupant.realJID, status: affiliation == .outcast ? 301 : 321, actor: actor, reason: reason,
+                    environment: environment
+                ).stanzas
+            } else if let position = index(real: occupant.realJID) {
+                let downgrade = affiliation.rank < previous.rank
+                if downgrade || newRole.rank > occupants[position].role.rank { occupants[position].role = newRole }
+                broadcastPresence(of: occupants[position], actor: actor, reason: reason, into: &effects, environment: environment)
+            }
+        }
+        return effects
+    }
+
+    /// Applies a role: `none` kicks (307); otherwise voice or moderator changes.
+    mutating func setRole(_ nick: String, to role: Role, reason: String?, actor: Occupant?, environment: RoomEnvironment)
+        -> RoomEffects
+    {
+        guard let target = occupant(nick: nick), let position = index(real: target.realJID) else { return RoomEffects() }
+        if role == .none {
+            return leave(target.realJID, status: 307, actor: actor, reason: reason, environment: environment)
+        }
+        var effects = RoomEffects()
+        occupants[position].role = role
+        broadcastPresence(of: occupants[position], actor: actor, reason: reason, into: &effects, environment: environment)
+        return effects
+    }
+}

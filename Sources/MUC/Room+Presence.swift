@@ -1,0 +1,245 @@
+import XMPPCore
+
+extension Room {
+    // MARK: - Building occupant presence
+
+    /// The presence of `occupant` as `recipient` sees it.
+    func presence(
+        of occupant: Occupant,
+        to recipient: JID,
+        recipientRole: Role,
+        type: String? = nil,
+        codes: [Int] = [],
+        isSelf: Bool = false,
+        newNick: String? = nil,
+        actor: Occupant? = nil,
+        reason: String? = nil,
+        environment: RoomEnvironment,
+        leading: [XMLElement] = []
+    ) -> XMLElement {
+        var presence = XMLElement("presence", namespace: Namespace.client)
+        presence[attribute: "from"] = occupantJID(occupant.nick).description
+        presence[attribute: "to"] = recipient.description
+        if let type { presence[attribute: "type"] = type }
+        // The occupant's own status and show, for an available presence or the
+        // unavailable one it sent itself.
+        if type == nil || occupant.presence.type == type {
+            for child in occupant.presence.children {
+                if case .element(let element) = child, element.namespace == Namespace.muc || element.namespace == Namespace.mucUser
+                    || element.namespace == Namespace.occupantID
+                {
+                    continue
+                }
+                presence.children.append(child)
+            }
+        }
+        presence.append(
+            XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": environment.occupantID(jid, occupant.realJID.bare)])
+        )
+        var x = XMLElement("x", namespace: Namespace.mucUser)
+        for element in leading { x.append(element) }
+        for code in codes { x.append(status(code)) }
+        var item = XMLElement("item", namespace: Namespace.mucUser)
+        item[attribute: "affiliation"] = affiliation(of: occupant.realJID, environment: environment).rawValue
+        item[attribute: "role"] = occupant.role.rawValue
+        if isSelf || configuration.whois == .anyone || recipientRole == .moderator {
+            item[attribute: "jid"] = occupant.realJID.description
+        }
+        if let newNick { item[attribute: "nick"] = newNick }
+        if let actor {
+            var actorElement = XMLElement("actor", namespace: Namespace.mucUser, ["nick": actor.nick])
+            if !isSelf, configuration.whois == .anyone || recipientRole == .moderator {
+                actorElement[attribute: "jid"] = actor.realJID.description
+            }
+            item.append(actorElement)
+        }
+        if let reason { item.append(XMLElement("reason", namespace: Namespace.mucUser, text: reason)) }
+        x.append(item)
+        if isSelf { x.append(status(110)) }
+        presence.append(x)
+        return presence
+    }
+
+    func status(_ code: Int) -> XMLElement {
+        XMLElement("status", namespace: Namespace.mucUser, ["code": String(code)])
+    }
+
+    /// Sends `occupant`'s presence to everyone in the room (the occupant itself with 110).
+    func broadcastPresence(
+        of occupant: Occupant,
+        type: String? = nil,
+        codes: [Int] = [],
+        newNick: String? = nil,
+        actor: Occupant? = nil,
+        reason: String? = nil,
+        selfCodes: [Int]? = nil,
+        leading: [XMLElement] = [],
+        into effects: inout RoomEffects,
+        environment: RoomEnvironment
+    ) {
+        let broadcast = configuration.presenceBroadcast.contains(occupant.role) || type == "unavailable"
+        for recipient in occupants where recipient.realJID != occupant.realJID {
+            guard broadcast else { continue }
+            effects.stanzas.append(
+                presence(
+                    of: occupant, to: recipient.realJID, recipientRole: recipient.role, type: type, codes: codes,
+                    newNick: newNick, actor: actor, reason: reason, environment: environment, leading: leading
+                )
+            )
+        }
+        effects.stanzas.append(
+            presence(
+                of: occupant, to: occupant.realJID, recipientRole: occupant.role, type: type, codes: selfCodes ?? codes,
+                isSelf: true, newNick: newNick, actor: actor, reason: reason, environment: environment, leading: leading
+            )
+        )
+    }
+
+    // MARK: - Presence input
+
+    mutating func handlePresence(
+        _ stanza: XMLElement, from real: JID, nick: String?, environment: RoomEnvironment, isNew: Bool
+    ) -> RoomEffects {
+        var effects = RoomEffects()
+        let type = stanza.type
+        if type == "error" {
+            // An occupant's client bounced something: it is gone (XEP-0045 §7.14).
+            if index(real: real) != nil { return leave(real, status: nil, environment: environment) }
+            return effects
+        }
+        guard let nick, !nick.isEmpty else {
+            if type != "unavailable" {
+                effects.stanzas.append(stanza.errorReply(StanzaError(.jidMalformed, text: "a nickname is required")))
+            }
+            return effects
+        }
+        if type == "unavailable" {
+            guard index(real: real) != nil else { return effects }
+            return leave(real, status: nil, environment: environment, leavingPresence: stanza)
+        }
+        guard type == nil else { return effects }
+        if let position = index(real: real) {
+            if occupants[position].nick == nick {
+                occupants[position].presence = stanza
+                broadcastPresence(of: occupants[position], into: &effects, environment: environment)
+                return effects
+            }
+            return changeNick(stanza, at: position, to: nick, environment: environment)
+        }
+        return join(stanza, from: real, nick: nick, environment: environment, isNew: isNew)
+    }
+
+    private mutating func join(
+        _ stanza: XMLElement, from real: JID, nick: String, environment: RoomEnvironment, isNew: Bool
+    ) -> RoomEffects {
+        var effects = RoomEffects()
+        func refuse(_ condition: StanzaError.Condition, _ text: String? = nil) -> RoomEffects {
+            var reply = stanza.errorReply(StanzaError(condition, text: text))
+            reply.append(XMLElement("x", namespace: Namespace.muc))
+            effects.stanzas.append(reply)
+            return effects
+        }
+        if isNew {
+            affiliations[real.bare] = AffiliationEntry(.owner)
+            effects.changes.append(.created(configuration))
+            effects.changes.append(.affiliation(real.bare, AffiliationEntry(.owner)))
+        }
+        let affiliation = self.affiliation(of: real, environment: environment)
+        if locked && affiliation != .owner {
+            return refuse(.itemNotFound, "this room is locked until its owner configures it")
+        }
+        if affiliation == .outcast { return refuse(.forbidden, "you are banned from this room") }
+        if configuration.membersOnly && affiliation.rank < Affiliation.member.rank {
+            return refuse(.registrationRequired, "this room is members-only")
+        }
+        if let other = occupant(nick: nick), other.realJID.bare != real.bare {
+            return refuse(.conflict, "that nickname is in use")
+        }
+        if configuration.passwordProtected && affiliation != .owner {
+            let given = stanza.child("x", namespace: Namespace.muc)?.child("password", namespace: Namespace.muc)?.text
+            guard given == configuration.password else { return refuse(.notAuthorized, "a password is required") }
+        }
+        if let max = configuration.maxUsers, occupants.count >= max, affiliation.rank < Affiliation.admin.rank {
+            return refuse(.serviceUnavailable, "the room is full")
+        }
+        let occupant = Occupant(nick: nick, realJID: real, role: defaultRole(for: affiliation), presence: stanza)
+        // Existing occupants first, then the newcomer's own presence.
+        for other in occupants where configuration.presenceBroadcast.contains(other.role) {
+            effects.stanzas.append(
+                presence(of: other, to: real, recipientRole: occupant.role, environment: environment)
+            )
+        }
+        occupants.append(occupant)
+        var selfCodes: [Int] = []
+        if configuration.whois == .anyone { selfCodes.append(100) }
+        if configuration.logging { selfCodes.append(170) }
+        if isNew { selfCodes.append(201) }
+        broadcastPresence(of: occupant, selfCodes: selfCodes, into: &effects, environment: environment)
+        effects.stanzas += historyFor(stanza, to: real, environment: environment)
+        effects.stanzas.append(subjectMessage(to: real))
+        return effects
+    }
+
+    private mutating func changeNick(
+        _ stanza: XMLElement, at position: Int, to nick: String, environment: RoomEnvironment
+    ) -> RoomEffects {
+        var effects = RoomEffects()
+        let real = occupants[position].realJID
+        if let other = occupant(nick: nick), other.realJID.bare != real.bare {
+            effects.stanzas.append(stanza.errorReply(StanzaError(.conflict, text: "that nickname is in use")))
+            return effects
+        }
+        let old = occupants[position]
+        broadcastPresence(of: old, type: "unavailable", codes: [303], newNick: nick, into: &effects, environment: environment)
+        occupants[position].nick = nick
+        occupants[position].presence = stanza
+        broadcastPresence(of: occupants[position], into: &effects, environment: environment)
+        return effects
+    }
+
+    /// The occupant `real` leaves (on its own, or removed with `status`).
+    mutating func leave(
+        _ real: JID,
+        status: Int?,
+        actor: Occupant? = nil,
+        reason: String? = nil,
+        environment: RoomEnvironment,
+        leavingPresence: XMLElement? = nil
+    ) -> RoomEffects {
+        var effects = RoomEffects()
+        guard let position = index(real: real) else { return effects }
+        var occupant = occupants[position]
+        occupant.role = .none
+        if let leavingPresence { occupant.presence = leavingPresence }
+        let codes = status.map { [$0] } ?? []
+        occupants[position] = occupant
+        broadcastPresence(
+            of: occupant, type: "unavailable", codes: codes, actor: actor, reason: reason,
+            into: &effects, environment: environment
+        )
+        occupants.remove(at: position)
+        if occupants.isEmpty && !configuration.persistent {
+            effects.roomEnded = true
+            effects.changes.append(.destroyed)
+        }
+        return effects
+    }
+
+    /// The subject message sent last on join (XEP-0045 §7.2.15), possibly empty.
+    func subjectMessage(to real: JID) -> XMLElement {
+        var message = XMLElement("message", namespace: Namespace.client, ["type": "groupchat"])
+        message[attribute: "from"] = (subjectNick.map { occupantJID($0) } ?? jid).description
+        message[attribute: "to"] = real.description
+        message.append(
+            subject.isEmpty
+                ? XMLElement("subject", namespace: Namespace.client)
+                : XMLElement("subject", namespace: Namespace.client, text: subject)
+        )
+        if let subjectStamp {
+            message.append(
+                XMLElement("delay", namespace: Namespace.delay, ["from": jid.description, "stamp": Timestamp.format(subjectStamp)])
+            )
+        }
+        return message
+    }
+}

@@ -1,0 +1,153 @@
+public import XMPPCore
+
+/// What a room needs from outside: the time, identifiers, and who the service
+/// administrators are.
+public struct RoomEnvironment: Sendable {
+    /// Seconds since 1970 (UTC).
+    public var now: @Sendable () -> Double
+    /// A fresh unique identifier (stanza-id).
+    public var makeID: @Sendable () -> String
+    /// The stable XEP-0421 occupant id of a real bare JID in a room.
+    public var occupantID: @Sendable (_ room: JID, _ realBare: JID) -> String
+    /// Service administrators have owner rights in every room.
+    public var isServiceAdmin: @Sendable (JID) -> Bool
+
+    public init(
+        now: @escaping @Sendable () -> Double,
+        makeID: @escaping @Sendable () -> String,
+        occupantID: @escaping @Sendable (_ room: JID, _ realBare: JID) -> String,
+        isServiceAdmin: @escaping @Sendable (JID) -> Bool = { _ in false }
+    ) {
+        self.now = now
+        self.makeID = makeID
+        self.occupantID = occupantID
+        self.isServiceAdmin = isServiceAdmin
+    }
+}
+
+/// Someone in the room.
+public struct Occupant: Sendable, Hashable {
+    public var nick: String
+    public var realJID: JID
+    public var role: Role
+    /// The last available presence the occupant sent (children only matter).
+    public var presence: XMLElement
+
+    public init(nick: String, realJID: JID, role: Role, presence: XMLElement) {
+        self.nick = nick
+        self.realJID = realJID
+        self.role = role
+        self.presence = presence
+    }
+}
+
+public struct AffiliationEntry: Sendable, Hashable {
+    public var affiliation: Affiliation
+    public var reason: String?
+
+    public init(_ affiliation: Affiliation, reason: String? = nil) {
+        self.affiliation = affiliation
+        self.reason = reason
+    }
+}
+
+/// A message kept for new occupants.
+public struct HistoryEntry: Sendable, Hashable {
+    /// The message as broadcast (from `room/nick`, no `to`).
+    public var message: XMLElement
+    /// Seconds since 1970.
+    public var stamp: Double
+    public var senderNick: String
+
+    public init(message: XMLElement, stamp: Double, senderNick: String) {
+        self.message = message
+        self.stamp = stamp
+        self.senderNick = senderNick
+    }
+}
+
+/// A change that must be stored, in the order the room made it.
+public enum RoomChange: Sendable, Hashable {
+    case created(RoomConfiguration)
+    case configured(RoomConfiguration)
+    case affiliation(JID, AffiliationEntry)
+    case subject(String, nick: String?, stamp: Double)
+    case history(HistoryEntry)
+    case destroyed
+}
+
+/// What handling a stanza produced.
+public struct RoomEffects: Sendable {
+    /// Stanzas to deliver, in order, each with its `to`.
+    public var stanzas: [XMLElement] = []
+    public var changes: [RoomChange] = []
+    /// The room is gone (destroyed, or temporary and empty).
+    public var roomEnded = false
+
+    public init() {}
+}
+
+/// One XEP-0045 room.
+public struct Room: Sendable {
+    public let jid: JID
+    public var configuration: RoomConfiguration
+    public var affiliations: [JID: AffiliationEntry]
+    /// In join order.
+    public var occupants: [Occupant]
+    public var subject: String
+    public var subjectNick: String?
+    /// When the subject was set (seconds since 1970); `nil` for the initial empty one.
+    public var subjectStamp: Double?
+    public var history: [HistoryEntry]
+    /// A new room waits for its owner to configure it (XEP-0045 §10.1).
+    public var locked: Bool
+
+    public init(
+        jid: JID, configuration: RoomConfiguration = RoomConfiguration(),
+        affiliations: [JID: AffiliationEntry] = [:], subject: String = "", subjectNick: String? = nil,
+        subjectStamp: Double? = nil, history: [HistoryEntry] = [], locked: Bool = false
+    ) {
+        self.subjectStamp = subjectStamp
+        self.jid = jid
+        self.configuration = configuration
+        self.affiliations = affiliations
+        self.occupants = []
+        self.subject = subject
+        self.subjectNick = subjectNick
+        self.history = history
+        self.locked = locked
+    }
+
+    public func affiliation(of real: JID, environment: RoomEnvironment) -> Affiliation {
+        if environment.isServiceAdmin(real.bare) { return .owner }
+        return affiliations[real.bare]?.affiliation ?? .none
+    }
+
+    public func occupant(nick: String) -> Occupant? {
+        occupants.first { $0.nick == nick }
+    }
+
+    public func occupant(real: JID) -> Occupant? {
+        occupants.first { $0.realJID == real }
+    }
+
+    func index(real: JID) -> Int? {
+        occupants.firstIndex { $0.realJID == real }
+    }
+
+    func occupantJID(_ nick: String) -> JID {
+        (try? jid.with(resource: nick)) ?? jid
+    }
+
+    /// The role an affiliation gives on entering (XEP-0045 §5.1.2).
+    func defaultRole(for affiliation: Affiliation) -> Role {
+        switch affiliation {
+        case .owner, .admin: .moderator
+        case .member: .participant
+        case .none: configuration.moderated ? .visitor : .participant
+        case .outcast: .none
+        }
+    }
+
+    public var isEmpty: Bool { occupants.isEmpty }
+}
