@@ -78,7 +78,9 @@ public final class MUCService: Sendable {
             do {
                 try await store.apply(change, to: room)
             } catch {
-                logger.error("storing a room change failed", metadata: ["room": "\(room)", "error": "\(error)"])
+                logger.error(
+                    "storing a room change failed", metadata: ["room": "\(room)", "error": "\(String(reflecting: error))"]
+                )
             }
         }
     }

@@ -21,16 +21,29 @@ public final class ConclaveNode: Service {
     }
 
     public let configuration: ServerConfiguration
+    /// The node's PostgreSQL client: a service of its own, listed before the node in
+    /// `services`, so that it shuts down after the node has written everything.
+    public let database: PostgresClient
     private let logger: Logger
     private let readyStream: AsyncStream<BoundPorts>
     private let readyContinuation: AsyncStream<BoundPorts>.Continuation
 
-    public init(configuration: ServerConfiguration, logger: Logger) {
+    public init(configuration: ServerConfiguration, logger: Logger) throws {
         self.configuration = configuration
         var logger = logger
         logger[metadataKey: "node"] = "\(configuration.nodeName)"
         self.logger = logger
+        self.database = PostgresClient(
+            configuration: try DatabaseURL.configuration(try configuration.resolvedDatabaseURL()),
+            backgroundLogger: logger
+        )
         (readyStream, readyContinuation) = AsyncStream.makeStream(of: BoundPorts.self)
+    }
+
+    /// The services to run in one `ServiceGroup`, in order: the database first, so it
+    /// is shut down last.
+    public var services: [ServiceGroupConfiguration.ServiceConfiguration] {
+        [.init(service: database), .init(service: self)]
     }
 
     /// Waits until the node listens, and returns its ports; `nil` if it stopped first.
@@ -48,12 +61,8 @@ public final class ConclaveNode: Service {
             throw ConfigurationError("domain and muc_domain must be plain domains")
         }
         let tls = try loadTLS()
-        let client = PostgresClient(
-            configuration: try DatabaseURL.configuration(try configuration.resolvedDatabaseURL()),
-            backgroundLogger: logger
-        )
+        let client = database
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { await client.run() }
             let migrator = try Migrator(directory: try configuration.resolvedMigrationsDirectory())
             try await migrator.migrate(client: client, logger: logger)
             let router = LocalRouter(
@@ -106,7 +115,6 @@ public final class ConclaveNode: Service {
             await server.shutdown()
             muc.finishWrites()
             await writerDone
-            group.cancelAll()
         }
     }
 

@@ -36,10 +36,10 @@ struct Serve: AsyncParsableCommand {
         if let tlsKey { configuration.tls.key = tlsKey }
         if allowPlaintextOnLoopback { configuration.c2s.allowPlaintextOnLoopback = true }
         let logger = common.makeLogger(configuration)
-        let node = ConclaveNode(configuration: configuration, logger: logger)
+        let node = try ConclaveNode(configuration: configuration, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: node)],
+                services: node.services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

@@ -29,7 +29,8 @@ enum TestEnvironment {
 
     static let logger: Logger = {
         var logger = Logger(label: "test")
-        logger.logLevel = .critical
+        // CONCLAVE_TEST_LOG_LEVEL=debug shows what the nodes under test log.
+        logger.logLevel = ProcessInfo.processInfo.environment["CONCLAVE_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
         return logger
     }()
 }
@@ -88,10 +89,8 @@ final class TestNode: Sendable {
         configuration.tls.certificate = TestEnvironment.certificate
         configuration.tls.key = TestEnvironment.key
         configure(&configuration)
-        let node = ConclaveNode(configuration: configuration, logger: TestEnvironment.logger)
-        let group = ServiceGroup(
-            configuration: .init(services: [.init(service: node)], logger: TestEnvironment.logger)
-        )
+        let node = try ConclaveNode(configuration: configuration, logger: TestEnvironment.logger)
+        let group = ServiceGroup(configuration: .init(services: node.services, logger: TestEnvironment.logger))
         let task = Task { try await group.run() }
         guard let ports = await node.ready() else {
             try await task.value
