@@ -7,8 +7,8 @@ extension Room {
         var effects = RoomEffects()
         let type = stanza.type ?? "normal"
         if type == "error" {
-            if index(real: real) != nil, nick == nil {
-                return leave(real, status: nil, environment: environment)
+            if index(real: real) != nil {
+                return leave(real, status: 333, environment: environment)
             }
             return effects
         }

@@ -103,8 +103,9 @@ extension Room {
         var effects = RoomEffects()
         let type = stanza.type
         if type == "error" {
-            // An occupant's client bounced something: it is gone (XEP-0045 §7.14).
-            if index(real: real) != nil { return leave(real, status: nil, environment: environment) }
+            // An occupant's client bounced something: it is gone, for a technical
+            // reason (333, XEP-0045 §7.14 and XEP-0410).
+            if index(real: real) != nil { return leave(real, status: 333, environment: environment) }
             return effects
         }
         guard let nick, !nick.isEmpty else {

@@ -61,6 +61,14 @@ public final class ConclaveNode: Service {
             throw ConfigurationError("domain and muc_domain must be plain domains")
         }
         let tls = try loadTLS()
+        var admins = Set<JID>()
+        for text in configuration.mucAdmins {
+            do {
+                admins.insert(try JID(text).bare)
+            } catch {
+                throw ConfigurationError("muc_admins: '\(text)' is not a JID")
+            }
+        }
         let client = database
         try await withThrowingDiscardingTaskGroup { group in
             let migrator = try Migrator(directory: try configuration.resolvedMigrationsDirectory())
@@ -75,7 +83,7 @@ public final class ConclaveNode: Service {
             let muc = MUCService(
                 domain: mucDomain,
                 store: PostgresRoomStore(client: client, logger: logger),
-                environment: MUCEnvironment.make(),
+                environment: MUCEnvironment.make(admins: admins),
                 logger: logger,
                 deliver: { [router] stanza in router.deliver(stanza) }
             )

@@ -17,6 +17,7 @@ extension ServerConfiguration {
         var database_url: String?
         var migrations_directory: String?
         var log_level: String?
+        var muc_admins: [String]?
         var c2s: C2SFile?
         var tls: TLSFile?
         var limits: LimitsFile?
@@ -74,6 +75,7 @@ extension ServerConfiguration {
         if let value = file.database_url { databaseURL = value }
         if let value = file.migrations_directory { migrationsDirectory = value }
         if let value = file.log_level { logLevel = try Self.level(value, key: "log_level") }
+        if let value = file.muc_admins { mucAdmins = value }
         if let c2s = file.c2s {
             if let value = c2s.host { self.c2s.host = value }
             if let value = c2s.port { self.c2s.port = value }
@@ -121,6 +123,9 @@ extension ServerConfiguration {
         if let value = environment["CONCLAVE_DATABASE_URL"] { databaseURL = value }
         if let value = environment["CONCLAVE_MIGRATIONS_DIRECTORY"] { migrationsDirectory = value }
         if let value = environment["CONCLAVE_LOG_LEVEL"] { logLevel = try Self.level(value, key: "CONCLAVE_LOG_LEVEL") }
+        if let value = environment["CONCLAVE_MUC_ADMINS"] {
+            mucAdmins = value.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        }
         if let value = environment["CONCLAVE_C2S_HOST"] { c2s.host = value }
         if let value = try int("CONCLAVE_C2S_PORT") { c2s.port = value }
         if let value = try int("CONCLAVE_C2S_DIRECT_TLS_PORT") { c2s.directTLSPort = value < 0 ? nil : value }

@@ -20,6 +20,8 @@ public struct ServerConfiguration: Sendable, Hashable {
     public var limits: Limits
     public var auth: Auth
     public var logLevel: Logger.Level
+    /// Service administrators: owner rights in every room of the MUC domain.
+    public var mucAdmins: [String] = []
 
     public struct C2S: Sendable, Hashable {
         public var host = "0.0.0.0"
