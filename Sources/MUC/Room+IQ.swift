@@ -11,6 +11,13 @@ extension Room {
             return effects
         }
         switch (type, payload.namespace, payload.name) {
+        case ("get", Namespace.discoInfo, "query") where payload[attribute: "node"] == "x-roomuser-item":
+            // Discovering one's reserved nickname (§7.12).
+            var query = XMLElement("query", namespace: Namespace.discoInfo, ["node": "x-roomuser-item"])
+            if let nick = affiliations[real.bare]?.nick {
+                query.append(XMLElement("identity", namespace: Namespace.discoInfo, ["category": "conference", "type": "text", "name": nick]))
+            }
+            effects.stanzas.append(iq.iqResult(query))
         case ("get", Namespace.discoInfo, "query"):
             effects.stanzas.append(iq.iqResult(discoInfo(node: payload[attribute: "node"])))
         case ("get", Namespace.discoItems, "query"):
@@ -24,8 +31,8 @@ extension Room {
             return adminGet(iq, payload: payload, from: real, environment: environment)
         case ("set", Namespace.mucAdmin, "query"):
             return adminSet(iq, payload: payload, from: real, environment: environment)
-        case ("get", Namespace.register, "query"):
-            effects.stanzas.append(iq.errorReply(StanzaError(.featureNotImplemented)))
+        case (_, Namespace.register, "query"):
+            return register(iq, payload: payload, from: real, environment: environment)
         default:
             effects.stanzas.append(iq.errorReply(StanzaError(.serviceUnavailable)))
         }
@@ -81,6 +88,81 @@ extension Room {
             let text = String(validating: bytes, as: UTF8.self), let asker = try? JID(text)
         else { return nil }
         return (String(parts[2]), asker)
+    }
+
+    // MARK: - Registration (XEP-0045 §7.10)
+
+    private mutating func register(_ iq: XMLElement, payload: XMLElement, from real: JID, environment: RoomEnvironment)
+        -> RoomEffects
+    {
+        var effects = RoomEffects()
+        let user = real.bare
+        let affiliation = self.affiliation(of: real, environment: environment)
+        // As in Prosody: members and above reserve nicks; others must be made members first.
+        if affiliation == .outcast {
+            effects.stanzas.append(iq.errorReply(StanzaError(.forbidden)))
+            return effects
+        }
+        if affiliation == .none {
+            effects.stanzas.append(iq.errorReply(StanzaError(.registrationRequired)))
+            return effects
+        }
+        let current = affiliations[user]?.nick
+        if iq.type == "get" {
+            var query = XMLElement("query", namespace: Namespace.register)
+            if let current {
+                query.append(XMLElement("registered", namespace: Namespace.register))
+                query.append(XMLElement("username", namespace: Namespace.register, text: current))
+            } else {
+                let form = DataForm(
+                    type: "form", title: "Reserve a nickname in \(jid)",
+                    fields: [
+                        .init("FORM_TYPE", type: "hidden", values: ["http://jabber.org/protocol/muc#register"]),
+                        .init("muc#register_roomnick", type: "text-single", label: "Nickname"),
+                    ]
+                )
+                query.append(form.element)
+            }
+            effects.stanzas.append(iq.iqResult(query))
+            return effects
+        }
+        var entry = affiliations[user] ?? AffiliationEntry(affiliation)
+        if payload.child("remove", namespace: Namespace.register) != nil {
+            // Unregistering gives up membership; higher affiliations stay.
+            if entry.affiliation == .member {
+                effects.stanzas += setAffiliation(user, to: .none, reason: nil, actor: nil, environment: environment).stanzas
+                effects.changes.append(.affiliation(user, AffiliationEntry(.none)))
+            } else {
+                entry.nick = nil
+                affiliations[user] = entry
+                effects.changes.append(.affiliation(user, entry))
+            }
+            effects.stanzas.append(iq.iqResult())
+            return effects
+        }
+        guard let element = payload.child("x", namespace: Namespace.dataForms), let form = DataForm(element: element),
+            form.formType == "http://jabber.org/protocol/muc#register"
+        else {
+            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest, text: "a muc#register form is needed")))
+            return effects
+        }
+        guard let nick = form["muc#register_roomnick"]?.value, !nick.isEmpty, (try? jid.with(resource: nick)) != nil else {
+            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest, text: "invalid nickname")))
+            return effects
+        }
+        if let other = occupant(nick: nick), other.realJID.bare != user {
+            effects.stanzas.append(iq.errorReply(StanzaError(.conflict)))
+            return effects
+        }
+        if let holder = reservation(of: nick), holder != user {
+            effects.stanzas.append(iq.errorReply(StanzaError(.conflict)))
+            return effects
+        }
+        entry.nick = nick
+        affiliations[user] = entry
+        effects.changes.append(.affiliation(user, entry))
+        effects.stanzas.append(iq.iqResult())
+        return effects
     }
 
     // MARK: - Disco
@@ -243,9 +325,9 @@ extension Room {
                 return effects
             }
             for (jid, entry) in affiliations.sorted(by: { $0.key < $1.key }) where entry.affiliation == wanted {
-                query.append(
-                    XMLElement("item", namespace: Namespace.mucAdmin, ["affiliation": wanted.rawValue, "jid": jid.description])
-                )
+                var element = XMLElement("item", namespace: Namespace.mucAdmin, ["affiliation": wanted.rawValue, "jid": jid.description])
+                if let nick = entry.nick { element[attribute: "nick"] = nick }
+                query.append(element)
             }
         } else if let text = item[attribute: "role"], let wanted = Role(rawValue: text) {
             guard actorRole == .moderator || actorAffiliation.rank >= Affiliation.admin.rank else {
@@ -305,7 +387,7 @@ extension Room {
                 let target = try! JID(item[attribute: "jid"]!).bare
                 let affiliation = Affiliation(rawValue: item[attribute: "affiliation"]!)!
                 effects.stanzas += setAffiliation(target, to: affiliation, reason: reason, actor: actor, environment: environment).stanzas
-                effects.changes.append(.affiliation(target, AffiliationEntry(affiliation, reason: reason)))
+                effects.changes.append(.affiliation(target, affiliations[target] ?? AffiliationEntry(.none, reason: reason)))
             } else {
                 let nick = item[attribute: "nick"]!
                 let role = Role(rawValue: item[attribute: "role"]!)!
@@ -379,7 +461,9 @@ extension Room {
         if affiliation == .none {
             affiliations[target] = nil
         } else {
-            affiliations[target] = AffiliationEntry(affiliation, reason: reason)
+            // A reserved nick stays with the affiliation, but not with a ban.
+            let nick = affiliation == .outcast ? nil : affiliations[target]?.nick
+            affiliations[target] = AffiliationEntry(affiliation, reason: reason, nick: nick)
         }
         let affected = occupants.filter { $0.realJID.bare == target }
         guard !affected.isEmpty else {

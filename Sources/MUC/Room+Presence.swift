@@ -156,6 +156,9 @@ extension Room {
         if let other = occupant(nick: nick), other.realJID.bare != real.bare {
             return refuse(.conflict, "that nickname is in use")
         }
+        if let holder = reservation(of: nick), holder != real.bare {
+            return refuse(.conflict, "that nickname is reserved")
+        }
         if configuration.passwordProtected && affiliation != .owner {
             let given = stanza.child("x", namespace: Namespace.muc)?.child("password", namespace: Namespace.muc)?.text
             guard given == configuration.password else { return refuse(.notAuthorized, "a password is required") }
@@ -188,6 +191,10 @@ extension Room {
         let real = occupants[position].realJID
         if let other = occupant(nick: nick), other.realJID.bare != real.bare {
             effects.stanzas.append(stanza.errorReply(StanzaError(.conflict, text: "that nickname is in use")))
+            return effects
+        }
+        if let holder = reservation(of: nick), holder != real.bare {
+            effects.stanzas.append(stanza.errorReply(StanzaError(.conflict, text: "that nickname is reserved")))
             return effects
         }
         let old = occupants[position]

@@ -44,10 +44,13 @@ public struct Occupant: Sendable, Hashable {
 public struct AffiliationEntry: Sendable, Hashable {
     public var affiliation: Affiliation
     public var reason: String?
+    /// The nickname reserved by registering with the room (XEP-0045 §7.10).
+    public var nick: String?
 
-    public init(_ affiliation: Affiliation, reason: String? = nil) {
+    public init(_ affiliation: Affiliation, reason: String? = nil, nick: String? = nil) {
         self.affiliation = affiliation
         self.reason = reason
+        self.nick = nick
     }
 }
 
@@ -121,6 +124,11 @@ public struct Room: Sendable {
     public func affiliation(of real: JID, environment: RoomEnvironment) -> Affiliation {
         if environment.isServiceAdmin(real.bare) { return .owner }
         return affiliations[real.bare]?.affiliation ?? .none
+    }
+
+    /// Who reserved `nick`, if anyone.
+    public func reservation(of nick: String) -> JID? {
+        affiliations.first { $0.value.nick == nick }?.key
     }
 
     public func occupant(nick: String) -> Occupant? {

@@ -55,7 +55,9 @@ public final class MUCService: Sendable {
             )
             for affiliation in entry.affiliations {
                 if let value = Affiliation(rawValue: affiliation.affiliation) {
-                    room.affiliations[affiliation.jid] = AffiliationEntry(value, reason: affiliation.reason)
+                    room.affiliations[affiliation.jid] = AffiliationEntry(
+                        value, reason: affiliation.reason, nick: affiliation.nick
+                    )
                 }
             }
             let parser = XMLStreamParser()
@@ -161,7 +163,7 @@ public final class MUCService: Sendable {
             let json = (try? JSONEncoder().encode(configuration)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
             return .configuration(json: json, persistent: configuration.persistent)
         case .affiliation(let jid, let entry):
-            return .affiliation(jid, affiliation: entry.affiliation.rawValue, reason: entry.reason)
+            return .affiliation(jid, affiliation: entry.affiliation.rawValue, reason: entry.reason, nick: entry.nick)
         case .subject(let subject, let nick, let stamp):
             return .subject(subject, nick: nick, stamp: stamp)
         case .history(let entry):

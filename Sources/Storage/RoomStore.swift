@@ -32,11 +32,14 @@ public struct StoredAffiliation: Sendable, Hashable {
     public var jid: JID
     public var affiliation: String
     public var reason: String?
+    /// A reserved nickname.
+    public var nick: String?
 
-    public init(jid: JID, affiliation: String, reason: String?) {
+    public init(jid: JID, affiliation: String, reason: String?, nick: String? = nil) {
         self.jid = jid
         self.affiliation = affiliation
         self.reason = reason
+        self.nick = nick
     }
 }
 
@@ -58,7 +61,7 @@ public enum StoredRoomChange: Sendable, Hashable {
     case configuration(json: String, persistent: Bool)
     case subject(String, nick: String?, stamp: Double)
     /// `affiliation == "none"` removes the row.
-    case affiliation(JID, affiliation: String, reason: String?)
+    case affiliation(JID, affiliation: String, reason: String?, nick: String?)
     /// Appends to the history and keeps only the newest `keep` entries.
     case history(StoredHistoryEntry, keep: Int)
     case deleted

@@ -28,11 +28,13 @@ public struct PostgresRoomStore: RoomStore {
             )
             order.append(jid)
         }
-        for try await (room, jid, affiliation, reason) in try await client.query(
-            "SELECT room, jid, affiliation, reason FROM room_affiliations ORDER BY room, jid", logger: logger
-        ).decode((String, String, String, String?).self) {
+        for try await (room, jid, affiliation, reason, nick) in try await client.query(
+            "SELECT room, jid, affiliation, reason, nick FROM room_affiliations ORDER BY room, jid", logger: logger
+        ).decode((String, String, String, String?, String?).self) {
             guard let member = try? JID(jid) else { continue }
-            rooms[room]?.affiliations.append(StoredAffiliation(jid: member, affiliation: affiliation, reason: reason))
+            rooms[room]?.affiliations.append(
+                StoredAffiliation(jid: member, affiliation: affiliation, reason: reason, nick: nick)
+            )
         }
         for try await (room, stanza, stamp, nick) in try await client.query(
             "SELECT room, stanza, stamp, nick FROM room_history ORDER BY room, id", logger: logger
@@ -62,7 +64,7 @@ public struct PostgresRoomStore: RoomStore {
                 """,
                 logger: logger
             ).collect()
-        case .affiliation(let member, let affiliation, let reason):
+        case .affiliation(let member, let affiliation, let reason, let nick):
             if affiliation == "none" {
                 _ = try await client.query(
                     "DELETE FROM room_affiliations WHERE room = \(jid) AND jid = \(member.description)", logger: logger
@@ -70,10 +72,10 @@ public struct PostgresRoomStore: RoomStore {
             } else {
                 _ = try await client.query(
                     """
-                    INSERT INTO room_affiliations (room, jid, affiliation, reason)
-                    VALUES (\(jid), \(member.description), \(affiliation), \(reason))
+                    INSERT INTO room_affiliations (room, jid, affiliation, reason, nick)
+                    VALUES (\(jid), \(member.description), \(affiliation), \(reason), \(nick))
                     ON CONFLICT (room, jid) DO UPDATE SET affiliation = EXCLUDED.affiliation,
-                        reason = EXCLUDED.reason, updated_at = now()
+                        reason = EXCLUDED.reason, nick = EXCLUDED.nick, updated_at = now()
                     """,
                     logger: logger
                 ).collect()
