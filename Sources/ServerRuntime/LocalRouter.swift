@@ -280,12 +280,3 @@ public final class LocalRouter: C2SDelegate {
     /// The number of bound sessions (for tests and metrics).
     public var sessionCount: Int { table.withLock { $0.sessions.count } }
 }
-
-extension String {
-    func trimmingWhitespace() -> String {
-        var scalars = Substring(self)
-        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
-        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
-        return String(scalars)
-    }
-}

@@ -115,3 +115,13 @@ public enum XMLNode: Sendable, Hashable {
     case element(XMLElement)
     case text(String)
 }
+
+extension String {
+    /// The string without leading and trailing whitespace (as in XML character data).
+    public func trimmingWhitespace() -> String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+}

@@ -553,12 +553,3 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         context?.close(promise: nil)
     }
 }
-
-extension String {
-    func trimmingWhitespace() -> String {
-        var scalars = Substring(self)
-        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
-        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
-        return String(scalars)
-    }
-}
