@@ -97,6 +97,7 @@ public final class ConclaveNode: Service {
             options.parser.maxDepth = configuration.limits.maxDepth
             options.maxAuthFailuresPerConnection = configuration.auth.maxFailuresPerConnection
             options.authFailuresBeforeDelay = configuration.auth.failuresBeforeDelay
+            options.offerChannelBinding = configuration.auth.channelBinding
             options.softwareVersion = ConclaveVersion.current
             let server = C2SServer(
                 configuration: C2SConfiguration(domain: domain, tls: tls, options: options),

@@ -42,6 +42,7 @@ extension ServerConfiguration {
             var max_failures_per_connection: Int?
             var failures_before_delay: Int?
             var scram_iterations: Int?
+            var channel_binding: Bool?
         }
     }
 
@@ -95,6 +96,7 @@ extension ServerConfiguration {
             if let value = auth.max_failures_per_connection { self.auth.maxFailuresPerConnection = value }
             if let value = auth.failures_before_delay { self.auth.failuresBeforeDelay = value }
             if let value = auth.scram_iterations { self.auth.scramIterations = value }
+            if let value = auth.channel_binding { self.auth.channelBinding = value }
         }
     }
 
@@ -138,6 +140,7 @@ extension ServerConfiguration {
         if let value = try int("CONCLAVE_AUTH_MAX_FAILURES_PER_CONNECTION") { auth.maxFailuresPerConnection = value }
         if let value = try int("CONCLAVE_AUTH_FAILURES_BEFORE_DELAY") { auth.failuresBeforeDelay = value }
         if let value = try int("CONCLAVE_AUTH_SCRAM_ITERATIONS") { auth.scramIterations = value }
+        if let value = try bool("CONCLAVE_AUTH_CHANNEL_BINDING") { auth.channelBinding = value }
     }
 
     static func level(_ text: String, key: String) throws -> Logger.Level {

@@ -52,6 +52,8 @@ public struct ServerConfiguration: Sendable, Hashable {
         public var maxFailuresPerConnection = 3
         public var failuresBeforeDelay = 3
         public var scramIterations = 4096
+        /// Offer SCRAM-*-PLUS (tls-server-end-point); see docs/configuration.md.
+        public var channelBinding = false
         public init() {}
     }
 

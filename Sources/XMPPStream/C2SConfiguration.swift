@@ -60,6 +60,11 @@ public struct C2SConfiguration: Sendable {
         public var authFailureWindow: Duration = .seconds(60)
         public var authFailureDelayStep: TimeAmount = .milliseconds(500)
         public var authFailureMaxDelay: TimeAmount = .seconds(5)
+        /// Offer SCRAM-*-PLUS with `tls-server-end-point` channel binding. Off by default:
+        /// clients that see -PLUS offered pick it even when they only know other binding
+        /// types (slixmpp knows only tls-unique, which TLS 1.3 does not have), and then
+        /// cannot log in at all.
+        public var offerChannelBinding = false
         /// The software name and version answered to XEP-0092 queries.
         public var softwareVersion = "0.1.0"
         public init() {}

@@ -234,7 +234,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private var offeredMechanisms: [SASLMechanism] {
-        let plus = tlsActive && configuration.tls != nil
+        let plus = tlsActive && configuration.tls != nil && configuration.options.offerChannelBinding
         plusOffered = plus
         return SASLMechanism.allCases.filter { !$0.usesChannelBinding || plus }
     }

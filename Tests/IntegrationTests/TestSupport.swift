@@ -88,6 +88,7 @@ final class TestNode: Sendable {
         configuration.c2s.directTLSPort = 0
         configuration.tls.certificate = TestEnvironment.certificate
         configuration.tls.key = TestEnvironment.key
+        configuration.auth.channelBinding = true
         configure(&configuration)
         let node = try ConclaveNode(configuration: configuration, logger: TestEnvironment.logger)
         let group = ServiceGroup(configuration: .init(services: node.services, logger: TestEnvironment.logger))
