@@ -20,6 +20,20 @@ extension Room {
         }
     }
 
+    /// The service is going down: every occupant leaves with status 332 (XEP-0045
+    /// §7.2.x, "removed because of a system shutdown"). The room itself stays if it is
+    /// persistent.
+    public mutating func systemShutdown(environment: RoomEnvironment) -> RoomEffects {
+        var effects = RoomEffects()
+        while let occupant = occupants.first {
+            let left = leave(occupant.realJID, status: 332, environment: environment)
+            effects.stanzas += left.stanzas
+            effects.changes += left.changes
+            effects.roomEnded = effects.roomEnded || left.roomEnded
+        }
+        return effects
+    }
+
     /// The real JID's session ended: it leaves every role it had.
     public mutating func sessionEnded(_ real: JID, environment: RoomEnvironment) -> RoomEffects {
         leave(real, status: nil, environment: environment)

@@ -52,8 +52,8 @@ extension Room {
             return effects
         }
         if !isRequest {
-            guard let id = iq.id, let (originalID, asker) = Self.decodeForwardedID(id),
-                let target = occupant(real: asker), target.nick == nick
+            guard let id = iq.id, let (originalID, recipient) = Self.decodeForwardedID(id), recipient == real,
+                let target = occupant(nick: nick)
             else { return effects }
             var answer = iq
             answer.id = originalID
@@ -71,7 +71,7 @@ extension Room {
             return effects
         }
         var forwarded = iq
-        forwarded.id = Self.encodeForwardedID(iq.id ?? "", asker: real)
+        forwarded.id = Self.encodeForwardedID(iq.id ?? "", asker: target.realJID)
         forwarded[attribute: "from"] = occupantJID(sender.nick).description
         forwarded[attribute: "to"] = target.realJID.description
         effects.stanzas.append(forwarded)
@@ -249,6 +249,23 @@ extension Room {
             configuration = next
             locked = false
             effects.changes.append(.configured(next))
+            // Members-only now: non-members are removed first, and told alone (as Prosody).
+            if next.membersOnly && !old.membersOnly {
+                let removed = occupants.filter {
+                    affiliation(of: $0.realJID, environment: environment).rank < Affiliation.member.rank
+                }
+                occupants.removeAll { occupant in removed.contains { $0.realJID == occupant.realJID } }
+                for occupant in removed {
+                    var gone = occupant
+                    gone.role = .none
+                    effects.stanzas.append(
+                        presence(
+                            of: gone, to: gone.realJID, recipientRole: .none, type: "unavailable", codes: [322],
+                            isSelf: true, environment: environment
+                        )
+                    )
+                }
+            }
             // The result first, then the announcement of what changed (as Prosody
             // orders them), also for the first configuration of a new room.
             effects.stanzas.append(iq.iqResult())
@@ -263,12 +280,9 @@ extension Room {
                     effects.stanzas.append(copy)
                 }
             }
-            // Members-only now: those without membership leave (§9.3 / 321).
-            if next.membersOnly && !old.membersOnly {
-                for occupant in occupants where affiliation(of: occupant.realJID, environment: environment).rank < Affiliation.member.rank {
-                    let left = leave(occupant.realJID, status: 322, environment: environment)
-                    effects.stanzas += left.stanzas
-                }
+            if occupants.isEmpty && !next.persistent {
+                effects.roomEnded = true
+                effects.changes.append(.destroyed)
             }
         }
         return effects
@@ -287,14 +301,17 @@ extension Room {
             destroyElement.append(XMLElement("password", namespace: Namespace.mucUser, text: password.text))
         }
         // Everyone leaves, one after the other, each told with <destroy/> (§10.9).
-        while let occupant = occupants.first {
+        let leaving = occupants
+        occupants.removeAll()
+        for occupant in leaving {
             var gone = occupant
             gone.role = .none
-            occupants[0] = gone
-            broadcastPresence(
-                of: gone, type: "unavailable", leading: [destroyElement], into: &effects, environment: environment
+            effects.stanzas.append(
+                presence(
+                    of: gone, to: gone.realJID, recipientRole: .none, type: "unavailable", isSelf: true,
+                    environment: environment, leading: [destroyElement]
+                )
             )
-            occupants.removeFirst()
         }
         effects.roomEnded = true
         effects.changes.append(.destroyed)

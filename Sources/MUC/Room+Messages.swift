@@ -1,13 +1,19 @@
 import XMPPCore
 
 extension Room {
+    /// Errors that mean the occupant's client is gone (Prosody's is_kickable_error).
+    static let kickable: Set<StanzaError.Condition> = [
+        .gone, .internalServerError, .itemNotFound, .jidMalformed, .recipientUnavailable, .redirect,
+        .remoteServerNotFound, .remoteServerTimeout, .serviceUnavailable,
+    ]
+
     mutating func handleMessage(_ stanza: XMLElement, from real: JID, nick: String?, environment: RoomEnvironment)
         -> RoomEffects
     {
         var effects = RoomEffects()
         let type = stanza.type ?? "normal"
         if type == "error" {
-            if index(real: real) != nil {
+            if index(real: real) != nil, stanza.stanzaError.map({ Self.kickable.contains($0.condition) }) ?? true {
                 return leave(real, status: 333, environment: environment)
             }
             return effects
@@ -58,7 +64,8 @@ extension Room {
         message[attribute: "to"] = nil
         message.children.removeAll { child in
             if case .element(let element) = child {
-                return element.namespace == Namespace.stanzaID || element.namespace == Namespace.occupantID
+                return (element.namespace == Namespace.stanzaID && element.name == "stanza-id")
+                    || element.namespace == Namespace.occupantID
             }
             return false
         }
@@ -104,6 +111,10 @@ extension Room {
         var message = stanza
         message[attribute: "from"] = occupantJID(sender.nick).description
         message[attribute: "to"] = target.realJID.description
+        message.children.removeAll {
+            if case .element(let element) = $0 { return element.namespace == Namespace.mucUser }
+            return false
+        }
         message.append(XMLElement("x", namespace: Namespace.mucUser))
         effects.stanzas.append(message)
         return effects
@@ -218,7 +229,7 @@ extension Room {
             entries = entries.filter { $0.stamp >= cutoff }
         }
         if let text = request?[attribute: "since"], let since = Timestamp.parse(text) {
-            entries = entries.filter { $0.stamp > since }
+            entries = entries.filter { $0.stamp >= since }
         }
         if let text = request?[attribute: "maxchars"], let limit = Int(text) {
             var total = 0
@@ -244,12 +255,13 @@ extension Room {
 /// XEP-0082 date-time stamps, UTC, without Foundation.
 public enum Timestamp {
     public static func format(_ seconds: Double) -> String {
-        let total = Int(seconds.rounded(.down))
+        let totalMillis = Int((seconds * 1000).rounded())
+        let total = totalMillis >= 0 ? totalMillis / 1000 : (totalMillis - 999) / 1000
+        let fraction = totalMillis - total * 1000
         let days = total >= 0 ? total / 86400 : (total - 86399) / 86400
         let secondsOfDay = total - days * 86400
         let (year, month, day) = civil(days: days)
         func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let fraction = Int(((seconds - Double(total)) * 1000).rounded(.down))
         let millis = fraction < 10 ? "00\(fraction)" : fraction < 100 ? "0\(fraction)" : "\(fraction)"
         return "\(year)-\(two(month))-\(two(day))T\(two(secondsOfDay / 3600)):\(two(secondsOfDay / 60 % 60)):\(two(secondsOfDay % 60)).\(millis)Z"
     }

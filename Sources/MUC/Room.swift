@@ -152,7 +152,7 @@ public struct Room: Sendable {
         switch affiliation {
         case .owner, .admin: .moderator
         case .member: .participant
-        case .none: configuration.moderated ? .visitor : .participant
+        case .none: configuration.membersOnly ? .none : configuration.moderated ? .visitor : .participant
         case .outcast: .none
         }
     }

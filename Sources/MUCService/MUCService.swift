@@ -146,6 +146,23 @@ public final class MUCService: Sendable {
         }
     }
 
+    /// The node is shutting down: occupants of every room are told (332) before their
+    /// sessions close.
+    public func systemShutdown() {
+        let boxes = rooms.withLock { Array($0) }
+        for (jid, box) in boxes {
+            box.state.withLock { room in
+                let effects = room.systemShutdown(environment: environment)
+                apply(effects, room: room, request: nil)
+                if effects.roomEnded {
+                    rooms.withLock { rooms in
+                        if rooms[jid] === box { rooms[jid] = nil }
+                    }
+                }
+            }
+        }
+    }
+
     private func apply(_ effects: RoomEffects, room: Room, request: XMLElement?) {
         for stanza in effects.stanzas {
             var stanza = stanza

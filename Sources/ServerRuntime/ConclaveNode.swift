@@ -121,6 +121,7 @@ public final class ConclaveNode: Service {
             // Run until asked to stop; then say goodbye to every client.
             try? await gracefulShutdown()
             logger.info("shutting down")
+            muc.systemShutdown()
             await server.shutdown()
             muc.finishWrites()
             await writerDone

@@ -113,4 +113,18 @@ struct MUCPersistenceTests {
         let rows = try await TestDatabase.shared.connected().query("SELECT count(*) FROM rooms WHERE jid = \(room)")
         for try await count in rows.decode(Int.self) { #expect(count == 0) }
     }
+
+    @Test func shuttingDownTellsOccupants332() async throws {
+        let romeo = try await TestDatabase.shared.makeAccount()
+        let node = try await TestNode.start()
+        let client = try await node.login(romeo)
+        join(client, nick: "Romeo")
+        _ = try await client.receive { $0.child("subject") != nil }
+        async let stopped: Void = node.stop()
+        let gone = try await client.receive { $0.name == "presence" && $0.type == "unavailable" }
+        let codes = gone.child("x", namespace: Namespace.mucUser)?.children("status").map { $0[attribute: "code"] }
+        #expect(codes == ["332", "110"])
+        #expect(try await client.receiveStreamError().condition == .systemShutdown)
+        await stopped
+    }
 }

@@ -1,0 +1,114 @@
+import MUC
+import Testing
+import XMPPCore
+
+/// XEP-0045 §7.7 (changing availability inside a room) and §10.2 presence broadcast.
+@Suite struct PresenceUpdateTests {
+    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
+        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
+    }
+
+    static func away(_ real: JID, nick: String, status: String = "On the balcony") -> XMLElement {
+        Build.presence(
+            from: real, to: nick,
+            children: [
+                XMLElement("show", namespace: Namespace.client, text: "away"),
+                XMLElement("status", namespace: Namespace.client, text: status),
+            ]
+        )
+    }
+
+    @Test func anUpdateReachesEveryoneWithShowAndStatus() throws {
+        var test = Self.twoInside()
+        let effects = test.send(Self.away(Cast.juliet, nick: "Juliet"), from: Cast.juliet)
+        #expect(effects.stanzas.count == 2)
+        for real in [Cast.romeo, Cast.juliet] {
+            let presence = try #require(effects.presences(to: real).first)
+            #expect(presence.type == nil)
+            #expect(presence.from == "\(Cast.room)/Juliet")
+            #expect(presence.child("show")?.text == "away")
+            #expect(presence.child("status")?.text == "On the balcony")
+            #expect(presence.mucItem?[attribute: "role"] == "participant")
+        }
+        #expect(effects.presences(to: Cast.juliet).first?.statusCodes == [110])
+        #expect(effects.presences(to: Cast.romeo).first?.statusCodes == [])
+    }
+
+    @Test func anUpdateDoesNotResendTheOccupantList() {
+        var test = Self.twoInside()
+        let effects = test.send(Self.away(Cast.juliet, nick: "Juliet"), from: Cast.juliet)
+        #expect(effects.to(Cast.juliet).map(\.from) == ["\(Cast.room)/Juliet"])
+        #expect(effects.changes.isEmpty)
+    }
+
+    @Test func theNewPresenceReplacesTheOld() throws {
+        var test = Self.twoInside()
+        test.send(Self.away(Cast.juliet, nick: "Juliet"), from: Cast.juliet)
+        let effects = test.send(Build.presence(from: Cast.juliet, to: "Juliet"), from: Cast.juliet)
+        let seen = try #require(effects.presences(to: Cast.romeo).first)
+        #expect(seen.child("show") == nil)
+        #expect(seen.child("status") == nil)
+    }
+
+    @Test func aLaterEntrantSeesTheCurrentPresence() throws {
+        var test = Self.twoInside()
+        test.send(Self.away(Cast.juliet, nick: "Juliet", status: "Asleep"), from: Cast.juliet)
+        let effects = test.join(Cast.mercutio, nick: "Mercutio")
+        let juliet = try #require(effects.presences(to: Cast.mercutio).first { $0.from == "\(Cast.room)/Juliet" })
+        #expect(juliet.child("status")?.text == "Asleep")
+    }
+
+    @Test func spoofedOccupantIDsAreReplaced() throws {
+        var test = Self.twoInside()
+        let forged = Build.presence(
+            from: Cast.juliet, to: "Juliet",
+            children: [XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": "romeo@verona"])]
+        )
+        let seen = try #require(test.send(forged, from: Cast.juliet).presences(to: Cast.romeo).first)
+        let ids = seen.children("occupant-id", namespace: Namespace.occupantID).map { $0[attribute: "id"] }
+        #expect(ids == ["juliet@verona"])
+    }
+
+    @Test func aForgedMUCUserElementIsReplacedByTheRooms() throws {
+        var test = Self.twoInside()
+        let forged = XMLElement(
+            "x", namespace: Namespace.mucUser,
+            children: [
+                XMLElement("item", namespace: Namespace.mucUser, ["affiliation": "owner", "role": "moderator"]),
+                XMLElement("status", namespace: Namespace.mucUser, ["code": "201"]),
+            ]
+        )
+        let update = Build.presence(from: Cast.juliet, to: "Juliet", children: [forged])
+        let seen = try #require(test.send(update, from: Cast.juliet).presences(to: Cast.romeo).first)
+        #expect(seen.children("x", namespace: Namespace.mucUser).count == 1)
+        #expect(seen.mucUserLayout == ["item"])
+        #expect(seen.mucItem?[attribute: "affiliation"] == "none")
+        #expect(seen.mucItem?[attribute: "role"] == "participant")
+    }
+
+    @Test func visitorsPresenceIsNotBroadcastWhenTheRoomSaysSo() {
+        var test = TestRoom.open {
+            $0.moderated = true
+            $0.presenceBroadcast = [.moderator, .participant]
+        }
+        let entered = test.join(Cast.juliet, nick: "Juliet")
+        #expect(entered.presences(to: Cast.romeo).isEmpty, "a visitor enters unseen")
+        #expect(entered.presences(to: Cast.juliet).last?.statusCodes == [110], "but is told of itself")
+        let left = test.leave(Cast.juliet, nick: "Juliet")
+        #expect(left.presences(to: Cast.juliet).count == 1)
+    }
+
+    @Test func unseenOccupantsAreNotListedToEntrants() {
+        var test = TestRoom.open(
+            { $0.presenceBroadcast = [.moderator] }, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
+        let effects = test.join(Cast.mercutio, nick: "Mercutio")
+        #expect(effects.presences(to: Cast.mercutio).map(\.from) == ["Romeo", "Mercutio"].map { "\(Cast.room)/\($0)" })
+    }
+
+    @Test func aPresenceOfAnotherTypeIsIgnored() {
+        var test = Self.twoInside()
+        let effects = test.send(Build.presence(from: Cast.juliet, to: "Juliet", type: "subscribe"), from: Cast.juliet)
+        #expect(effects.stanzas.isEmpty)
+        #expect(test.room.occupants.count == 2)
+    }
+}
