@@ -230,11 +230,9 @@ extension Room {
             return effects
         }
         if form.type == "cancel" {
+            // XEP-0045 §10.1.3 would destroy a new room here; Prosody 0.12 keeps it (and
+            // its owner inside), and clients are written against that.
             effects.stanzas.append(iq.iqResult())
-            if locked {
-                // Cancelling the configuration of a new room destroys it (§10.1.3).
-                return destroy(nil, destroy: nil, environment: environment, into: effects)
-            }
             return effects
         }
         guard form.type == "submit" else {
@@ -514,8 +512,10 @@ extension Room {
                 ).stanzas
             } else if let position = index(real: occupant.realJID) {
                 let downgrade = affiliation.rank < previous.rank
-                if downgrade || newRole.rank > occupants[position].role.rank { occupants[position].role = newRole }
+                let oldRole = occupants[position].role
+                if downgrade || newRole.rank > oldRole.rank { occupants[position].role = newRole }
                 broadcastPresence(of: occupants[position], actor: actor, reason: reason, into: &effects, environment: environment)
+                resendOccupantsIfVisibilityChanged(for: occupants[position], oldRole: oldRole, into: &effects, environment: environment)
             }
         }
         return effects
@@ -533,5 +533,18 @@ extension Room {
         occupants[position].role = role
         broadcastPresence(of: occupants[position], actor: actor, reason: reason, into: &effects, environment: environment)
         return effects
+    }
+
+    /// In a semi-anonymous room, becoming or ceasing to be a moderator through an
+    /// affiliation change changes whose real JIDs one sees: the occupant gets everyone
+    /// else's presence again (as Prosody does; a role change alone does not).
+    private func resendOccupantsIfVisibilityChanged(
+        for occupant: Occupant, oldRole: Role, into effects: inout RoomEffects, environment: RoomEnvironment
+    ) {
+        guard configuration.whois == .moderators, (oldRole == .moderator) != (occupant.role == .moderator) else { return }
+        for other in occupants where other.realJID.bare != occupant.realJID.bare {
+            guard configuration.presenceBroadcast.contains(other.role) else { continue }
+            effects.stanzas.append(presence(of: other, to: occupant.realJID, recipientRole: occupant.role, environment: environment))
+        }
     }
 }

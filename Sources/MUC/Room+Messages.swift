@@ -101,7 +101,7 @@ extension Room {
         case .none: allowed = false
         }
         guard allowed else {
-            effects.stanzas.append(stanza.errorReply(StanzaError(.notAcceptable, text: "private messages are not allowed here")))
+            effects.stanzas.append(stanza.errorReply(StanzaError(.notAcceptable, type: .cancel, text: "private messages are not allowed here")))
             return effects
         }
         guard let target = occupant(nick: nick) else {

@@ -110,7 +110,10 @@ extension Room {
         }
         guard let nick, !nick.isEmpty else {
             if type != "unavailable" {
-                effects.stanzas.append(stanza.errorReply(StanzaError(.jidMalformed, text: "a nickname is required")))
+                // A presence to the room itself, not to a nick in it: as Prosody answers.
+                effects.stanzas.append(
+                    stanza.errorReply(StanzaError(.serviceUnavailable, text: "join the room with a nickname"))
+                )
             }
             return effects
         }
