@@ -29,7 +29,9 @@ db-status:
 
 # Every test: unit tests, PostgreSQL integration tests (real nodes on port 0
 # against a fresh database), and the spec scripts run by conclave-spec.
-TEST_SPEC_SCRIPTS ?= spec ../shared/seed
+# The seed: ../shared/seed when it is next to the repository, else the copy in spec/seed.
+SEED_DIR := $(firstword $(wildcard ../shared/seed) spec/seed)
+TEST_SPEC_SCRIPTS ?= spec $(SEED_DIR)
 test: build-tests
 	./deploy/local/test.sh
 	./deploy/local/spec.sh $(TEST_SPEC_SCRIPTS)

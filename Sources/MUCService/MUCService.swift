@@ -11,6 +11,8 @@ import XMPPXMLParser
 /// go to the `RoomStore` in that same order through one writer.
 public final class MUCService: Sendable {
     public let domain: JID
+    /// Only service administrators may create rooms (others get `not-allowed`).
+    public let restrictRoomCreation: Bool
     private let store: any RoomStore
     private let environment: RoomEnvironment
     private let deliver: @Sendable (XMLElement) -> Void
@@ -28,10 +30,12 @@ public final class MUCService: Sendable {
         domain: JID,
         store: any RoomStore,
         environment: RoomEnvironment,
+        restrictRoomCreation: Bool = false,
         logger: Logger,
         deliver: @escaping @Sendable (XMLElement) -> Void
     ) {
         self.domain = domain
+        self.restrictRoomCreation = restrictRoomCreation
         self.store = store
         self.environment = environment
         self.deliver = deliver
@@ -103,9 +107,14 @@ public final class MUCService: Sendable {
         let roomJID = to.bare
         let isJoin = stanza.stanzaKind == .presence && stanza.type == nil && to.resourcepart != nil
         var isNew = false
+        var refused = false
         let box = rooms.withLock { rooms -> RoomBox? in
             if let box = rooms[roomJID] { return box }
             guard isJoin else { return nil }
+            if restrictRoomCreation && !environment.isServiceAdmin(real.bare) {
+                refused = true
+                return nil
+            }
             isNew = true
             let locked = stanza.child("x", namespace: Namespace.muc) != nil
             let box = RoomBox(Room(jid: roomJID, locked: locked))
@@ -113,6 +122,12 @@ public final class MUCService: Sendable {
             return box
         }
         guard let box else {
+            if refused {
+                var reply = stanza.errorReply(StanzaError(.notAllowed, text: "only administrators may create rooms"))
+                reply.append(XMLElement("x", namespace: Namespace.muc))
+                deliver(reply)
+                return
+            }
             if stanza.stanzaKind != .presence, stanza.type != "error", stanza.type != "result" {
                 deliver(stanza.errorReply(StanzaError(.itemNotFound, text: "no such room")))
             }

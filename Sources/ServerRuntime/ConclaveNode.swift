@@ -84,6 +84,7 @@ public final class ConclaveNode: Service {
                 domain: mucDomain,
                 store: PostgresRoomStore(client: client, logger: logger),
                 environment: MUCEnvironment.make(admins: admins),
+                restrictRoomCreation: configuration.mucRestrictRoomCreation,
                 logger: logger,
                 deliver: { [router] stanza in router.deliver(stanza) }
             )

@@ -18,6 +18,7 @@ extension ServerConfiguration {
         var migrations_directory: String?
         var log_level: String?
         var muc_admins: [String]?
+        var muc_restrict_room_creation: Bool?
         var c2s: C2SFile?
         var tls: TLSFile?
         var limits: LimitsFile?
@@ -77,6 +78,7 @@ extension ServerConfiguration {
         if let value = file.migrations_directory { migrationsDirectory = value }
         if let value = file.log_level { logLevel = try Self.level(value, key: "log_level") }
         if let value = file.muc_admins { mucAdmins = value }
+        if let value = file.muc_restrict_room_creation { mucRestrictRoomCreation = value }
         if let c2s = file.c2s {
             if let value = c2s.host { self.c2s.host = value }
             if let value = c2s.port { self.c2s.port = value }
@@ -128,6 +130,7 @@ extension ServerConfiguration {
         if let value = environment["CONCLAVE_MUC_ADMINS"] {
             mucAdmins = value.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
         }
+        if let value = try bool("CONCLAVE_MUC_RESTRICT_ROOM_CREATION") { mucRestrictRoomCreation = value }
         if let value = environment["CONCLAVE_C2S_HOST"] { c2s.host = value }
         if let value = try int("CONCLAVE_C2S_PORT") { c2s.port = value }
         if let value = try int("CONCLAVE_C2S_DIRECT_TLS_PORT") { c2s.directTLSPort = value < 0 ? nil : value }

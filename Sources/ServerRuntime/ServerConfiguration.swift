@@ -22,6 +22,8 @@ public struct ServerConfiguration: Sendable, Hashable {
     public var logLevel: Logger.Level
     /// Service administrators: owner rights in every room of the MUC domain.
     public var mucAdmins: [String] = []
+    /// Only `mucAdmins` may create rooms.
+    public var mucRestrictRoomCreation = false
 
     public struct C2S: Sendable, Hashable {
         public var host = "0.0.0.0"

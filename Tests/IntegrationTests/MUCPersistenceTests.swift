@@ -127,4 +127,24 @@ struct MUCPersistenceTests {
         #expect(try await client.receiveStreamError().condition == .systemShutdown)
         await stopped
     }
+
+    @Test func restrictedRoomCreationIsForAdminsOnly() async throws {
+        let admin = try await TestDatabase.shared.makeAccount()
+        let user = try await TestDatabase.shared.makeAccount()
+        try await withNode({
+            $0.mucAdmins = [admin.description]
+            $0.mucRestrictRoomCreation = true
+        }) { node in
+            let refused = try await node.login(user)
+            join(refused, nick: "Tybalt")
+            let error = try await refused.receive { $0.name == "presence" }
+            #expect(error.stanzaError?.condition == .notAllowed)
+            let allowed = try await node.login(admin)
+            join(allowed, nick: "Prince")
+            let created = try await allowed.receive { $0.name == "presence" }
+            #expect(created.child("x", namespace: Namespace.mucUser)?.child("item")?[attribute: "affiliation"] == "owner")
+            await refused.close()
+            await allowed.close()
+        }
+    }
 }

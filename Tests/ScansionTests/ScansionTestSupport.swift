@@ -73,13 +73,16 @@ enum Fixture {
     }
 }
 
-/// The seed scenario from ../shared/seed, read from disk so the tests follow the real file.
+/// The seed scenario from ../shared/seed (or the copy in spec/seed/ when the repository
+/// is checked out without ../shared), read from disk so the tests follow the real file.
 enum Seed {
     static let path: String = {
         // #filePath may go through a symlinked test directory; resolve it to the repository.
         var url = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
         for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path + "/../shared/seed/muc_members_only_change.scs"
+        let shared = url.path + "/../shared/seed/muc_members_only_change.scs"
+        if FileManager.default.fileExists(atPath: shared) { return shared }
+        return url.path + "/spec/seed/muc_members_only_change.scs"
     }()
 
     static func text() throws -> String {

@@ -12,7 +12,9 @@ spec="${CONCLAVE_SPEC_BIN:-$root/.build/debug/conclave-spec}"
 port="${CONCLAVE_SPEC_PORT:-15222}"
 state="$root/.conclave"
 
-if [ $# -gt 0 ]; then scripts=("$@"); else scripts=(spec "$root/../shared/seed"); fi
+seed="$root/../shared/seed"
+[ -d "$seed" ] || seed="$root/spec/seed"   # the copy, when ../shared is not next to the repository
+if [ $# -gt 0 ]; then scripts=("$@"); else scripts=(spec "$seed"); fi
 
 started=0
 if ! "$db" status >/dev/null 2>&1; then

@@ -11,6 +11,7 @@ port="${CONCLAVE_PROSODY_PORT:-25222}"
 dir="$root/.conclave/prosody"
 spec="${CONCLAVE_SPEC_BIN:-$root/.build/debug/conclave-spec}"
 seed="${CONCLAVE_SEED_DIR:-$root/../shared/seed}"
+[ -d "$seed" ] || seed="$root/spec/seed"   # the copy, when ../shared is not next to the repository
 
 if ! command -v prosody >/dev/null; then
     echo "Prosody is not installed: 'apt-get install prosody' (Debian 12 ships 0.12), then run again." >&2
