@@ -121,7 +121,15 @@ extension Room {
             guard index(real: real) != nil else { return effects }
             return leave(real, status: nil, environment: environment, leavingPresence: stanza)
         }
+        if type == "probe" { return probe(stanza, from: real, nick: nick, environment: environment) }
         guard type == nil else { return effects }
+        if index(real: real) == nil, !isNew, stanza.child("x", namespace: Namespace.muc) == nil {
+            // Not a join (no <x/>): a client that thinks it is still inside. As Prosody.
+            effects.stanzas.append(
+                stanza.errorReply(StanzaError(.itemNotFound, text: "you are not currently connected to this chat"))
+            )
+            return effects
+        }
         if let position = index(real: real) {
             if occupants[position].nick == nick {
                 occupants[position].presence = stanza
@@ -131,6 +139,35 @@ extension Room {
             return changeNick(stanza, at: position, to: nick, environment: environment)
         }
         return join(stanza, from: real, nick: nick, environment: environment, isNew: isNew)
+    }
+
+    /// A presence probe to an occupant JID answers with that occupant's presence as
+    /// the prober sees it (or, for a nick reserved by someone absent, unavailable).
+    private func probe(_ stanza: XMLElement, from real: JID, nick: String, environment: RoomEnvironment) -> RoomEffects {
+        var effects = RoomEffects()
+        guard let prober = occupant(real: real) else {
+            effects.stanzas.append(
+                stanza.errorReply(StanzaError(.notAcceptable, type: .cancel, text: "you are not currently connected to this chat"))
+            )
+            return effects
+        }
+        if let probed = occupant(nick: nick) {
+            effects.stanzas.append(
+                presence(of: probed, to: real, recipientRole: prober.role, isSelf: probed.realJID == real, environment: environment)
+            )
+        } else if let holder = reservation(of: nick) {
+            var presence = XMLElement("presence", namespace: Namespace.client, ["type": "unavailable"])
+            presence[attribute: "from"] = occupantJID(nick).description
+            presence[attribute: "to"] = real.description
+            var item = XMLElement(
+                "item", namespace: Namespace.mucUser,
+                ["affiliation": (affiliations[holder]?.affiliation ?? .none).rawValue, "role": "none", "nick": nick]
+            )
+            if configuration.whois == .anyone || prober.role == .moderator { item[attribute: "jid"] = holder.description }
+            presence.append(XMLElement("x", namespace: Namespace.mucUser, children: [item]))
+            effects.stanzas.append(presence)
+        }
+        return effects
     }
 
     private mutating func join(

@@ -105,7 +105,10 @@ public final class MUCService: Sendable {
         guard let to = try? stanza.toJID() else { return }
         guard to.localpart != nil else { return handleService(stanza, from: real) }
         let roomJID = to.bare
-        let isJoin = stanza.stanzaKind == .presence && stanza.type == nil && to.resourcepart != nil
+        // Only a presence with <x xmlns='…/muc'/> creates a room (as in Prosody).
+        let isJoin =
+            stanza.stanzaKind == .presence && stanza.type == nil && to.resourcepart != nil
+            && stanza.child("x", namespace: Namespace.muc) != nil
         var isNew = false
         var refused = false
         let box = rooms.withLock { rooms -> RoomBox? in
@@ -116,8 +119,7 @@ public final class MUCService: Sendable {
                 return nil
             }
             isNew = true
-            let locked = stanza.child("x", namespace: Namespace.muc) != nil
-            let box = RoomBox(Room(jid: roomJID, locked: locked))
+            let box = RoomBox(Room(jid: roomJID, locked: true))
             rooms[roomJID] = box
             return box
         }
@@ -128,7 +130,7 @@ public final class MUCService: Sendable {
                 deliver(reply)
                 return
             }
-            if stanza.stanzaKind != .presence, stanza.type != "error", stanza.type != "result" {
+            if stanza.type != "error", stanza.type != "result" {
                 deliver(stanza.errorReply(StanzaError(.itemNotFound, text: "no such room")))
             }
             return

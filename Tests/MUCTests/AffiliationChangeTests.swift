@@ -4,16 +4,13 @@ import XMPPCore
 
 /// XEP-0045 §9.1–§9.4, §10.3–§10.7: changing affiliations, and who may.
 @Suite struct AffiliationChangeTests {
-    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
-        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
 
     static func set(_ jid: JID, _ affiliation: String, reason: String? = nil) -> XMLElement {
         Build.item(["affiliation": affiliation, "jid": jid.bare.description], reason: reason)
     }
 
     @Test func membershipForAnOccupantIsBroadcastWithTheActor() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.admin(Cast.romeo, [Self.set(Cast.juliet, "member")])
         #expect(effects.stanzas.map(\.name) == ["presence", "presence", "iq"], "the result comes last")
         let seen = try #require(effects.presences(to: Cast.romeo).first)
@@ -32,7 +29,7 @@ import XMPPCore
     }
 
     @Test func affiliationsBelongToTheBareJID() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let item = Build.item(["affiliation": "member", "jid": "mercutio@montague.example/street"])
         let effects = test.admin(Cast.romeo, [item])
         #expect(effects.changes == [.affiliation(Cast.mercutio.bare, AffiliationEntry(.member))])
@@ -44,7 +41,7 @@ import XMPPCore
 
     @Test(arguments: [(Affiliation.admin, Role.moderator), (.owner, .moderator), (.member, .participant)])
     func aPromotionRaisesTheRoleInAModeratedRoom(affiliation: Affiliation, role: Role) throws {
-        var test = Self.twoInside { $0.moderated = true }
+        var test = TestRoom.twoInside { $0.moderated = true }
         #expect(test.room.occupant(real: Cast.juliet)?.role == .visitor)
         let effects = test.admin(Cast.romeo, [Self.set(Cast.juliet, affiliation.rawValue)])
         #expect(effects.presences(to: Cast.juliet).first?.mucItem?[attribute: "role"] == role.rawValue)
@@ -61,7 +58,7 @@ import XMPPCore
     }
 
     @Test func aChangeForSomeoneAbsentIsAnnouncedToModeratorsOnly() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.admin(Cast.romeo, [Self.set(Cast.mercutio, "member")], id: "member1")
         #expect(effects.to(Cast.juliet).isEmpty)
         let received = effects.to(Cast.romeo)
@@ -77,13 +74,13 @@ import XMPPCore
     }
 
     @Test func aNonAnonymousRoomAnnouncesToEveryone() {
-        var test = Self.twoInside { $0.whois = .anyone }
+        var test = TestRoom.twoInside { $0.whois = .anyone }
         let effects = test.admin(Cast.romeo, [Self.set(Cast.mercutio, "member")])
         #expect(effects.messages(to: Cast.juliet).first?.mucItem?[attribute: "jid"] == "mercutio@montague.example")
     }
 
     @Test func banningAnOccupantRemovesItWith301ActorAndReason() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.admin(Cast.romeo, [Self.set(Cast.juliet, "outcast", reason: "A Capulet")], id: "ban1")
         #expect(effects.to(Cast.romeo).map(\.name) == ["presence", "iq"])
         let seen = try #require(effects.presences(to: Cast.romeo).first)
@@ -103,7 +100,7 @@ import XMPPCore
     }
 
     @Test func banningSomeoneAbsentIsAnnouncedWith301() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.admin(Cast.romeo, [Self.set(Cast.benvolio, "outcast")])
         #expect(effects.messages(to: Cast.romeo).first?.mucUserLayout == ["status 301", "item"])
     }

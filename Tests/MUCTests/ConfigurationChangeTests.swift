@@ -5,12 +5,8 @@ import XMPPCore
 /// XEP-0045 §10.2.1: what occupants are told when the owner changes the configuration,
 /// and the occupants a new configuration removes.
 @Suite struct ConfigurationChangeTests {
-    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
-        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
-
     @Test func aChangeIsAnnouncedWith104AfterTheResult() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.configure(Cast.romeo, [("muc#roomconfig_roomname", ["Capulet Hall"])], id: "config1")
         let received = effects.to(Cast.romeo)
         #expect(received.map(\.name) == ["iq", "message"])
@@ -24,7 +20,7 @@ import XMPPCore
     }
 
     @Test func submittingWhatIsAlreadySetAnnouncesNothing() {
-        var test = Self.twoInside { $0.name = "Capulet Hall" }
+        var test = TestRoom.twoInside { $0.name = "Capulet Hall" }
         let effects = test.configure(Cast.romeo, [("muc#roomconfig_roomname", ["Capulet Hall"])])
         #expect(effects.stanzas.map(\.name) == ["iq"])
         #expect(effects.changes == [.configured(test.room.configuration)])
@@ -32,14 +28,14 @@ import XMPPCore
 
     @Test(arguments: [(RoomConfiguration.Whois.anyone, 172), (.moderators, 173)])
     func changingWhoSeesRealJIDsSaysSoAndOnlySo(whois: RoomConfiguration.Whois, code: Int) {
-        var test = Self.twoInside { $0.whois = whois == .anyone ? .moderators : .anyone }
+        var test = TestRoom.twoInside { $0.whois = whois == .anyone ? .moderators : .anyone }
         let effects = test.configure(Cast.romeo, [("muc#roomconfig_whois", [whois.rawValue])])
         #expect(effects.messages(to: Cast.juliet).map(\.statusCodes) == [[code]])
         #expect(effects.messages(to: Cast.romeo).map(\.statusCodes) == [[code]])
     }
 
     @Test func aRoomMadeNonAnonymousShowsRealJIDsToLaterEntrants() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.configure(Cast.romeo, [("muc#roomconfig_whois", ["anyone"])])
         let seen = test.join(Cast.mercutio, nick: "Mercutio").presences(to: Cast.mercutio)
         #expect(
@@ -48,7 +44,7 @@ import XMPPCore
     }
 
     @Test func turningLoggingOnSays170AndEntrantsAreWarned() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.configure(Cast.romeo, [("muc#roomconfig_enablelogging", ["1"])])
         #expect(effects.messages(to: Cast.juliet).map(\.statusCodes) == [[170]])
         #expect(
@@ -56,7 +52,7 @@ import XMPPCore
     }
 
     @Test func severalChangesAreOneMessage() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.configure(
             Cast.romeo, [("muc#roomconfig_roomname", ["Capulet Hall"]), ("muc#roomconfig_whois", ["anyone"])]
         )
@@ -64,7 +60,7 @@ import XMPPCore
     }
 
     @Test func goingMembersOnlyRemovesNonMembersWith322() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.join(Cast.nurse, nick: "Nurse")
         test.room.affiliations[Cast.nurse.bare] = AffiliationEntry(.member)
         let effects = test.configure(Cast.romeo, [("muc#roomconfig_membersonly", ["1"])], id: "config6")
@@ -82,7 +78,7 @@ import XMPPCore
     /// muc_config.scs pins Prosody 0.12: the 322 goes to the removed occupant alone, who
     /// is gone before the 104 is sent.
     @Test func only322ReachesTheRemovedOccupant() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.configure(Cast.romeo, [("muc#roomconfig_membersonly", ["1"])])
         #expect(effects.presences(to: Cast.romeo).isEmpty)
         #expect(effects.to(Cast.juliet).map(\.name) == ["presence"])

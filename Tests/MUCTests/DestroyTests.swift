@@ -4,9 +4,6 @@ import XMPPCore
 
 /// XEP-0045 §10.9: the owner destroys the room.
 @Suite struct DestroyTests {
-    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
-        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
 
     static func destroy(
         _ test: inout TestRoom, as real: JID, venue: String? = nil, reason: String? = nil, password: String? = nil
@@ -20,7 +17,7 @@ import XMPPCore
     }
 
     @Test func everyOccupantLeavesWithTheVenueAndReason() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = Self.destroy(
             &test, as: Cast.romeo, venue: "mantua@conference.example", reason: "Banished to Mantua"
         )
@@ -38,7 +35,7 @@ import XMPPCore
     }
 
     @Test func theOwnerGetsTheResultLast() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = Self.destroy(&test, as: Cast.romeo)
         let last = try #require(effects.stanzas.last)
         #expect(last.name == "iq")
@@ -48,14 +45,14 @@ import XMPPCore
     }
 
     @Test func theRoomEndsAndIsForgotten() {
-        var test = Self.twoInside { $0.persistent = true }
+        var test = TestRoom.twoInside { $0.persistent = true }
         let effects = Self.destroy(&test, as: Cast.romeo)
         #expect(effects.roomEnded)
         #expect(effects.changes == [.destroyed])
     }
 
     @Test func aDestroyWithoutDetailsHasAnEmptyDestroyElement() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let own = try #require(Self.destroy(&test, as: Cast.romeo).presences(to: Cast.juliet).last)
         let destroy = try #require(own.mucUser?.child("destroy", namespace: Namespace.mucUser))
         #expect(destroy.attributes.isEmpty)
@@ -63,7 +60,7 @@ import XMPPCore
     }
 
     @Test func theAlternateVenuesPasswordIsPassedOn() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let own = try #require(
             Self.destroy(&test, as: Cast.romeo, venue: "mantua@conference.example", password: "lark")
                 .presences(to: Cast.juliet).last
@@ -96,7 +93,7 @@ import XMPPCore
     /// muc_destroy.scs: "Each occupant only hears of their own departure" (Prosody 0.12
     /// removes everyone first, then tells each).
     @Test func eachOccupantHearsOnlyOfItsOwnDeparture() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.join(Cast.mercutio, nick: "Mercutio")
         let effects = Self.destroy(&test, as: Cast.romeo)
         for real in [Cast.romeo, Cast.juliet, Cast.mercutio] {

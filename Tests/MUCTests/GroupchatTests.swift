@@ -4,12 +4,8 @@ import XMPPCore
 
 /// XEP-0045 §7.4 (messages to all occupants), XEP-0359 stanza-id and XEP-0421 occupant-id.
 @Suite struct GroupchatTests {
-    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
-        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
-
     @Test func aMessageReachesEveryOccupantSenderIncluded() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.say(Cast.juliet, "What's in a name?", id: "gc1")
         #expect(effects.recipients == [Cast.romeo, Cast.juliet].map(\.description))
         for real in [Cast.romeo, Cast.juliet] {
@@ -22,7 +18,7 @@ import XMPPCore
     }
 
     @Test func theRoomAddsItsStanzaIDAndTheSendersOccupantID() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let message = try #require(test.say(Cast.juliet, "Hello").messages(to: Cast.romeo).first)
         let stanzaID = try #require(message.child("stanza-id", namespace: Namespace.stanzaID))
         #expect(stanzaID[attribute: "id"] == "sid-1")
@@ -31,7 +27,7 @@ import XMPPCore
     }
 
     @Test func everyCopyCarriesTheSameStanzaIDAndEachMessageANewOne() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let first = test.say(Cast.juliet, "One")
         let second = test.say(Cast.romeo, "Two")
         let ids = (first.stanzas + second.stanzas).map {
@@ -41,7 +37,7 @@ import XMPPCore
     }
 
     @Test func forgedStanzaAndOccupantIDsAreRemoved() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let forged = Build.message(
             from: Cast.juliet, type: "groupchat", body: "Trust me",
             children: [
@@ -60,7 +56,7 @@ import XMPPCore
     /// XEP-0359 §3: the sender's `<origin-id/>` is how its client recognises the
     /// reflected copy; Prosody strips only `<stanza-id by='room'/>` and keeps it.
     @Test func theSendersOriginIDIsKept() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let message = Build.message(
             from: Cast.juliet, type: "groupchat", id: "gc7", body: "Mine",
             children: [XMLElement("origin-id", namespace: Namespace.stanzaID, ["id": "de305d54"])]
@@ -70,7 +66,7 @@ import XMPPCore
     }
 
     @Test func theMessageIsKeptInHistory() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.say(Cast.juliet, "Remember me")
         let entry = try #require(test.room.history.last)
         #expect(entry.senderNick == "Juliet")
@@ -82,13 +78,13 @@ import XMPPCore
     }
 
     @Test func historyIsTrimmedToItsLength() {
-        var test = Self.twoInside { $0.historyLength = 3 }
+        var test = TestRoom.twoInside { $0.historyLength = 3 }
         for index in 1...5 { test.say(Cast.romeo, "line \(index)") }
         #expect(test.room.history.map(\.message.body) == ["line 3", "line 4", "line 5"])
     }
 
     @Test func aRoomWithoutHistoryKeepsNothing() {
-        var test = Self.twoInside { $0.historyLength = 0 }
+        var test = TestRoom.twoInside { $0.historyLength = 0 }
         let effects = test.say(Cast.romeo, "Forget me")
         #expect(test.room.history.isEmpty)
         #expect(effects.changes.isEmpty)
@@ -96,7 +92,7 @@ import XMPPCore
     }
 
     @Test func aMessageWithoutBodyIsRelayedButNotKept() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let active = XMLElement("active", namespace: "http://jabber.org/protocol/chatstates")
         let effects = test.send(
             Build.message(from: Cast.juliet, type: "groupchat", children: [active]), from: Cast.juliet)
@@ -106,7 +102,7 @@ import XMPPCore
     }
 
     @Test func aNonOccupantIsNotAcceptable() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.say(Cast.mercutio, "A plague o' both your houses!", id: "gc3")
         let error = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1)
@@ -119,7 +115,7 @@ import XMPPCore
     }
 
     @Test func aVisitorInAModeratedRoomIsForbidden() throws {
-        var test = Self.twoInside { $0.moderated = true }
+        var test = TestRoom.twoInside { $0.moderated = true }
         test.join(Cast.mercutio, nick: "Mercutio")
         let effects = test.say(Cast.mercutio, "Ay me!", id: "gc4")
         let error = try #require(effects.stanzas.first)
@@ -131,7 +127,7 @@ import XMPPCore
 
     @Test(arguments: ["chat", "normal", "headline"])
     func anotherTypeToTheRoomIsABadRequest(type: String) throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Build.message(from: Cast.juliet, type: type, id: "m1", body: "Hi"), from: Cast.juliet)
         let error = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1)
@@ -145,7 +141,7 @@ import XMPPCore
 
     @Test(arguments: [String?.none, "Romeo"])
     func aBouncedMessageRemovesTheOccupantWith333(nick: String?) {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.bounce(from: Cast.juliet, to: nick, .recipientUnavailable), from: Cast.juliet)
         #expect(effects.presences(to: Cast.romeo).first?.type == "unavailable")
         #expect(effects.presences(to: Cast.romeo).first?.statusCodes.contains(333) == true)
@@ -157,14 +153,14 @@ import XMPPCore
     /// service-unavailable…), not for a client refusing one message.
     @Test(arguments: [StanzaError.Condition.notAcceptable, .policyViolation, .featureNotImplemented])
     func aMessageRefusedByTheClientDoesNotRemoveTheOccupant(condition: StanzaError.Condition) {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.bounce(from: Cast.juliet, to: "Romeo", condition), from: Cast.juliet)
         #expect(effects.stanzas.isEmpty)
         #expect(test.room.occupants.map(\.nick) == ["Romeo", "Juliet"])
     }
 
     @Test func aBouncedMessageFromANonOccupantIsIgnored() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         #expect(test.send(Self.bounce(from: Cast.mercutio, .recipientUnavailable), from: Cast.mercutio).stanzas.isEmpty)
     }
 }

@@ -6,9 +6,6 @@ import XMPPCore
 @Suite struct InvitationTests {
     static let invitee = address("mercutio@montague.example")
 
-    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
-        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
 
     static func invite(from real: JID, to invitee: String = "mercutio@montague.example", reason: String? = nil)
         -> XMLElement
@@ -20,7 +17,7 @@ import XMPPCore
     }
 
     @Test func theInviteeHearsFromTheRoomWithTheInvitersOccupantJID() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.invite(from: Cast.romeo, reason: "Come to the feast"), from: Cast.romeo)
         #expect(effects.recipients == [Self.invitee.description], "the inviter and the room hear nothing")
         let message = try #require(effects.stanzas.first)
@@ -39,13 +36,13 @@ import XMPPCore
     }
 
     @Test func aNonAnonymousRoomGivesTheInvitersRealJID() throws {
-        var test = Self.twoInside { $0.whois = .anyone }
+        var test = TestRoom.twoInside { $0.whois = .anyone }
         let message = try #require(test.send(Self.invite(from: Cast.juliet), from: Cast.juliet).stanzas.first)
         #expect(message.mucUser?.child("invite")?[attribute: "from"] == Cast.juliet.description)
     }
 
     @Test func anInvitationWithoutReasonCarriesAnEmptyOne() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let message = try #require(test.send(Self.invite(from: Cast.juliet), from: Cast.juliet).stanzas.first)
         let reason = try #require(message.mucUser?.child("invite")?.child("reason", namespace: Namespace.mucUser))
         #expect(reason.children.isEmpty)
@@ -53,13 +50,13 @@ import XMPPCore
     }
 
     @Test func aPasswordProtectedRoomPassesThePasswordOn() throws {
-        var test = Self.twoInside { $0.password = "nightingale" }
+        var test = TestRoom.twoInside { $0.password = "nightingale" }
         let message = try #require(test.send(Self.invite(from: Cast.romeo), from: Cast.romeo).stanzas.first)
         #expect(message.mucUser?.child("password", namespace: Namespace.mucUser)?.text == "nightingale")
     }
 
     @Test func anInvitationIntoAMembersOnlyRoomMakesAMember() throws {
-        var test = Self.twoInside { $0.membersOnly = true }
+        var test = TestRoom.twoInside { $0.membersOnly = true }
         let effects = test.send(Self.invite(from: Cast.romeo), from: Cast.romeo)
         let announcement = try #require(effects.messages(to: Cast.romeo).first)
         #expect(announcement.mucItem?[attribute: "affiliation"] == "member")
@@ -94,13 +91,13 @@ import XMPPCore
     }
 
     @Test func aVisitorMayNotInvite() throws {
-        var test = Self.twoInside { $0.moderated = true }
+        var test = TestRoom.twoInside { $0.moderated = true }
         let effects = test.send(Self.invite(from: Cast.juliet), from: Cast.juliet)
         #expect(effects.stanzas.map(\.errorCondition) == [.forbidden])
     }
 
     @Test func someoneWhoWouldEnterAsAVisitorMayNotInvite() {
-        var test = Self.twoInside { $0.moderated = true }
+        var test = TestRoom.twoInside { $0.moderated = true }
         let effects = test.send(Self.invite(from: Cast.benvolio), from: Cast.benvolio)
         #expect(effects.stanzas.map(\.errorCondition) == [.forbidden])
         #expect(effects.stanzas.first?[attribute: "to"] == Cast.benvolio.description)
@@ -109,7 +106,7 @@ import XMPPCore
     /// A non-member has no role in a members-only room (Prosody's muc-get-default-role),
     /// so cannot invite; otherwise it could invite itself and so become a member.
     @Test func anOutsiderMayNotInviteIntoAMembersOnlyRoom() {
-        var test = Self.twoInside {
+        var test = TestRoom.twoInside {
             $0.membersOnly = true
             $0.allowInvites = true
         }
@@ -119,14 +116,14 @@ import XMPPCore
     }
 
     @Test func aMalformedInviteeIsJIDMalformed() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.invite(from: Cast.romeo, to: "@capulet.example"), from: Cast.romeo)
         #expect(effects.stanzas.map(\.errorCondition) == [.jidMalformed])
         #expect(effects.stanzas.first?[attribute: "to"] == Cast.romeo.description)
     }
 
     @Test func aDeclineIsRelayedToTheInviter() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         var decline = XMLElement("decline", namespace: Namespace.mucUser, ["to": Cast.romeo.description])
         decline.append(XMLElement("reason", namespace: Namespace.mucUser, text: "I dreamt a dream tonight"))
         let message = Build.message(
@@ -142,7 +139,7 @@ import XMPPCore
     }
 
     @Test func aDeclineWithoutInviterGoesNowhere() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let decline = XMLElement("decline", namespace: Namespace.mucUser)
         let message = Build.message(
             from: Cast.mercutio, children: [XMLElement("x", namespace: Namespace.mucUser, children: [decline])])

@@ -5,12 +5,9 @@ import XMPPCore
 /// XEP-0045 §7.2: what an entrant and the occupants see when someone enters.
 @Suite struct JoinTests {
     /// Romeo (owner) and Juliet in the room; Mercutio about to enter.
-    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
-        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
 
     @Test func theEntrantSeesOccupantsThenItselfThenHistoryThenTheSubject() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.say(Cast.romeo, "But soft")
         let effects = test.join(Cast.mercutio, nick: "Mercutio")
         let received = effects.to(Cast.mercutio)
@@ -22,7 +19,7 @@ import XMPPCore
     }
 
     @Test func theSubjectOfAFreshRoomIsEmptyAndFromTheRoom() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let subject = try #require(test.join(Cast.mercutio, nick: "Mercutio").to(Cast.mercutio).last)
         #expect(subject.name == "message")
         #expect(subject.type == "groupchat")
@@ -33,7 +30,7 @@ import XMPPCore
     }
 
     @Test func everyOccupantIsToldOfTheEntrantOnce() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.join(Cast.mercutio, nick: "Mercutio")
         for occupant in [Cast.romeo, Cast.juliet] {
             let told = effects.to(occupant)
@@ -45,7 +42,7 @@ import XMPPCore
     }
 
     @Test func semiAnonymousRoomsShowRealJIDsToModeratorsOnly() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.join(Cast.mercutio, nick: "Mercutio")
         #expect(effects.presences(to: Cast.romeo).first?.mucItem?[attribute: "jid"] == Cast.mercutio.description)
         #expect(effects.presences(to: Cast.juliet).first?.mucItem?[attribute: "jid"] == nil)
@@ -64,7 +61,7 @@ import XMPPCore
     }
 
     @Test func nonAnonymousRoomsShowRealJIDsToAllAndSay100() throws {
-        var test = Self.twoInside { $0.whois = .anyone }
+        var test = TestRoom.twoInside { $0.whois = .anyone }
         let effects = test.join(Cast.mercutio, nick: "Mercutio")
         #expect(effects.presences(to: Cast.juliet).first?.mucItem?[attribute: "jid"] == Cast.mercutio.description)
         let seen = effects.presences(to: Cast.mercutio)
@@ -75,7 +72,7 @@ import XMPPCore
     }
 
     @Test func aModeratedRoomLetsUnaffiliatedUsersInAsVisitors() {
-        var test = Self.twoInside { $0.moderated = true }
+        var test = TestRoom.twoInside { $0.moderated = true }
         let effects = test.join(Cast.mercutio, nick: "Mercutio")
         #expect(effects.presences(to: Cast.mercutio).last?.mucItem?[attribute: "role"] == "visitor")
         #expect(effects.presences(to: Cast.romeo).first?.mucItem?[attribute: "role"] == "visitor")
@@ -91,7 +88,7 @@ import XMPPCore
     }
 
     @Test func theEntrantsShowAndStatusReachTheOthers() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let away = Build.presence(
             from: Cast.mercutio, to: "Mercutio",
             children: [
@@ -108,7 +105,7 @@ import XMPPCore
     }
 
     @Test func joiningAgainWithTheSameNickOnlyUpdatesPresence() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.join(Cast.juliet, nick: "Juliet")
         #expect(effects.to(Cast.juliet).map(\.name) == ["presence"], "no occupant list, history or subject again")
         #expect(test.room.occupants.map(\.nick) == ["Romeo", "Juliet"])
@@ -117,7 +114,7 @@ import XMPPCore
     /// A presence to the room's bare JID is not a join: Prosody answers
     /// service-unavailable (spec/muc_join_without_nick.scs).
     @Test func aPresenceWithoutANickIsRefused() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Build.presence(from: Cast.mercutio, to: nil), from: Cast.mercutio)
         let error = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1)

@@ -4,12 +4,8 @@ import XMPPCore
 
 /// XEP-0045 §7.14 (exiting a room) and §10.1.3 / §10.2 (temporary and persistent rooms).
 @Suite struct LeaveTests {
-    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
-        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
-
     @Test func theLeaverGets110AndTheOthersDoNot() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.leave(Cast.juliet, nick: "Juliet")
         let own = try #require(effects.presences(to: Cast.juliet).first)
         let seen = try #require(effects.presences(to: Cast.romeo).first)
@@ -26,7 +22,7 @@ import XMPPCore
     }
 
     @Test func theLeaveStatusTextIsKept() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.leave(Cast.juliet, nick: "Juliet", status: "Good night")
         for real in [Cast.romeo, Cast.juliet] {
             let presence = try #require(effects.presences(to: real).first)
@@ -35,7 +31,7 @@ import XMPPCore
     }
 
     @Test func anEarlierShowIsNotRepeatedOnLeaving() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let away = [XMLElement("show", namespace: Namespace.client, text: "away")]
         test.send(Build.presence(from: Cast.juliet, to: "Juliet", children: away), from: Cast.juliet)
         let effects = test.leave(Cast.juliet, nick: "Juliet")
@@ -43,7 +39,7 @@ import XMPPCore
     }
 
     @Test func theLastOccupantLeavingEndsATemporaryRoom() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         #expect(!test.leave(Cast.juliet, nick: "Juliet").roomEnded)
         let effects = test.leave(Cast.romeo, nick: "Romeo")
         #expect(effects.roomEnded)
@@ -53,7 +49,7 @@ import XMPPCore
     }
 
     @Test func aPersistentRoomOutlivesItsOccupants() {
-        var test = Self.twoInside { $0.persistent = true }
+        var test = TestRoom.twoInside { $0.persistent = true }
         test.leave(Cast.juliet, nick: "Juliet")
         let effects = test.leave(Cast.romeo, nick: "Romeo")
         #expect(!effects.roomEnded)
@@ -62,7 +58,7 @@ import XMPPCore
     }
 
     @Test func anEndedSessionLeavesLikeAnUnavailablePresence() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.room.sessionEnded(Cast.juliet, environment: test.environment)
         let seen = try #require(effects.presences(to: Cast.romeo).first)
         #expect(seen.type == "unavailable")
@@ -80,21 +76,21 @@ import XMPPCore
     }
 
     @Test func anotherResourceEndingItsSessionChangesNothing() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.room.sessionEnded(address("juliet@capulet.example/tomb"), environment: test.environment)
         #expect(effects.stanzas.isEmpty)
         #expect(test.room.occupants.count == 2)
     }
 
     @Test func anUnavailablePresenceFromANonOccupantIsIgnored() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.leave(Cast.mercutio, nick: "Mercutio")
         #expect(effects.stanzas.isEmpty)
         #expect(test.room.occupants.count == 2)
     }
 
     @Test func aBouncedPresenceRemovesTheOccupantWith333() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let bounce = Build.presence(
             from: Cast.juliet, to: "Juliet", type: "error", children: [StanzaError(.remoteServerNotFound).element]
         )
@@ -107,13 +103,13 @@ import XMPPCore
     }
 
     @Test func aBouncedPresenceFromANonOccupantIsIgnored() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Build.presence(from: Cast.mercutio, to: "Mercutio", type: "error"), from: Cast.mercutio)
         #expect(effects.stanzas.isEmpty)
     }
 
     @Test func aLeftOccupantMayComeBack() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.leave(Cast.juliet, nick: "Juliet")
         let effects = test.join(Cast.juliet, nick: "Juliet")
         #expect(effects.presences(to: Cast.juliet).last?.statusCodes == [110])

@@ -4,12 +4,8 @@ import XMPPCore
 
 /// XEP-0045 §7.6: changing nickname.
 @Suite struct NickChangeTests {
-    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
-        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
-
     @Test func othersSee303WithTheNewNickThenTheNewPresence() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Build.presence(from: Cast.juliet, to: "Jules"), from: Cast.juliet)
         let seen = effects.presences(to: Cast.romeo)
         try #require(seen.count == 2)
@@ -25,7 +21,7 @@ import XMPPCore
     }
 
     @Test func theChangerGetsBothWith110() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Build.presence(from: Cast.juliet, to: "Jules"), from: Cast.juliet)
         let own = effects.presences(to: Cast.juliet)
         try #require(own.count == 2)
@@ -37,7 +33,7 @@ import XMPPCore
     }
 
     @Test func theRoleIsKeptAcrossTheChange() throws {
-        var test = Self.twoInside { $0.moderated = true }
+        var test = TestRoom.twoInside { $0.moderated = true }
         test.join(Cast.mercutio, nick: "Mercutio")
         let effects = test.send(Build.presence(from: Cast.mercutio, to: "Benvolio"), from: Cast.mercutio)
         let seen = effects.presences(to: Cast.romeo)
@@ -47,14 +43,14 @@ import XMPPCore
     }
 
     @Test func laterMessagesComeFromTheNewNick() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.send(Build.presence(from: Cast.juliet, to: "Jules"), from: Cast.juliet)
         let message = try #require(test.say(Cast.juliet, "Call me but love").messages(to: Cast.romeo).first)
         #expect(message.from == "\(Cast.room)/Jules")
     }
 
     @Test func theOldNickIsFreeAfterwards() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.send(Build.presence(from: Cast.juliet, to: "Jules"), from: Cast.juliet)
         let effects = test.join(Cast.mercutio, nick: "Juliet")
         #expect(effects.presences(to: Cast.mercutio).last?.statusCodes == [110])
@@ -62,7 +58,7 @@ import XMPPCore
     }
 
     @Test func takingAnotherOccupantsNickIsAConflict() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Build.presence(from: Cast.juliet, to: "Romeo"), from: Cast.juliet)
         let error = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1)
@@ -74,7 +70,7 @@ import XMPPCore
     }
 
     @Test func aChangeCarriesTheNewShowAndStatus() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let presence = Build.presence(
             from: Cast.juliet, to: "Jules",
             children: [XMLElement("status", namespace: Namespace.client, text: "Disguised")]
@@ -86,7 +82,7 @@ import XMPPCore
     }
 
     @Test func participantsSeeTheNewNickButNoRealJID() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.join(Cast.mercutio, nick: "Mercutio")
         let seen = test.send(Build.presence(from: Cast.romeo, to: "Montague"), from: Cast.romeo).presences(
             to: Cast.juliet)

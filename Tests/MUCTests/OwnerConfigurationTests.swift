@@ -5,9 +5,6 @@ import XMPPCore
 /// XEP-0045 §10.2: the owner's muc#owner configuration form, what submitting it does,
 /// and the status codes occupants are told.
 @Suite struct OwnerConfigurationTests {
-    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
-        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
 
     static func requestForm(_ test: inout TestRoom, as real: JID) -> XMLElement? {
         let request = Build.iq("get", from: real, id: "form1", payload: Build.query(Namespace.mucOwner))
@@ -29,7 +26,7 @@ import XMPPCore
     ]
 
     @Test func theOwnerGetsTheFormWithEveryField() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let reply = try #require(Self.requestForm(&test, as: Cast.romeo))
         #expect(reply.type == "result")
         #expect(reply.id == "form1")
@@ -41,7 +38,7 @@ import XMPPCore
     }
 
     @Test func theFormShowsTheCurrentValues() throws {
-        var test = Self.twoInside {
+        var test = TestRoom.twoInside {
             $0.name = "Capulet Hall"
             $0.moderated = true
             $0.whois = .anyone
@@ -105,7 +102,7 @@ import XMPPCore
     }
 
     @Test func aFormOfAnotherTypeIsABadRequest() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let form = DataForm(
             type: "submit",
             fields: [
@@ -128,7 +125,7 @@ import XMPPCore
         ("muc#roomconfig_allowpm", "all"),
     ])
     func anInvalidValueIsNotAcceptable(variable: String, value: String) {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.configure(Cast.romeo, [("muc#roomconfig_roomname", ["Changed"]), (variable, [value])])
         #expect(effects.stanzas.count == 1)
         #expect(effects.stanzas.first?.errorCondition == .notAcceptable)
@@ -138,7 +135,7 @@ import XMPPCore
 
     @Test(arguments: ["form", "result"])
     func aFormThatIsNotSubmittedIsABadRequest(type: String) {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let request = Build.iq(
             "set", from: Cast.romeo, id: "c5", payload: Build.query(Namespace.mucOwner, [DataForm(type: type).element])
         )
@@ -146,7 +143,7 @@ import XMPPCore
     }
 
     @Test func aSetWithNeitherFormNorDestroyIsABadRequest() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let request = Build.iq("set", from: Cast.romeo, id: "c6", payload: Build.query(Namespace.mucOwner))
         #expect(test.send(request, from: Cast.romeo).stanzas.first?.errorCondition == .badRequest)
     }

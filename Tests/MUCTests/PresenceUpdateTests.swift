@@ -4,9 +4,6 @@ import XMPPCore
 
 /// XEP-0045 §7.7 (changing availability inside a room) and §10.2 presence broadcast.
 @Suite struct PresenceUpdateTests {
-    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
-        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
 
     static func away(_ real: JID, nick: String, status: String = "On the balcony") -> XMLElement {
         Build.presence(
@@ -19,7 +16,7 @@ import XMPPCore
     }
 
     @Test func anUpdateReachesEveryoneWithShowAndStatus() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.away(Cast.juliet, nick: "Juliet"), from: Cast.juliet)
         #expect(effects.stanzas.count == 2)
         for real in [Cast.romeo, Cast.juliet] {
@@ -35,14 +32,14 @@ import XMPPCore
     }
 
     @Test func anUpdateDoesNotResendTheOccupantList() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.away(Cast.juliet, nick: "Juliet"), from: Cast.juliet)
         #expect(effects.to(Cast.juliet).map(\.from) == ["\(Cast.room)/Juliet"])
         #expect(effects.changes.isEmpty)
     }
 
     @Test func theNewPresenceReplacesTheOld() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.send(Self.away(Cast.juliet, nick: "Juliet"), from: Cast.juliet)
         let effects = test.send(Build.presence(from: Cast.juliet, to: "Juliet"), from: Cast.juliet)
         let seen = try #require(effects.presences(to: Cast.romeo).first)
@@ -51,7 +48,7 @@ import XMPPCore
     }
 
     @Test func aLaterEntrantSeesTheCurrentPresence() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.send(Self.away(Cast.juliet, nick: "Juliet", status: "Asleep"), from: Cast.juliet)
         let effects = test.join(Cast.mercutio, nick: "Mercutio")
         let juliet = try #require(effects.presences(to: Cast.mercutio).first { $0.from == "\(Cast.room)/Juliet" })
@@ -59,7 +56,7 @@ import XMPPCore
     }
 
     @Test func spoofedOccupantIDsAreReplaced() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let forged = Build.presence(
             from: Cast.juliet, to: "Juliet",
             children: [XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": "romeo@verona"])]
@@ -70,7 +67,7 @@ import XMPPCore
     }
 
     @Test func aForgedMUCUserElementIsReplacedByTheRooms() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let forged = XMLElement(
             "x", namespace: Namespace.mucUser,
             children: [
@@ -106,7 +103,7 @@ import XMPPCore
     }
 
     @Test func aPresenceOfAnotherTypeIsIgnored() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Build.presence(from: Cast.juliet, to: "Juliet", type: "subscribe"), from: Cast.juliet)
         #expect(effects.stanzas.isEmpty)
         #expect(test.room.occupants.count == 2)

@@ -4,16 +4,13 @@ import XMPPCore
 
 /// XEP-0045 §7.5: private messages between occupants, and muc#roomconfig_allowpm.
 @Suite struct PrivateMessageTests {
-    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
-        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
 
     static func whisper(_ real: JID, to nick: String, type: String = "chat", id: String = "pm1") -> XMLElement {
         Build.message(from: real, to: nick, type: type, id: id, body: "Good night, good night!")
     }
 
     @Test func itGoesFromTheOccupantJIDToTheRealJID() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.whisper(Cast.juliet, to: "Romeo"), from: Cast.juliet)
         let message = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1, "not reflected to the sender")
@@ -28,7 +25,7 @@ import XMPPCore
     /// Prosody strips the sender's muc#user elements (muc_util.filter_muc_x) before adding
     /// its own: otherwise an occupant can hand the recipient a forged real JID or status.
     @Test func aForgedMUCUserElementIsNotPassedOn() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.join(Cast.mercutio, nick: "Mercutio")
         let item = XMLElement(
             "item", namespace: Namespace.mucUser, ["jid": Cast.romeo.description, "affiliation": "owner"])
@@ -42,14 +39,14 @@ import XMPPCore
     }
 
     @Test func itIsNotKeptInHistory() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.whisper(Cast.juliet, to: "Romeo"), from: Cast.juliet)
         #expect(effects.changes.isEmpty)
         #expect(test.room.history.isEmpty)
     }
 
     @Test func anUnknownNickIsItemNotFound() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.whisper(Cast.juliet, to: "Tybalt", id: "pm3"), from: Cast.juliet)
         let error = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1)
@@ -61,7 +58,7 @@ import XMPPCore
     }
 
     @Test func groupchatToANickIsABadRequest() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.whisper(Cast.juliet, to: "Romeo", type: "groupchat", id: "pm4"), from: Cast.juliet)
         let error = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1)
@@ -71,7 +68,7 @@ import XMPPCore
     }
 
     @Test func aNonOccupantIsNotAcceptable() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.whisper(Cast.mercutio, to: "Juliet"), from: Cast.mercutio)
         let error = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1)
@@ -82,7 +79,7 @@ import XMPPCore
     }
 
     @Test func allowPMNoneRefusesEveryone() throws {
-        var test = Self.twoInside { $0.allowPM = .none }
+        var test = TestRoom.twoInside { $0.allowPM = .none }
         for (sender, target) in [(Cast.juliet, "Romeo"), (Cast.romeo, "Juliet")] {
             let effects = test.send(Self.whisper(sender, to: target), from: sender)
             #expect(effects.stanzas.count == 1)
@@ -99,7 +96,7 @@ import XMPPCore
 
     @Test(arguments: audiences)
     func allowPMLimitsSendersByRole(audience: RoomConfiguration.Audience, role: Role, allowed: Bool) {
-        var test = Self.twoInside {
+        var test = TestRoom.twoInside {
             $0.allowPM = audience
             $0.moderated = true
         }
@@ -121,7 +118,7 @@ import XMPPCore
     }
 
     @Test func aPrivateMessageFromAVisitorNeedsNoVoice() {
-        var test = Self.twoInside { $0.moderated = true }
+        var test = TestRoom.twoInside { $0.moderated = true }
         test.join(Cast.mercutio, nick: "Mercutio")
         let effects = test.send(Self.whisper(Cast.mercutio, to: "Juliet"), from: Cast.mercutio)
         #expect(effects.stanzas.first?[attribute: "to"] == Cast.juliet.description)

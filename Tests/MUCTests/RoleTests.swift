@@ -4,16 +4,13 @@ import XMPPCore
 
 /// XEP-0045 §8.2–§8.5 and §9.6–§9.7: kicking, voice, moderators, and the role lists.
 @Suite struct RoleTests {
-    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
-        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
 
     static func role(_ nick: String, _ role: String, reason: String? = nil) -> XMLElement {
         Build.item(["nick": nick, "role": role], reason: reason)
     }
 
     @Test func aKickSays307WithActorAndReason() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.admin(Cast.romeo, [Self.role("Juliet", "none", reason: "Thou art a villain")], id: "kick3")
         #expect(effects.to(Cast.romeo).map(\.name) == ["presence", "iq"])
         let seen = try #require(effects.presences(to: Cast.romeo).first)
@@ -34,14 +31,14 @@ import XMPPCore
     }
 
     @Test func aKickedOccupantIsOutButMayComeBack() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.admin(Cast.romeo, [Self.role("Juliet", "none")])
         #expect(test.say(Cast.juliet, "Let me in").stanzas.first?.errorCondition == .notAcceptable)
         #expect(test.join(Cast.juliet, nick: "Juliet").presences(to: Cast.juliet).last?.statusCodes == [110])
     }
 
     @Test func kickingAnUnknownNickIsItemNotFound() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.admin(Cast.romeo, [Self.role("Tybalt", "none")])
         let error = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1)
@@ -50,7 +47,7 @@ import XMPPCore
     }
 
     @Test func aParticipantMayNotKick() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.admin(Cast.juliet, [Self.role("Romeo", "none")])
         let error = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1)
@@ -61,7 +58,7 @@ import XMPPCore
     }
 
     @Test func aModeratorWithoutAffiliationMayNotKickAnOwner() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.admin(Cast.romeo, [Self.role("Juliet", "moderator")])
         #expect(test.room.occupant(real: Cast.juliet)?.role == .moderator)
         let effects = test.admin(Cast.juliet, [Self.role("Romeo", "none")])
@@ -70,7 +67,7 @@ import XMPPCore
     }
 
     @Test func voiceIsGrantedAndRevokedInAModeratedRoom() throws {
-        var test = Self.twoInside { $0.moderated = true }
+        var test = TestRoom.twoInside { $0.moderated = true }
         let granted = test.admin(Cast.romeo, [Self.role("Juliet", "participant")], id: "voice1")
         #expect(granted.to(Cast.romeo).map(\.name) == ["presence", "iq"])
         let seen = try #require(granted.presences(to: Cast.romeo).first)
@@ -89,7 +86,7 @@ import XMPPCore
     }
 
     @Test func aParticipantMayNotGrantVoice() {
-        var test = Self.twoInside { $0.moderated = true }
+        var test = TestRoom.twoInside { $0.moderated = true }
         test.room.affiliations[Cast.nurse.bare] = AffiliationEntry(.member)
         test.join(Cast.nurse, nick: "Nurse")
         let effects = test.admin(Cast.nurse, [Self.role("Juliet", "participant")])
@@ -98,7 +95,7 @@ import XMPPCore
     }
 
     @Test func onlyAnAdminMayMakeOrUnmakeModerators() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.join(Cast.mercutio, nick: "Mercutio")
         test.admin(Cast.romeo, [Self.role("Juliet", "moderator")])
         let grant = test.admin(Cast.juliet, [Self.role("Mercutio", "moderator")])
@@ -111,7 +108,7 @@ import XMPPCore
     }
 
     @Test func oneRefusedItemRefusesTheWholeRequest() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.admin(Cast.romeo, [Self.role("Juliet", "none"), Self.role("Tybalt", "none")])
         #expect(effects.stanzas.count == 1)
         #expect(effects.stanzas.first?.errorCondition == .itemNotFound)
@@ -126,7 +123,7 @@ import XMPPCore
     }
 
     @Test func aModeratorListsOccupantsByRole() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let reply = try #require(Self.roleList(&test, "participant", as: Cast.romeo))
         #expect(reply.type == "result")
         let items = reply.child("query", namespace: Namespace.mucAdmin)?.children("item", namespace: Namespace.mucAdmin)
@@ -142,7 +139,7 @@ import XMPPCore
     }
 
     @Test func aParticipantMayNotListRoles() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let reply = try #require(Self.roleList(&test, "participant", as: Cast.juliet))
         #expect(reply.errorCondition == .forbidden)
         #expect(reply.errorType == .auth)

@@ -5,10 +5,6 @@ import XMPPCore
 /// IQs to the room and to occupants: XEP-0410 self-ping, XEP-0045 §7.5 IQs between
 /// occupants, and the errors for what the room does not do.
 @Suite struct RoomIQTests {
-    static func twoInside() -> TestRoom {
-        TestRoom.open(occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
-
     static let ping = XMLElement("ping", namespace: Namespace.ping)
 
     static func ping(from real: JID, to nick: String, id: String) -> XMLElement {
@@ -16,7 +12,7 @@ import XMPPCore
     }
 
     @Test func aSelfPingIsAnsweredByTheRoom() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.ping(from: Cast.juliet, to: "Juliet", id: "ping1"), from: Cast.juliet)
         let reply = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1, "Juliet's client is not bothered")
@@ -28,7 +24,7 @@ import XMPPCore
     }
 
     @Test func aSelfPingAfterLeavingIsNotAcceptable() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.leave(Cast.juliet, nick: "Juliet")
         let effects = test.send(Self.ping(from: Cast.juliet, to: "Juliet", id: "ping5"), from: Cast.juliet)
         #expect(effects.stanzas.map(\.errorCondition) == [.notAcceptable])
@@ -36,7 +32,7 @@ import XMPPCore
     }
 
     @Test func anIQToAnotherOccupantIsForwardedAndItsAnswerRoutedBack() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.ping(from: Cast.juliet, to: "Romeo", id: "ping2"), from: Cast.juliet)
         let forwarded = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1)
@@ -62,7 +58,7 @@ import XMPPCore
     /// In a semi-anonymous room a participant must not learn another's real JID from the
     /// id either (Prosody encodes only the recipient's own JID and a hash of the sender's).
     @Test func theForwardedIDDoesNotRevealTheSendersRealJID() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.join(Cast.mercutio, nick: "Mercutio")
         let request = Build.iq("get", from: Cast.juliet, to: "Mercutio", id: "ping6", payload: Self.ping)
         let id = try #require(test.send(request, from: Cast.juliet).stanzas.first?.id)
@@ -73,7 +69,7 @@ import XMPPCore
     }
 
     @Test func anErrorAnswerIsRoutedBackToo() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let version = XMLElement("query", namespace: Namespace.version)
         let forwarded = try #require(
             test.send(Build.iq("get", from: Cast.juliet, to: "Romeo", id: "v1", payload: version), from: Cast.juliet)
@@ -89,14 +85,14 @@ import XMPPCore
     }
 
     @Test func anAnswerWithAnUnknownIDIsDropped() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         var answer = XMLElement("iq", namespace: Namespace.client, ["type": "result", "id": "made-up"])
         answer[attribute: "to"] = "\(Cast.room)/Juliet"
         #expect(test.send(answer, from: Cast.romeo).stanzas.isEmpty)
     }
 
     @Test func aNonOccupantMayNotSendIQsToOccupants() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.ping(from: Cast.mercutio, to: "Juliet", id: "ping4"), from: Cast.mercutio)
         let error = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1)
@@ -107,7 +103,7 @@ import XMPPCore
     }
 
     @Test func anUnknownNickIsItemNotFound() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.ping(from: Cast.juliet, to: "Tybalt", id: "ping3"), from: Cast.juliet)
         let error = try #require(effects.stanzas.first)
         #expect(error.from == "\(Cast.room)/Tybalt")
@@ -116,13 +112,13 @@ import XMPPCore
     }
 
     @Test func aPingToTheRoomIsAnswered() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Build.iq("get", from: Cast.mercutio, id: "p", payload: Self.ping), from: Cast.mercutio)
         #expect(effects.stanzas.map(\.type) == ["result"])
     }
 
     @Test func anUnknownIQIsServiceUnavailable() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let version = XMLElement("query", namespace: Namespace.version)
         let error = try #require(
             test.send(Build.iq("get", from: Cast.juliet, id: "v", payload: version), from: Cast.juliet).stanzas.first)
@@ -133,7 +129,7 @@ import XMPPCore
 
     @Test(arguments: [[], [ping, XMLElement("query", namespace: Namespace.discoInfo)]] as [[XMLElement]])
     func anIQWithoutExactlyOnePayloadIsABadRequest(payload: [XMLElement]) throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         var iq = Build.iq("get", from: Cast.juliet, id: "e", payload: nil)
         for element in payload { iq.append(element) }
         let error = try #require(test.send(iq, from: Cast.juliet).stanzas.first)
@@ -143,7 +139,7 @@ import XMPPCore
 
     @Test(arguments: ["result", "error"])
     func answersToTheRoomItselfAreIgnored(type: String) {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         #expect(test.send(Build.iq(type, from: Cast.juliet, id: "x", payload: nil), from: Cast.juliet).stanzas.isEmpty)
     }
 }

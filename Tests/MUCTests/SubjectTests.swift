@@ -4,9 +4,6 @@ import XMPPCore
 
 /// XEP-0045 §8.1 (modifying the subject) and §7.2.15 (the subject ends every join).
 @Suite struct SubjectTests {
-    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
-        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
-    }
 
     static func subject(_ text: String, from real: JID, id: String = "s1") -> XMLElement {
         let subject =
@@ -17,7 +14,7 @@ import XMPPCore
     }
 
     @Test func aModeratorChangesTheSubjectForEveryone() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.subject("Fair Verona", from: Cast.romeo), from: Cast.romeo)
         #expect(effects.recipients == [Cast.romeo, Cast.juliet].map(\.description))
         for real in [Cast.romeo, Cast.juliet] {
@@ -32,7 +29,7 @@ import XMPPCore
     }
 
     @Test func theChangeIsStoredWithWhoAndWhen() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.clock.advance(by: 60)
         let effects = test.send(Self.subject("Fair Verona", from: Cast.romeo), from: Cast.romeo)
         #expect(effects.changes == [.subject("Fair Verona", nick: "Romeo", stamp: TestRoom.start + 60)])
@@ -40,13 +37,13 @@ import XMPPCore
     }
 
     @Test func aSubjectChangeIsNotHistory() {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.send(Self.subject("Fair Verona", from: Cast.romeo), from: Cast.romeo)
         #expect(test.room.history.isEmpty)
     }
 
     @Test func aParticipantMayNotChangeItByDefault() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let effects = test.send(Self.subject("The orchard", from: Cast.juliet, id: "s2"), from: Cast.juliet)
         let error = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1)
@@ -59,7 +56,7 @@ import XMPPCore
     }
 
     @Test func aParticipantMayWhenTheRoomAllowsIt() throws {
-        var test = Self.twoInside { $0.changeSubject = true }
+        var test = TestRoom.twoInside { $0.changeSubject = true }
         let effects = test.send(Self.subject("The orchard", from: Cast.juliet), from: Cast.juliet)
         #expect(effects.messages(to: Cast.romeo).first?.from == "\(Cast.room)/Juliet")
         #expect(test.room.subject == "The orchard")
@@ -67,7 +64,7 @@ import XMPPCore
     }
 
     @Test func aVisitorMayNotEvenWhenTheRoomAllowsIt() throws {
-        var test = Self.twoInside {
+        var test = TestRoom.twoInside {
             $0.changeSubject = true
             $0.moderated = true
         }
@@ -78,7 +75,7 @@ import XMPPCore
     }
 
     @Test func laterEntrantsGetTheSubjectFromItsSetterWithADelay() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.send(Self.subject("Fair Verona", from: Cast.romeo), from: Cast.romeo)
         test.clock.advance(by: 3600)
         let subject = try #require(test.join(Cast.mercutio, nick: "Mercutio").to(Cast.mercutio).last)
@@ -92,7 +89,7 @@ import XMPPCore
     }
 
     @Test func aSubjectWithABodyIsAnOrdinaryMessage() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         let message = Build.message(
             from: Cast.juliet, type: "groupchat", id: "s4", body: "Banished!",
             children: [XMLElement("subject", namespace: Namespace.client, text: "Mantua")]
@@ -107,7 +104,7 @@ import XMPPCore
     }
 
     @Test func anEmptySubjectClearsIt() throws {
-        var test = Self.twoInside()
+        var test = TestRoom.twoInside()
         test.send(Self.subject("Fair Verona", from: Cast.romeo), from: Cast.romeo)
         let effects = test.send(Self.subject("", from: Cast.romeo), from: Cast.romeo)
         let cleared = try #require(effects.messages(to: Cast.juliet).first)

@@ -82,6 +82,11 @@ struct TestRoom {
     }
 
     @discardableResult
+    /// An open room with Romeo (owner, moderator) and Juliet (participant) inside.
+    static func twoInside(_ configure: (inout RoomConfiguration) -> Void = { _ in }) -> TestRoom {
+        TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
+    }
+
     mutating func send(_ stanza: XMLElement, from real: JID, isNew: Bool = false) -> RoomEffects {
         room.handle(stanza, from: real, environment: environment, isNew: isNew)
     }
