@@ -69,7 +69,7 @@ extension Room {
             }
             return false
         }
-        message.append(XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": environment.occupantID(jid, real.bare)]))
+        message.append(XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": sender.occupantID]))
         if subjectElement == nil || stanza.child("body") != nil {
             message.append(XMLElement("stanza-id", namespace: Namespace.stanzaID, ["id": environment.makeID(), "by": jid.description]))
             let entry = HistoryEntry(message: message, stamp: environment.now(), senderNick: sender.nick)

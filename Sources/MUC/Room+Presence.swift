@@ -33,9 +33,7 @@ extension Room {
                 presence.children.append(child)
             }
         }
-        presence.append(
-            XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": environment.occupantID(jid, occupant.realJID.bare)])
-        )
+        presence.append(XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": occupant.occupantID]))
         var x = XMLElement("x", namespace: Namespace.mucUser)
         for element in leading { x.append(element) }
         for code in codes { x.append(status(code)) }
@@ -206,7 +204,10 @@ extension Room {
         if let max = configuration.maxUsers, occupants.count >= max, affiliation.rank < Affiliation.admin.rank {
             return refuse(.serviceUnavailable, "the room is full")
         }
-        let occupant = Occupant(nick: nick, realJID: real, role: defaultRole(for: affiliation), presence: stanza)
+        let occupant = Occupant(
+            nick: nick, realJID: real, role: defaultRole(for: affiliation), presence: stanza,
+            occupantID: environment.occupantID(jid, real.bare)
+        )
         // Existing occupants first, then the newcomer's own presence.
         for other in occupants where configuration.presenceBroadcast.contains(other.role) {
             effects.stanzas.append(

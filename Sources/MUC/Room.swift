@@ -32,12 +32,16 @@ public struct Occupant: Sendable, Hashable {
     public var role: Role
     /// The last available presence the occupant sent (children only matter).
     public var presence: XMLElement
+    /// The XEP-0421 occupant id, computed once on entry rather than for every copy of
+    /// every presence.
+    public var occupantID: String
 
-    public init(nick: String, realJID: JID, role: Role, presence: XMLElement) {
+    public init(nick: String, realJID: JID, role: Role, presence: XMLElement, occupantID: String) {
         self.nick = nick
         self.realJID = realJID
         self.role = role
         self.presence = presence
+        self.occupantID = occupantID
     }
 }
 
