@@ -20,6 +20,8 @@ fi
 
 as_prosody() { if [ "$(id -u)" = 0 ]; then runuser -u prosody -- "$@"; else "$@"; fi; }
 
+# A Prosody left over from an interrupted run would hold the port.
+if [ -f "$dir/prosody.pid" ]; then kill "$(cat "$dir/prosody.pid")" 2>/dev/null; sleep 0.5; fi
 rm -rf "$dir"
 mkdir -p "$dir/data"
 "$root/deploy/local/cert.sh" localhost >/dev/null
@@ -34,9 +36,19 @@ for file in spec/*.scs; do [ -e "$file" ] && scripts+=("$file"); done
     as_prosody prosodyctl --config "$dir/prosody.cfg.lua" register "${jid%@*}" "${jid#*@}" "$password" >/dev/null
 done
 
+if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
+    echo "something already listens on 127.0.0.1:$port (CONCLAVE_PROSODY_PORT chooses another port)" >&2
+    exit 1
+fi
 as_prosody prosody --config "$dir/prosody.cfg.lua" >"$dir/stdout.log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+# $pid is runuser; Prosody itself (lua) writes its pid file: stop that one.
+stop_prosody() {
+    [ -f "$dir/prosody.pid" ] && kill "$(cat "$dir/prosody.pid")" 2>/dev/null
+    kill $pid 2>/dev/null
+    wait $pid 2>/dev/null
+}
+trap stop_prosody EXIT
 for _ in $(seq 1 100); do
     (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
     kill -0 $pid 2>/dev/null || { echo "Prosody did not start:" >&2; cat "$dir/stdout.log" "$dir/prosody.log" >&2; exit 1; }
