@@ -24,14 +24,7 @@ extension Room {
         // The occupant's own status and show, for an available presence or the
         // unavailable one it sent itself.
         if type == nil || occupant.presence.type == type {
-            for child in occupant.presence.children {
-                if case .element(let element) = child, element.namespace == Namespace.muc || element.namespace == Namespace.mucUser
-                    || element.namespace == Namespace.occupantID
-                {
-                    continue
-                }
-                presence.children.append(child)
-            }
+            presence.children.append(contentsOf: occupant.presence.children)
         }
         presence.append(XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": occupant.occupantID]))
         var x = XMLElement("x", namespace: Namespace.mucUser)
@@ -130,7 +123,7 @@ extension Room {
         }
         if let position = index(real: real) {
             if occupants[position].nick == nick {
-                occupants[position].presence = stanza
+                occupants[position].setPresence(stanza)
                 broadcastPresence(of: occupants[position], into: &effects, environment: environment)
                 return effects
             }
@@ -241,7 +234,7 @@ extension Room {
         let old = occupants[position]
         broadcastPresence(of: old, type: "unavailable", codes: [303], newNick: nick, into: &effects, environment: environment)
         occupants[position].nick = nick
-        occupants[position].presence = stanza
+        occupants[position].setPresence(stanza)
         broadcastPresence(of: occupants[position], into: &effects, environment: environment)
         return effects
     }
@@ -259,7 +252,7 @@ extension Room {
         guard let position = index(real: real) else { return effects }
         var occupant = occupants[position]
         occupant.role = .none
-        if let leavingPresence { occupant.presence = leavingPresence }
+        if let leavingPresence { occupant.setPresence(leavingPresence) }
         let codes = status.map { [$0] } ?? []
         occupants[position] = occupant
         broadcastPresence(

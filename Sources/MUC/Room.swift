@@ -30,8 +30,9 @@ public struct Occupant: Sendable, Hashable {
     public var nick: String
     public var realJID: JID
     public var role: Role
-    /// The last available presence the occupant sent (children only matter).
-    public var presence: XMLElement
+    /// The last presence the occupant sent, without the MUC payloads the room adds
+    /// itself (`<x/>`, `<occupant-id/>`): what every copy of it carries.
+    public private(set) var presence: XMLElement
     /// The XEP-0421 occupant id, computed once on entry rather than for every copy of
     /// every presence.
     public var occupantID: String
@@ -42,6 +43,19 @@ public struct Occupant: Sendable, Hashable {
         self.role = role
         self.presence = presence
         self.occupantID = occupantID
+        setPresence(presence)
+    }
+
+    /// Keeps `stanza` as the occupant's presence, stripped once here rather than for
+    /// every recipient of every broadcast.
+    public mutating func setPresence(_ stanza: XMLElement) {
+        var stored = stanza
+        stored.children.removeAll { child in
+            guard case .element(let element) = child else { return false }
+            return element.namespace == Namespace.muc || element.namespace == Namespace.mucUser
+                || element.namespace == Namespace.occupantID
+        }
+        presence = stored
     }
 }
 

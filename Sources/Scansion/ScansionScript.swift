@@ -1,6 +1,6 @@
 /// `Scansion` reads scansion spec scripts (`.scs`, see SCANSION.md) and matches
-/// received stanzas against their expectations. Pure: no I/O, no Foundation; the
-/// `conclave-spec` executable runs the scripts.
+/// received stanzas against their expectations. Parsing and matching are pure; only
+/// `ScansionFiles` reads from disk. The `conclave-spec` executable runs the scripts.
 
 /// A parsed script.
 public struct ScansionScript: Sendable, Hashable {
@@ -40,6 +40,11 @@ public struct ClientDefinition: Sendable, Hashable {
     public var connectHost: String?
     public var connectPort: Int?
     public var resource: String?
+
+    /// The account the client logs in to: `jid` without a resource.
+    public var account: String {
+        jid.split(separator: "/", maxSplits: 1).first.map(String.init) ?? jid
+    }
 
     public init(
         name: String, line: Int, jid: String, password: String, connectHost: String? = nil, connectPort: Int? = nil,

@@ -43,14 +43,10 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var pending: [XMLStreamEvent] = []
     /// Bumped on every parser reset, so events of the old stream are dropped.
     private var generation = 0
-    private var sasl: SASLState?
+    /// The SCRAM exchange waiting for the client's final message.
+    private var scram: SCRAMServerExchange?
     private var authFailures = 0
     private var plusOffered = false
-
-    private enum SASLState {
-        case scram(SCRAMServerExchange)
-        case scramFinal(SCRAMServerExchange)
-    }
 
     init(
         configuration: C2SConfiguration,
@@ -250,7 +246,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         case (Namespace.sasl, "response"):
             continueAuthentication(element)
         case (Namespace.sasl, "abort"):
-            sasl = nil
+            scram = nil
             send(SASLFailure(.aborted).element)
         case (Namespace.client, "iq") where authenticated != nil:
             negotiationIQ(element)
@@ -330,21 +326,16 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         }
         lookUpCredentials(account) { connection, credentials in
             let challenge = exchange.serverFirst(credentials: credentials, fakeSaltSeed: Array(connection.streamID.utf8))
-            connection.sasl = .scram(exchange)
+            connection.scram = exchange
             connection.send(XMLElement("challenge", namespace: Namespace.sasl, text: Base64.encode(challenge)))
         }
     }
 
     private func continueAuthentication(_ element: XMLElement) {
-        guard case .scram(let exchange)? = sasl else {
-            if case .scramFinal? = sasl {
-                // RFC 6120 §6.4.6: an empty response acknowledges the server-final data.
-                sasl = nil
-                return succeed()
-            }
+        guard let exchange = scram else {
             return send(SASLFailure(.malformedRequest, text: "no exchange in progress").element)
         }
-        sasl = nil
+        scram = nil
         guard let data = Base64.decode(element.text.trimmingWhitespace()) else {
             return send(SASLFailure(.incorrectEncoding).element)
         }

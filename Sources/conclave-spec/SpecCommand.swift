@@ -61,15 +61,18 @@ struct SpecCommand: AsyncParsableCommand {
     var printAccounts = false
 
     func run() async throws {
-        let files = try expand(scripts)
+        let files: [String]
+        do {
+            files = try ScansionFiles.expand(scripts)
+        } catch {
+            throw ValidationError("\(error)")
+        }
         guard !files.isEmpty else { throw ValidationError("no .scs scripts found in \(scripts.joined(separator: " "))") }
         if printAccounts {
             var seen = Set<String>()
             for file in files {
-                let script = try ScansionScript(parsing: try String(contentsOfFile: file, encoding: .utf8), path: file)
-                for client in script.clients {
-                    let bare = client.jid.split(separator: "/").first.map(String.init) ?? client.jid
-                    if seen.insert(bare).inserted { print("\(bare)\t\(client.password)") }
+                for client in try ScansionFiles.load(file).clients where seen.insert(client.account).inserted {
+                    print("\(client.account)\t\(client.password)")
                 }
             }
             return
@@ -91,8 +94,7 @@ struct SpecCommand: AsyncParsableCommand {
             let started = ContinuousClock.now
             let result: ScriptResult
             do {
-                let text = try String(contentsOfFile: file, encoding: .utf8)
-                let script = try ScansionScript(parsing: text, path: file)
+                let script = try ScansionFiles.load(file)
                 for warning in script.warnings {
                     FileHandle.standardError.write(Data("warning: \(file):\(warning.line): \(warning.message)\n".utf8))
                 }
@@ -125,23 +127,6 @@ struct SpecCommand: AsyncParsableCommand {
             try JUnitReport(results: results).xml.write(toFile: junit, atomically: true, encoding: .utf8)
         }
         if failed > 0 { throw ExitCode(1) }
-    }
-
-    private func expand(_ paths: [String]) throws -> [String] {
-        var files: [String] = []
-        for path in paths {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-                throw ValidationError("no such file: \(path)")
-            }
-            if isDirectory.boolValue {
-                let entries = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".scs") }
-                files += entries.sorted().map { path.hasSuffix("/") ? path + $0 : path + "/" + $0 }
-            } else {
-                files.append(path)
-            }
-        }
-        return files
     }
 }
 

@@ -41,10 +41,15 @@ struct User: AsyncParsableCommand {
 
         func run() async throws {
             var accounts: [JID: String] = [:]
-            for file in try scriptFiles(scripts) {
-                let script = try ScansionScript(parsing: try String(contentsOfFile: file, encoding: .utf8), path: file)
-                for client in script.clients {
-                    let jid = try parseAccount((try? JID(client.jid))?.bare.description ?? client.jid)
+            let files: [String]
+            do {
+                files = try ScansionFiles.expand(scripts)
+            } catch {
+                throw CommandError("\(error)")
+            }
+            for file in files {
+                for client in try ScansionFiles.load(file).clients {
+                    let jid = try parseAccount(client.account)
                     if let known = accounts[jid], known != client.password {
                         throw CommandError("\(jid) has two different passwords in the scripts")
                     }
@@ -122,23 +127,6 @@ func parseAccount(_ text: String) throws -> JID {
         throw ValidationError("an account is a bare JID with a localpart, like romeo@localhost")
     }
     return jid
-}
-
-func scriptFiles(_ paths: [String]) throws -> [String] {
-    var files: [String] = []
-    for path in paths {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw CommandError("no such file: \(path)")
-        }
-        if isDirectory.boolValue {
-            let entries = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".scs") }
-            files += entries.sorted().map { path + "/" + $0 }
-        } else {
-            files.append(path)
-        }
-    }
-    return files
 }
 
 func readPassword() throws -> String {

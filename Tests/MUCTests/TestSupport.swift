@@ -87,6 +87,7 @@ struct TestRoom {
         TestRoom.open(configure, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
     }
 
+    @discardableResult
     mutating func send(_ stanza: XMLElement, from real: JID, isNew: Bool = false) -> RoomEffects {
         room.handle(stanza, from: real, environment: environment, isNew: isNew)
     }

@@ -173,3 +173,11 @@ import XMPPCore
         #expect(script.actions.map(\.line) == [5])
     }
 }
+
+@Suite struct ClientAccountTests {
+    @Test(arguments: [("romeo@localhost", "romeo@localhost"), ("juliet@localhost/phone", "juliet@localhost"),
+                      ("nurse@localhost/a/b", "nurse@localhost")])
+    func theAccountIsTheJIDWithoutItsResource(jid: String, account: String) {
+        #expect(ClientDefinition(name: "X", line: 1, jid: jid, password: "p").account == account)
+    }
+}
