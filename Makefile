@@ -3,11 +3,16 @@ SWIFT ?= swift
 BIN := .build/debug/conclave
 TEST_DB := conclave_test
 
-.PHONY: run test build build-tests db-start db-stop db-status spec spec-prosody clean-state format help
+NODES ?= 3
+
+.PHONY: run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
 
 help:
-	@echo "make run    build and run one node (embedded PostgreSQL under .conclave/)"
-	@echo "make test   build and run every test"
+	@echo "make run             build and run one node (embedded PostgreSQL under .conclave/)"
+	@echo "make test            build and run every test"
+	@echo "make cluster-up      build and start a local cluster of NODES=$(NODES) nodes in the background"
+	@echo "make cluster-status  which nodes of the local cluster run, with their ports"
+	@echo "make cluster-down    drain and stop the local cluster"
 
 build:
 	$(SWIFT) build
@@ -26,6 +31,18 @@ db-stop:
 
 db-status:
 	./deploy/local/db.sh status
+
+# A local cluster in the background: node i on 127.0.0.1 ports 5222+10*(i-1) (STARTTLS),
+# the next one (Direct TLS) and the one after (node-to-node link); logs and pid files
+# in .conclave/cluster/. See deploy/local/cluster.sh.
+cluster-up: build
+	./deploy/local/cluster.sh up $(NODES)
+
+cluster-down:
+	./deploy/local/cluster.sh down
+
+cluster-status:
+	./deploy/local/cluster.sh status
 
 # Every test: unit tests, PostgreSQL integration tests (real nodes on port 0
 # against a fresh database), and the spec scripts run by conclave-spec.
@@ -49,5 +66,6 @@ format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift
 
 clean-state:
+	./deploy/local/cluster.sh down || true
 	./deploy/local/db.sh stop || true
 	rm -rf .conclave

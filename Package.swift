@@ -86,9 +86,21 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(
+            name: "Cluster",
+            dependencies: [
+                "XMPPCore", "XMPPXMLParser",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .target(
             name: "ServerRuntime",
             dependencies: [
-                "XMPPCore", "XMPPXMLParser", "XMPPStream", "Storage", "StoragePostgres", "MUC", "MUCService",
+                "XMPPCore", "XMPPXMLParser", "XMPPStream", "Storage", "StoragePostgres", "MUC", "MUCService", "Cluster",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -120,6 +132,11 @@ let package = Package(
         .testTarget(
             name: "XMPPXMLParserTests",
             dependencies: ["XMPPXMLParser", "XMPPCore"],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: ["Cluster", "XMPPCore"],
             swiftSettings: upcoming
         ),
         .testTarget(

@@ -6,196 +6,576 @@ import Synchronization
 public import XMPPCore
 import XMPPXMLParser
 
-/// Runs the rooms of the MUC domain: one lock per room serialises its stanzas,
-/// effects are delivered in the order the room produced them, and durable changes
-/// go to the `RoomStore` in that same order through one writer.
+/// A stanza for a room, with where its sender's session lives.
+public struct RoomInput: Sendable {
+    public var stanza: XMLElement
+    /// The sender's real full JID.
+    public var real: JID
+    /// The node holding the sender's session.
+    public var home: String
+    /// How often it was forwarded between nodes.
+    public var hops: Int
+
+    public init(stanza: XMLElement, real: JID, home: String, hops: Int = 0) {
+        self.stanza = stanza
+        self.real = real
+        self.home = home
+        self.hops = hops
+    }
+}
+
+/// Where rooms live: which node should own a room now (the ring), and which nodes
+/// are still reachable.
+public protocol RoomPlacement: Sendable {
+    var nodeName: String { get }
+    /// The node that should own `room` now; `nil` when no node can.
+    func owner(of room: JID) -> String?
+    /// The node is alive and holds sessions.
+    func isReachable(_ node: String) -> Bool
+    /// This node's lease is valid: it may apply changes to rooms.
+    var canServe: Bool { get }
+}
+
+/// Where room output goes: sessions on this node or on others.
+public protocol RoomOutput: Sendable {
+    /// One copy of `stanza` for each recipient (each with its own `to`), all held by
+    /// `node`; `nil`: the recipient is not an occupant, find where it is.
+    func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?)
+    /// Input this node will not handle: to the node that owns the room.
+    func forward(_ input: RoomInput, to node: String)
+}
+
+/// Internal markers that travel as stanzas between nodes.
+public enum MUCInternal {
+    public static let namespace = "urn:conclave:internal"
+
+    /// The input telling a room's owner that a session ended (it leaves the room);
+    /// `token` comes back in `left(…)` once the room has handled it.
+    public static func sessionEnded(room: JID, token: UInt64) -> XMLElement {
+        XMLElement(
+            "presence", namespace: Namespace.client, ["to": room.description, "type": "unavailable"],
+            children: [XMLElement("session-ended", namespace: namespace, ["token": String(token)])]
+        )
+    }
+
+    /// Sent to the session's node once the room has removed it.
+    public static func left(token: UInt64, room: JID) -> XMLElement {
+        XMLElement(
+            "message", namespace: Namespace.client, ["from": room.description, "type": "headline"],
+            children: [XMLElement("session-left", namespace: namespace, ["token": String(token)])]
+        )
+    }
+
+    /// The token of a `left` marker, if `stanza` is one.
+    public static func leftToken(_ stanza: XMLElement) -> UInt64? {
+        guard stanza.name == "message", let marker = stanza.child("session-left", namespace: namespace) else { return nil }
+        return marker[attribute: "token"].flatMap(UInt64.init)
+    }
+}
+
+/// Runs the rooms this node owns. A room is activated on its first input: the node
+/// claims it in the store (a new fencing epoch), loads it — configuration,
+/// affiliations, history and occupants — and handles what waited meanwhile. One lock
+/// per room serialises its stanzas; effects are delivered in the order the room
+/// produced them; durable changes go to the store in that order through one writer,
+/// fenced with the room's epoch. A room whose owner should now be another node is
+/// handed over: the writes are finished, ownership released, and what arrives later is
+/// forwarded.
 public final class MUCService: Sendable {
     public let domain: JID
     /// Only service administrators may create rooms (others get `not-allowed`).
     public let restrictRoomCreation: Bool
-    private let store: any RoomStore
-    private let environment: RoomEnvironment
-    private let deliver: @Sendable (XMLElement) -> Void
-    private let logger: Logger
-    private let rooms = Mutex<[JID: RoomBox]>([:])
-    private let writes: AsyncStream<(JID, StoredRoomChange)>
-    private let writer: AsyncStream<(JID, StoredRoomChange)>.Continuation
+    let store: any RoomStore
+    let environment: RoomEnvironment
+    let placement: any RoomPlacement
+    let output: any RoomOutput
+    let logger: Logger
+    let rooms = Mutex<[JID: RoomBox]>([:])
+    private let writes = WriteQueue<WriteItem>()
+    let counterState = Mutex(Counters())
+
+    public struct Counters: Sendable {
+        public var activations = 0
+        public var handOvers = 0
+        public var staleWrites = 0
+        public var forwarded = 0
+    }
+
+    enum WriteItem: Sendable {
+        case change(JID, RoomFence, StoredRoomChange)
+        case barrier(CheckedContinuation<Void, Never>)
+    }
+
+    enum Phase { case activating, active, leaving, gone }
+
+    struct Slot {
+        var phase: Phase = .activating
+        var room: Room?
+        var fence: RoomFence?
+        /// Inputs that arrived while the room was activating or leaving, in order.
+        var pending: [RoomInput] = []
+        /// Occupant real JID → the node holding the session.
+        var homes: [JID: String] = [:]
+        var positions: [JID: Int64] = [:]
+        var nextPosition: Int64 = 1
+        /// The next stanza creates the room.
+        var creating = false
+        /// Active, but what waited during activation is still being handled: new input
+        /// queues behind it.
+        var catchingUp = true
+        /// Occupants as last queued for the store (with their home node).
+        var stored: [JID: (Occupant, String)] = [:]
+    }
 
     final class RoomBox: Sendable {
-        let state: Mutex<Room>
-        init(_ room: Room) { state = Mutex(room) }
+        let jid: JID
+        let state = Mutex(Slot())
+        init(_ jid: JID) { self.jid = jid }
     }
 
     public init(
         domain: JID,
         store: any RoomStore,
         environment: RoomEnvironment,
+        placement: any RoomPlacement,
+        output: any RoomOutput,
         restrictRoomCreation: Bool = false,
-        logger: Logger,
-        deliver: @escaping @Sendable (XMLElement) -> Void
+        logger: Logger
     ) {
         self.domain = domain
         self.restrictRoomCreation = restrictRoomCreation
         self.store = store
         self.environment = environment
-        self.deliver = deliver
+        self.placement = placement
+        self.output = output
         self.logger = logger
-        (writes, writer) = AsyncStream.makeStream(of: (JID, StoredRoomChange).self)
     }
 
-    /// Loads the persistent rooms. Call before handling stanzas.
-    public func load() async throws {
-        let stored = try await store.loadRooms()
-        var loaded: [JID: RoomBox] = [:]
-        for entry in stored {
-            guard let configuration = try? JSONDecoder().decode(RoomConfiguration.self, from: Data(entry.configuration.utf8))
-            else {
-                logger.error("room with unreadable configuration", metadata: ["room": "\(entry.jid)"])
-                continue
-            }
-            var room = Room(
-                jid: entry.jid, configuration: configuration, subject: entry.subject, subjectNick: entry.subjectNick,
-                subjectStamp: entry.subjectStamp
-            )
-            for affiliation in entry.affiliations {
-                if let value = Affiliation(rawValue: affiliation.affiliation) {
-                    room.affiliations[affiliation.jid] = AffiliationEntry(
-                        value, reason: affiliation.reason, nick: affiliation.nick
-                    )
-                }
-            }
-            let parser = XMLStreamParser()
-            _ = try? parser.parse("<stream:stream xmlns='jabber:client' xmlns:stream='\(Namespace.stream)'>")
-            for item in entry.history {
-                guard let events = try? parser.parse(item.stanza) else { continue }
-                for case .element(let message) in events {
-                    room.history.append(HistoryEntry(message: message, stamp: item.stamp, senderNick: item.nick))
-                }
-            }
-            loaded[entry.jid] = RoomBox(room)
-        }
-        rooms.withLock { $0.merge(loaded) { current, _ in current } }
-        logger.info("rooms loaded", metadata: ["rooms": "\(loaded.count)"])
+    var countersSnapshot: Counters { counterState.withLock { $0 } }
+
+    /// Rooms this node serves now.
+    public var roomCount: Int { rooms.withLock { $0.count } }
+
+    /// Occupants of the rooms this node serves.
+    public var occupantCount: Int {
+        let boxes = rooms.withLock { Array($0.values) }
+        return boxes.reduce(0) { $0 + $1.state.withLock { $0.room?.occupants.count ?? 0 } }
     }
 
-    /// Writes durable changes until cancelled (run it for the node's lifetime).
+    // MARK: - Writer
+
+    /// Writes durable changes until `finishWrites` (run it for the node's lifetime).
     public func runWriter() async {
-        for await (room, change) in writes {
-            do {
-                try await store.apply(change, to: room)
-            } catch {
-                logger.error(
-                    "storing a room change failed", metadata: ["room": "\(room)", "error": "\(String(reflecting: error))"]
-                )
+        var stale = Set<RoomFence>()
+        while let batch = await writes.take() {
+            var index = 0
+            while index < batch.count {
+                guard case .change(let room, let fence, _) = batch[index] else {
+                    if case .barrier(let continuation) = batch[index] { continuation.resume() }
+                    index += 1
+                    continue
+                }
+                var changes: [StoredRoomChange] = []
+                while index < batch.count, case .change(let next, let nextFence, let change) = batch[index], next == room,
+                    nextFence == fence
+                {
+                    changes.append(change)
+                    index += 1
+                }
+                guard !stale.contains(fence) else { continue }
+                var delay: Duration = .milliseconds(50)
+                while true {
+                    do {
+                        try await store.apply(changes, to: room, fence: fence)
+                        break
+                    } catch let error as StaleOwnerError {
+                        logger.warning("stale owner: write refused, no longer serving the room", metadata: ["room": "\(room)", "fence": "\(error.fence)"])
+                        stale.insert(fence)
+                        counterState.withLock { $0.staleWrites += 1 }
+                        stepDown(room, fence: fence)
+                        break
+                    } catch {
+                        // PostgreSQL away (restarting): keep the order, try again.
+                        logger.error("storing a room change failed; retrying", metadata: ["room": "\(room)", "error": "\(String(reflecting: error))"])
+                        try? await Task.sleep(for: delay)
+                        delay = min(delay * 2, .seconds(2))
+                    }
+                }
             }
         }
     }
 
     /// Stops accepting writes; `runWriter` returns after the queued ones.
     public func finishWrites() {
-        writer.finish()
+        writes.finish()
     }
 
-    public var roomCount: Int { rooms.withLock { $0.count } }
+    /// Returns once every change queued before the call is stored (or refused).
+    public func flushWrites() async {
+        await withCheckedContinuation { continuation in
+            writes.push(.barrier(continuation))
+        }
+    }
 
     // MARK: - Input
 
-    /// A stanza to the MUC domain or one of its rooms, from a local session.
-    public func handle(_ stanza: XMLElement, from real: JID) {
-        guard let to = try? stanza.toJID() else { return }
-        guard to.localpart != nil else { return handleService(stanza, from: real) }
+    /// A stanza to the MUC domain or one of its rooms.
+    public func handle(_ input: RoomInput) {
+        guard let to = try? input.stanza.toJID() else { return }
+        guard to.localpart != nil else { return handleService(input) }
         let roomJID = to.bare
-        // Only a presence with <x xmlns='…/muc'/> creates a room (as in Prosody).
-        let isJoin =
-            stanza.stanzaKind == .presence && stanza.type == nil && to.resourcepart != nil
-            && stanza.child("x", namespace: Namespace.muc) != nil
-        var isNew = false
-        var refused = false
-        let box = rooms.withLock { rooms -> RoomBox? in
-            if let box = rooms[roomJID] { return box }
-            guard isJoin else { return nil }
-            if restrictRoomCreation && !environment.isServiceAdmin(real.bare) {
-                refused = true
-                return nil
+        let me = placement.nodeName
+        let owner = placement.owner(of: roomJID)
+        enum Next { case process(RoomBox), queued, activate(RoomBox), forward(String), unavailable }
+        let next = rooms.withLock { rooms -> Next in
+            if let box = rooms[roomJID] {
+                return box.state.withLock { slot -> Next in
+                    switch slot.phase {
+                    case .active where !slot.catchingUp: return .process(box)
+                    case .active:
+                        slot.pending.append(input)
+                        return .queued
+                    case .activating, .leaving:
+                        slot.pending.append(input)
+                        return .queued
+                    case .gone: return .unavailable
+                    }
+                }
             }
-            isNew = true
-            let box = RoomBox(Room(jid: roomJID, locked: true))
+            guard let owner else { return .unavailable }
+            guard owner == me else { return .forward(owner) }
+            let box = RoomBox(roomJID)
+            box.state.withLock { $0.pending = [input] }
             rooms[roomJID] = box
+            return .activate(box)
+        }
+        switch next {
+        case .process(let box):
+            process(input, in: box)
+        case .queued:
+            break
+        case .activate(let box):
+            Task { await self.activate(box) }
+        case .forward(let node):
+            guard input.hops < 4 else { return refuse(input, StanzaError(.serviceUnavailable, text: "the room is moving; try again")) }
+            counterState.withLock { $0.forwarded += 1 }
+            var forwarded = input
+            forwarded.hops += 1
+            output.forward(forwarded, to: node)
+        case .unavailable:
+            refuse(input, StanzaError(.serviceUnavailable, text: "no node can serve the room now"))
+        }
+    }
+
+    /// Activates `room` without input (its previous owner released it or died), so
+    /// that occupants of dead nodes leave and the room keeps serving.
+    public func activate(room: JID) {
+        guard placement.owner(of: room) == placement.nodeName else { return }
+        let box = rooms.withLock { rooms -> RoomBox? in
+            guard rooms[room] == nil else { return nil }
+            let box = RoomBox(room)
+            rooms[room] = box
             return box
         }
-        guard let box else {
-            if refused {
-                var reply = stanza.errorReply(StanzaError(.notAllowed, text: "only administrators may create rooms"))
-                reply.append(XMLElement("x", namespace: Namespace.muc))
-                deliver(reply)
+        if let box { Task { await self.activate(box) } }
+    }
+
+    private func refuse(_ input: RoomInput, _ error: StanzaError) {
+        guard input.stanza.type != "error", input.stanza.type != "result" else { return }
+        guard input.stanza.child("session-ended", namespace: MUCInternal.namespace) == nil else { return }
+        var reply = input.stanza.errorReply(error)
+        reply[attribute: "to"] = input.real.description
+        output.deliver(reply, to: [input.real], node: input.home)
+    }
+
+    private func activate(_ box: RoomBox) async {
+        let me = placement.nodeName
+        var delay: Duration = .milliseconds(20)
+        while true {
+            guard placement.owner(of: box.jid) == me, placement.canServe else {
+                return abandon(box)
+            }
+            do {
+                // Writes queued under an earlier epoch of this room (it ended or moved
+                // and came back) are stored first: the new epoch would refuse them, and
+                // the room must be read as they leave it.
+                await flushWrites()
+                let pending = box.state.withLock { $0.pending }
+                let wantsCreation = pending.contains { Self.isJoin($0.stanza) }
+                if try await store.loadRoom(box.jid) == nil && !wantsCreation {
+                    // No such room, and nothing here creates it.
+                    let waiting = box.state.withLock { slot in
+                        slot.phase = .gone
+                        defer { slot.pending = [] }
+                        return slot.pending
+                    }
+                    rooms.withLock { if $0[box.jid] === box { $0[box.jid] = nil } }
+                    for input in waiting where input.stanza.type != "error" && input.stanza.type != "result" {
+                        refuse(input, StanzaError(.itemNotFound, text: "no such room"))
+                    }
+                    return
+                }
+                guard let epoch = try await store.claim(box.jid, node: me) else {
+                    // Another live node still holds it (a hand-over in progress).
+                    try? await Task.sleep(for: delay)
+                    delay = min(delay * 2, .milliseconds(250))
+                    continue
+                }
+                let fence = RoomFence(node: me, epoch: epoch)
+                let stored = try await store.loadRoom(box.jid)
+                counterState.withLock { $0.activations += 1 }
+                install(stored, fence: fence, in: box)
+                logger.debug("room activated", metadata: ["room": "\(box.jid)", "epoch": "\(epoch)"])
+                return
+            } catch {
+                logger.warning("activating a room failed; retrying", metadata: ["room": "\(box.jid)", "error": "\(String(reflecting: error))"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(1))
+            }
+        }
+    }
+
+    /// The room is not ours after all: what waited goes to its owner.
+    private func abandon(_ box: RoomBox) {
+        let waiting = box.state.withLock { slot in
+            slot.phase = .gone
+            defer { slot.pending = [] }
+            return slot.pending
+        }
+        rooms.withLock { if $0[box.jid] === box { $0[box.jid] = nil } }
+        for input in waiting { handle(input) }
+    }
+
+    private func install(_ stored: StoredRoom?, fence: RoomFence, in box: RoomBox) {
+        box.state.withLock { slot in
+            slot.fence = fence
+            if let stored {
+                var room = Self.room(from: stored, logger: logger)
+                let parser = XMLStreamParser()
+                _ = try? parser.parse("<stream:stream xmlns='jabber:client' xmlns:stream='\(Namespace.stream)'>")
+                var gone: [JID] = []
+                for occupant in stored.occupants {
+                    guard let events = try? parser.parse(occupant.presence),
+                        case .element(let presence) = events.first,
+                        let role = Role(rawValue: occupant.role)
+                    else { continue }
+                    room.restore(
+                        Occupant(
+                            nick: occupant.nick, realJID: occupant.realJID, role: role, presence: presence,
+                            occupantID: environment.occupantID(box.jid, occupant.realJID.bare)
+                        )
+                    )
+                    slot.homes[occupant.realJID] = occupant.homeNode
+                    slot.positions[occupant.realJID] = occupant.position
+                    if let restored = room.occupant(real: occupant.realJID) {
+                        slot.stored[occupant.realJID] = (restored, occupant.homeNode)
+                    }
+                    slot.nextPosition = max(slot.nextPosition, occupant.position + 1)
+                    if !placement.isReachable(occupant.homeNode) { gone.append(occupant.realJID) }
+                }
+                slot.room = room
+                slot.phase = .active
+                // Occupants whose node died leave, and the others are told.
+                for real in gone {
+                    guard var current = slot.room else { break }
+                    let effects = current.sessionEnded(real, environment: environment)
+                    slot.room = current
+                    apply(effects, slot: &slot, box: box, request: nil, occupantsChanged: true)
+                    if effects.roomEnded { break }
+                }
+                if let current = slot.room, current.isEmpty, !current.configuration.persistent {
+                    // A temporary room nobody is in any more (its node died): gone.
+                    enqueue(.deleted, slot: slot, box: box)
+                    slot.room = nil
+                    slot.homes = [:]
+                    slot.positions = [:]
+                    slot.stored = [:]
+                    if slot.pending.contains(where: { Self.isJoin($0.stanza) }) {
+                        slot.room = Room(jid: box.jid, locked: true)
+                        slot.creating = true
+                    } else {
+                        slot.phase = .gone
+                    }
+                }
+            } else {
+                slot.room = Room(jid: box.jid, locked: true)
+                slot.creating = true
+                slot.phase = .active
+            }
+        }
+        drainPending(box)
+    }
+
+    /// Handles what waited, in order, then leaves the room to direct processing.
+    private func drainPending(_ box: RoomBox) {
+        while true {
+            let (next, phase) = box.state.withLock { slot -> (RoomInput?, Phase) in
+                guard slot.phase == .active, !slot.pending.isEmpty else {
+                    slot.catchingUp = false
+                    return (nil, slot.phase)
+                }
+                return (slot.pending.removeFirst(), slot.phase)
+            }
+            if phase == .gone {
+                rooms.withLock { if $0[box.jid] === box { $0[box.jid] = nil } }
+                let waiting = box.state.withLock { slot in
+                    defer { slot.pending = [] }
+                    return slot.pending
+                }
+                for input in waiting { handle(input) }
                 return
             }
-            if stanza.type != "error", stanza.type != "result" {
-                deliver(stanza.errorReply(StanzaError(.itemNotFound, text: "no such room")))
-            }
-            return
+            guard let next else { return }
+            process(next, in: box)
         }
-        box.state.withLock { room in
-            let effects = room.handle(stanza, from: real, environment: environment, isNew: isNew)
-            apply(effects, room: room, request: stanza)
+    }
+
+    static func isJoin(_ stanza: XMLElement) -> Bool {
+        guard stanza.stanzaKind == .presence, stanza.type == nil, let to = try? stanza.toJID(), to.resourcepart != nil else {
+            return false
+        }
+        return stanza.child("x", namespace: Namespace.muc) != nil
+    }
+
+    private func process(_ input: RoomInput, in box: RoomBox) {
+        guard placement.canServe else {
+            return refuse(input, StanzaError(.serviceUnavailable, text: "this node is rejoining the cluster; try again"))
+        }
+        var ended = false
+        var requeue: [RoomInput] = []
+        box.state.withLock { slot in
+            guard slot.phase == .active, var room = slot.room else {
+                if slot.phase == .gone { requeue.append(input) } else { slot.pending.append(input) }
+                return
+            }
+            let stanza = input.stanza
+            if let marker = stanza.child("session-ended", namespace: MUCInternal.namespace) {
+                let token = marker[attribute: "token"].flatMap(UInt64.init) ?? 0
+                if room.occupant(real: input.real) != nil {
+                    let effects = room.sessionEnded(input.real, environment: environment)
+                    slot.room = room
+                    apply(effects, slot: &slot, box: box, request: nil, occupantsChanged: true)
+                    ended = effects.roomEnded
+                }
+                output.deliver(MUCInternal.left(token: token, room: box.jid), to: [input.real], node: input.home)
+                return
+            }
+            if slot.creating {
+                guard Self.isJoin(stanza) else {
+                    // Only a join creates a room; anything before it finds none.
+                    if stanza.type != "error", stanza.type != "result" {
+                        output.deliver(
+                            stanza.errorReply(StanzaError(.itemNotFound, text: "no such room")), to: [input.real],
+                            node: input.home
+                        )
+                    }
+                    return
+                }
+                if restrictRoomCreation && !environment.isServiceAdmin(input.real.bare) {
+                    var reply = stanza.errorReply(StanzaError(.notAllowed, text: "only administrators may create rooms"))
+                    reply.append(XMLElement("x", namespace: Namespace.muc))
+                    output.deliver(reply, to: [input.real], node: input.home)
+                    slot.phase = .gone
+                    ended = true
+                    return
+                }
+            }
+            let isNew = slot.creating
+            slot.creating = false
+            let changesOccupants = stanza.stanzaKind != .message
+            if changesOccupants, room.occupant(real: input.real) == nil || Self.isJoin(stanza) {
+                slot.homes[input.real] = input.home
+            }
+            let effects = room.handle(stanza, from: input.real, environment: environment, isNew: isNew)
+            slot.room = room
+            apply(effects, slot: &slot, box: box, request: input, occupantsChanged: changesOccupants)
             if effects.roomEnded || (isNew && room.isEmpty) {
-                rooms.withLock { rooms in
-                    if rooms[roomJID] === box { rooms[roomJID] = nil }
-                }
+                ended = true
+                slot.phase = .gone
             }
         }
-    }
-
-    /// A session ended: it leaves every room it was in (before its stream closes).
-    public func sessionEnded(_ real: JID) {
-        let boxes = rooms.withLock { Array($0) }
-        for (jid, box) in boxes {
-            box.state.withLock { room in
-                guard room.occupant(real: real) != nil else { return }
-                let effects = room.sessionEnded(real, environment: environment)
-                apply(effects, room: room, request: nil)
-                if effects.roomEnded {
-                    rooms.withLock { rooms in
-                        if rooms[jid] === box { rooms[jid] = nil }
-                    }
-                }
+        if ended {
+            rooms.withLock { if $0[box.jid] === box { $0[box.jid] = nil } }
+            let waiting = box.state.withLock { slot in
+                defer { slot.pending = [] }
+                return slot.pending
             }
+            requeue += waiting
         }
+        for input in requeue { handle(input) }
     }
 
-    /// The node is shutting down: occupants of every room are told (332) before their
-    /// sessions close.
-    public func systemShutdown() {
-        let boxes = rooms.withLock { Array($0) }
-        for (jid, box) in boxes {
-            box.state.withLock { room in
-                let effects = room.systemShutdown(environment: environment)
-                apply(effects, room: room, request: nil)
-                if effects.roomEnded {
-                    rooms.withLock { rooms in
-                        if rooms[jid] === box { rooms[jid] = nil }
-                    }
-                }
-            }
-        }
-    }
-
-    private func apply(_ effects: RoomEffects, room: Room, request: XMLElement?) {
+    /// Delivers the effects and queues the durable changes, in order.
+    func apply(_ effects: RoomEffects, slot: inout Slot, box: RoomBox, request: RoomInput?, occupantsChanged: Bool) {
+        guard let room = slot.room else { return }
+        // Room output, grouped: consecutive copies that differ only in `to` and go to
+        // the same node travel as one frame.
+        var group: (stanza: XMLElement, node: String?, recipients: [JID])?
         for stanza in effects.stanzas {
             var stanza = stanza
-            if stanza[attribute: "from"] == nil { stanza[attribute: "from"] = request?[attribute: "to"] ?? room.jid.description }
-            deliver(stanza)
+            if stanza[attribute: "from"] == nil {
+                stanza[attribute: "from"] = request?.stanza[attribute: "to"] ?? room.jid.description
+            }
+            guard let to = try? stanza.toJID() else { continue }
+            let node: String? =
+                if let request, to == request.real { request.home } else { slot.homes[to] }
+            stanza[attribute: "to"] = nil
+            if let current = group, current.node == node, current.stanza == stanza {
+                group!.recipients.append(to)
+                continue
+            }
+            if let current = group { output.deliver(current.stanza, to: current.recipients, node: current.node) }
+            group = (stanza, node, [to])
         }
+        if let current = group { output.deliver(current.stanza, to: current.recipients, node: current.node) }
         for change in effects.changes {
-            writer.yield((room.jid, stored(change, room: room)))
+            enqueue(stored(change, room: room), slot: slot, box: box)
         }
+        if effects.roomEnded, !effects.changes.contains(.destroyed) {
+            // A temporary room whose last occupant left: its rows go too.
+            enqueue(.deleted, slot: slot, box: box)
+        }
+        guard occupantsChanged, !effects.roomEnded else { return }
+        // Occupancy, so that another node can continue the room.
+        let present = Set(room.occupants.map(\.realJID))
+        for real in slot.homes.keys where !present.contains(real) {
+            slot.homes[real] = nil
+            slot.stored[real] = nil
+            if slot.positions.removeValue(forKey: real) != nil {
+                enqueue(.occupantLeft(real), slot: slot, box: box)
+            }
+        }
+        for occupant in room.occupants {
+            let position: Int64
+            if let known = slot.positions[occupant.realJID] {
+                position = known
+            } else {
+                position = slot.nextPosition
+                slot.nextPosition += 1
+                slot.positions[occupant.realJID] = position
+            }
+            let home = slot.homes[occupant.realJID] ?? request?.home ?? placement.nodeName
+            if let last = slot.stored[occupant.realJID], last.0 == occupant, last.1 == home { continue }
+            slot.stored[occupant.realJID] = (occupant, home)
+            let stored = StoredOccupant(
+                realJID: occupant.realJID, nick: occupant.nick, role: occupant.role.rawValue,
+                presence: occupant.presence.serialized(parentNamespace: Namespace.client),
+                homeNode: home, position: position
+            )
+            enqueue(.occupant(stored), slot: slot, box: box)
+        }
+    }
+
+    private func enqueue(_ change: StoredRoomChange, slot: Slot, box: RoomBox) {
+        guard let fence = slot.fence else { return }
+        writes.push(.change(box.jid, fence, change))
     }
 
     private func stored(_ change: RoomChange, room: Room) -> StoredRoomChange {
         switch change {
         case .created(let configuration), .configured(let configuration):
             let json = (try? JSONEncoder().encode(configuration)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-            return .configuration(json: json, persistent: configuration.persistent)
+            return .configuration(json: json, persistent: configuration.persistent, locked: room.locked)
         case .affiliation(let jid, let entry):
             return .affiliation(jid, affiliation: entry.affiliation.rawValue, reason: entry.reason, nick: entry.nick)
         case .subject(let subject, let nick, let stamp):
@@ -213,44 +593,37 @@ public final class MUCService: Sendable {
         }
     }
 
-    // MARK: - The service itself
+    static func room(from entry: StoredRoom, logger: Logger) -> Room {
+        let configuration: RoomConfiguration
+        if let decoded = try? JSONDecoder().decode(RoomConfiguration.self, from: Data(entry.configuration.utf8)) {
+            configuration = decoded
+        } else {
+            logger.error("room with unreadable configuration", metadata: ["room": "\(entry.jid)"])
+            configuration = RoomConfiguration()
+        }
+        var room = Room(
+            jid: entry.jid, configuration: configuration, subject: entry.subject, subjectNick: entry.subjectNick,
+            subjectStamp: entry.subjectStamp, locked: entry.locked
+        )
+        room.affiliations = affiliations(entry.affiliations)
+        let parser = XMLStreamParser()
+        _ = try? parser.parse("<stream:stream xmlns='jabber:client' xmlns:stream='\(Namespace.stream)'>")
+        for item in entry.history {
+            guard let events = try? parser.parse(item.stanza) else { continue }
+            for case .element(let message) in events {
+                room.history.append(HistoryEntry(message: message, stamp: item.stamp, senderNick: item.nick))
+            }
+        }
+        return room
+    }
 
-    private func handleService(_ stanza: XMLElement, from real: JID) {
-        guard stanza.stanzaKind == .iq, let type = stanza.type, type == "get" || type == "set" else {
-            if stanza.stanzaKind == .message, stanza.type != "error" {
-                deliver(stanza.errorReply(StanzaError(.serviceUnavailable)))
+    static func affiliations(_ stored: [StoredAffiliation]) -> [JID: AffiliationEntry] {
+        var result: [JID: AffiliationEntry] = [:]
+        for affiliation in stored {
+            if let value = Affiliation(rawValue: affiliation.affiliation) {
+                result[affiliation.jid] = AffiliationEntry(value, reason: affiliation.reason, nick: affiliation.nick)
             }
-            return
         }
-        let payload = stanza.elements.first
-        switch (type, payload?.namespace, payload?.name) {
-        case ("get", Namespace.discoInfo, "query"):
-            var query = XMLElement("query", namespace: Namespace.discoInfo)
-            query.append(
-                XMLElement("identity", namespace: Namespace.discoInfo, ["category": "conference", "type": "text", "name": "Chatrooms"])
-            )
-            for feature in [Namespace.discoInfo, Namespace.discoItems, Namespace.muc, Namespace.ping] {
-                query.append(XMLElement("feature", namespace: Namespace.discoInfo, ["var": feature]))
-            }
-            deliver(stanza.iqResult(query))
-        case ("get", Namespace.discoItems, "query"):
-            var query = XMLElement("query", namespace: Namespace.discoItems)
-            let listed = rooms.withLock { rooms in
-                rooms.values.compactMap { box in
-                    box.state.withLock { room -> (JID, String)? in
-                        guard room.configuration.isPublic, !room.locked else { return nil }
-                        return (room.jid, room.configuration.name.isEmpty ? room.jid.localpart ?? "" : room.configuration.name)
-                    }
-                }
-            }
-            for (jid, name) in listed.sorted(by: { $0.0 < $1.0 }) {
-                query.append(XMLElement("item", namespace: Namespace.discoItems, ["jid": jid.description, "name": name]))
-            }
-            deliver(stanza.iqResult(query))
-        case ("get", Namespace.ping, "ping"):
-            deliver(stanza.iqResult())
-        default:
-            deliver(stanza.errorReply(StanzaError(.serviceUnavailable)))
-        }
+        return result
     }
 }

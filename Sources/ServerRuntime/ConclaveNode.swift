@@ -9,6 +9,7 @@ import Synchronization
 import XMPPCore
 import XMPPStream
 import MUCService
+import Cluster
 import XMPPXMLParser
 
 /// One Conclave node: PostgreSQL, migrations, the client listeners and the router,
@@ -18,6 +19,8 @@ public final class ConclaveNode: Service {
     public struct BoundPorts: Sendable, Hashable {
         public var starttls: Int
         public var directTLS: Int?
+        /// The node-to-node link.
+        public var link: Int = 0
     }
 
     public let configuration: ServerConfiguration
@@ -25,6 +28,7 @@ public final class ConclaveNode: Service {
     /// `services`, so that it shuts down after the node has written everything.
     public let database: PostgresClient
     private let logger: Logger
+    private let cluster = Mutex<ClusterCoordinator?>(nil)
     private let readyStream: AsyncStream<BoundPorts>
     private let readyContinuation: AsyncStream<BoundPorts>.Continuation
 
@@ -70,12 +74,26 @@ public final class ConclaveNode: Service {
             }
         }
         let client = database
+        let secret = try configuration.resolvedClusterSecret() ?? {
+            logger.notice("no cluster secret configured: this node cannot link with others (docs/cluster.md)")
+            return (0..<32).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.joined()
+        }()
+        let listenConfiguration = try DatabaseURL.connectionConfiguration(try configuration.resolvedDatabaseURL())
         try await withThrowingDiscardingTaskGroup { group in
             let migrator = try Migrator(directory: try configuration.resolvedMigrationsDirectory())
             try await migrator.migrate(client: client, logger: logger)
+            let clusterDatabase = ClusterDatabase(client: client, logger: logger)
+            let coordinator = ClusterCoordinator(
+                nodeName: configuration.nodeName, secret: secret,
+                settings: .init(
+                    leaseSeconds: configuration.cluster.leaseSeconds, heartbeatSeconds: configuration.cluster.heartbeatSeconds
+                ),
+                database: clusterDatabase, group: MultiThreadedEventLoopGroup.singleton, logger: logger
+            )
             let router = LocalRouter(
                 domain: domain,
                 mucDomain: mucDomain,
+                nodeName: configuration.nodeName,
                 accounts: PostgresAccountStore(client: client, logger: logger),
                 softwareVersion: ConclaveVersion.current,
                 logger: logger
@@ -84,13 +102,32 @@ public final class ConclaveNode: Service {
                 domain: mucDomain,
                 store: PostgresRoomStore(client: client, logger: logger),
                 environment: MUCEnvironment.make(admins: admins),
+                placement: coordinator,
+                output: coordinator,
                 restrictRoomCreation: configuration.mucRestrictRoomCreation,
-                logger: logger,
-                deliver: { [router] stanza in router.deliver(stanza) }
+                logger: logger
             )
-            try await muc.load()
+            coordinator.attach(muc: muc, router: router)
             router.attach(muc)
+            router.attach(remote: coordinator)
+            self.cluster.withLock { $0 = coordinator }
             async let writerDone: Void = muc.runWriter()
+            // Links first (their address goes into the membership), then the bus, then
+            // membership: nothing committed after the registration is missed.
+            let linkPort = try await coordinator.links.listen(
+                host: configuration.cluster.linkHost,
+                port: configuration.cluster.resolvedLinkPort(c2sPort: configuration.c2s.port)
+            )
+            let linkAddress = "\(configuration.cluster.advertiseHost ?? configuration.cluster.linkHost):\(linkPort)"
+            let bus = ControlBus(configuration: listenConfiguration, database: clusterDatabase, logger: logger) { event in
+                await coordinator.handle(event)
+            }
+            let firstEvent = try await clusterDatabase.lastEventID()
+            let (listening, listeningContinuation) = AsyncStream.makeStream(of: Void.self)
+            group.addTask { await bus.run(after: firstEvent) { listeningContinuation.finish() } }
+            for await _ in listening {}
+            try await coordinator.start(linkAddress: linkAddress)
+            let background = Task { await coordinator.run() }
             var options = C2SConfiguration.Options()
             options.allowPlaintextOnLoopback = configuration.c2s.allowPlaintextOnLoopback
             options.idleTimeout = .seconds(Int64(configuration.c2s.idleTimeoutSeconds))
@@ -115,17 +152,29 @@ public final class ConclaveNode: Service {
             }
             logger.info(
                 "node ready",
-                metadata: ["domain": "\(domain)", "muc_domain": "\(mucDomain)", "port": "\(starttlsPort)"]
+                metadata: [
+                    "domain": "\(domain)", "muc_domain": "\(mucDomain)", "port": "\(starttlsPort)", "link": "\(linkAddress)",
+                ]
             )
-            readyContinuation.yield(BoundPorts(starttls: starttlsPort, directTLS: directPort))
+            readyContinuation.yield(BoundPorts(starttls: starttlsPort, directTLS: directPort, link: linkPort))
             readyContinuation.finish()
-            // Run until asked to stop; then say goodbye to every client.
+            // Run until asked to stop; then drain: rooms move to other nodes first, then
+            // the clients are told goodbye. The last node tells occupants 332 instead.
             try? await gracefulShutdown()
-            logger.info("shutting down")
-            muc.systemShutdown()
+            logger.info("shutting down: draining")
+            let started = ContinuousClock.now
+            if await coordinator.drain() {
+                logger.info("rooms handed over", metadata: ["took": "\(ContinuousClock.now - started)"])
+            } else {
+                muc.systemShutdown()
+            }
             await server.shutdown()
             muc.finishWrites()
             await writerDone
+            await coordinator.leave()
+            background.cancel()
+            coordinator.stopBackground()
+            group.cancelAll()
         }
     }
 

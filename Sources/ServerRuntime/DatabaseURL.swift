@@ -34,4 +34,16 @@ public enum DatabaseURL {
         configuration.options.maximumConnections = 16
         return configuration
     }
+
+    /// A single-connection configuration for the same URL (the LISTEN connection).
+    public static func connectionConfiguration(_ text: String) throws -> PostgresConnection.Configuration {
+        let pool = try configuration(text)
+        if let socket = pool.unixSocketPath {
+            return .init(unixSocketPath: socket, username: pool.username, password: pool.password, database: pool.database)
+        }
+        return .init(
+            host: pool.host ?? "127.0.0.1", port: pool.port ?? 5432, username: pool.username, password: pool.password,
+            database: pool.database, tls: .disable
+        )
+    }
 }

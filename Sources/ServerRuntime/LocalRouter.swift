@@ -28,6 +28,19 @@ public final class LocalRouter: C2SDelegate {
     private let logger: Logger
     private let table = Mutex(Table())
     private let mucService = Mutex<MUCService?>(nil)
+    private let remoteRouting = Mutex<(any RemoteRouting)?>(nil)
+    /// This node's name: where room output for its sessions is sent.
+    public let nodeName: String
+    /// The rooms each local session is in (from the self-presences delivered to it).
+    private let joined = Mutex<[JID: Set<JID>]>([:])
+    private let leaveWaiters = Mutex(LeaveWaiters())
+
+    struct LeaveWaiters {
+        var next: UInt64 = 1
+        var waiting: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        /// Answers that came before anyone waited for them.
+        var finished: Set<UInt64> = []
+    }
 
     /// Connects the MUC service: stanzas to the MUC domain go there, and sessions
     /// that end leave its rooms.
@@ -35,9 +48,18 @@ public final class LocalRouter: C2SDelegate {
         mucService.withLock { $0 = muc }
     }
 
-    private var muc: MUCService? { mucService.withLock { $0 } }
+    func attach(remote: any RemoteRouting) {
+        remoteRouting.withLock { $0 = remote }
+    }
 
-    public init(domain: JID, mucDomain: JID, accounts: any AccountStore, softwareVersion: String, logger: Logger) {
+    private var muc: MUCService? { mucService.withLock { $0 } }
+    private var remote: (any RemoteRouting)? { remoteRouting.withLock { $0 } }
+
+    public init(
+        domain: JID, mucDomain: JID, nodeName: String = "node1", accounts: any AccountStore, softwareVersion: String,
+        logger: Logger
+    ) {
+        self.nodeName = nodeName
         self.domain = domain
         self.mucDomain = mucDomain
         self.accounts = accounts
@@ -51,7 +73,7 @@ public final class LocalRouter: C2SDelegate {
         try await accounts.credentials(for: account)
     }
 
-    public func sessionBound(_ session: C2SSession) {
+    public func sessionBound(_ session: C2SSession) async {
         let replaced = table.withLock { table -> C2SSession? in
             let previous = table.sessions[session.jid]?.session
             table.sessions[session.jid] = Entry(session: session)
@@ -62,11 +84,17 @@ public final class LocalRouter: C2SDelegate {
             logger.info("session replaced", metadata: ["jid": "\(session.jid)"])
             replaced.close(with: StreamError(.conflict, text: "replaced by a new session"))
         }
+        await remote?.sessionBound(session.jid)
     }
 
     public func sessionEnded(_ session: C2SSession) async {
-        // Leave the rooms first: the stream closes only after (ARCHITECTURE invariant 6).
-        muc?.sessionEnded(session.jid)
+        // Leave the rooms first, wherever they are served: the stream closes only after
+        // their owners have removed the session (ARCHITECTURE invariant 6).
+        let isCurrent = table.withLock { $0.sessions[session.jid]?.session === session }
+        if isCurrent {
+            await awaitLeaves(sendLeaves(session.jid))
+            await remote?.sessionEnded(session.jid)
+        }
         let wasAvailable = table.withLock { table -> Bool in
             guard let entry = table.sessions[session.jid], entry.session === session else { return false }
             table.sessions[session.jid] = nil
@@ -85,6 +113,9 @@ public final class LocalRouter: C2SDelegate {
                 copy[attribute: "to"] = other.jid.description
                 other.deliver(copy)
             }
+            var copy = unavailable
+            copy[attribute: "to"] = session.jid.bare.description
+            remote?.route(copy, to: session.jid.bare, bounce: nil)
         }
     }
 
@@ -96,7 +127,13 @@ public final class LocalRouter: C2SDelegate {
             return bounce(stanza, StanzaError(.jidMalformed), to: session)
         }
         if let to, to.domainpart == mucDomain.domainpart, let muc {
-            return muc.handle(stanza, from: session.jid)
+            var stanza = stanza
+            // Internal markers come from nodes, never from clients.
+            stanza.children.removeAll {
+                if case .element(let element) = $0 { return element.namespace == MUCInternal.namespace }
+                return false
+            }
+            return muc.handle(RoomInput(stanza: stanza, real: session.jid, home: nodeName))
         }
         switch stanza.stanzaKind {
         case .presence: routePresence(stanza, to: to, from: session)
@@ -113,9 +150,9 @@ public final class LocalRouter: C2SDelegate {
         if to.domainpart == domain.domainpart, to.localpart != nil {
             // Directed presence to a local user; subscriptions are not kept (no roster).
             guard presence.type == nil || presence.type == "unavailable" else { return }
-            for target in recipients(of: to, availableOnly: true, highestPriorityOnly: false) {
-                target.deliver(presence)
-            }
+            let local = recipients(of: to, availableOnly: true, highestPriorityOnly: false)
+            for target in local { target.deliver(presence) }
+            if !to.isFull || local.isEmpty { remote?.route(presence, to: to, bounce: nil) }
         } else if to == domain {
             return
         } else {
@@ -131,7 +168,7 @@ public final class LocalRouter: C2SDelegate {
         let available = type == nil
         if !available {
             // Directed presence ends with the broadcast unavailable (RFC 6121 §4.6.3).
-            muc?.sessionEnded(session.jid)
+            _ = sendLeaves(session.jid)
         }
         let priority = Int(presence.child("priority")?.text.trimmingWhitespace() ?? "0") ?? 0
         let (targets, othersPresence) = table.withLock { table -> ([C2SSession], [XMLElement]) in
@@ -158,6 +195,10 @@ public final class LocalRouter: C2SDelegate {
             copy[attribute: "to"] = target.jid.description
             target.deliver(copy)
         }
+        // The user's resources on other nodes.
+        var copy = presence
+        copy[attribute: "to"] = session.jid.bare.description
+        remote?.route(copy, to: session.jid.bare, bounce: nil)
         // A resource coming online learns about the user's other online resources.
         for other in othersPresence {
             var copy = other
@@ -180,21 +221,31 @@ public final class LocalRouter: C2SDelegate {
         if to.isFull, let target = table.withLock({ $0.sessions[to]?.session }) {
             return target.deliver(message)
         }
+        let bounceTo: @Sendable (XMLElement) -> Void = { [weak session] stanza in
+            guard let session, stanza.type != "error", stanza.type != "headline" else { return }
+            session.deliver(stanza.errorReply(StanzaError(.serviceUnavailable)))
+        }
         switch type {
         case "groupchat":
+            if to.isFull, let remote { return remote.route(message, to: to, bounce: bounceTo) }
             return bounce(message, StanzaError(.serviceUnavailable), to: session)
         case "error":
+            if to.isFull { remote?.route(message, to: to, bounce: nil) }
             return
         case "headline":
             for target in recipients(of: to.bare, availableOnly: true, highestPriorityOnly: false) {
                 target.deliver(message)
             }
+            remote?.route(message, to: to.bare, bounce: nil)
         default:
             let targets = recipients(of: to.bare, availableOnly: true, highestPriorityOnly: true)
-            guard !targets.isEmpty else {
-                return bounce(message, StanzaError(.serviceUnavailable), to: session)
-            }
             for target in targets { target.deliver(message) }
+            guard let remote else {
+                if targets.isEmpty { bounce(message, StanzaError(.serviceUnavailable), to: session) }
+                return
+            }
+            // Resources on other nodes; bounced only when there is none anywhere.
+            remote.route(message, to: to.isFull && targets.isEmpty ? to : to.bare, bounce: targets.isEmpty ? bounceTo : nil)
         }
     }
 
@@ -217,6 +268,13 @@ public final class LocalRouter: C2SDelegate {
             if to.isFull, let target = table.withLock({ $0.sessions[to]?.session }) {
                 return target.deliver(iq)
             }
+            if to.isFull, let remote {
+                let bounceTo: @Sendable (XMLElement) -> Void = { [weak session] stanza in
+                    guard let session, isRequest else { return }
+                    session.deliver(stanza.errorReply(StanzaError(.serviceUnavailable)))
+                }
+                return remote.route(iq, to: to, bounce: bounceTo)
+            }
             if isRequest { bounce(iq, StanzaError(.serviceUnavailable), to: session) }
             return
         }
@@ -235,13 +293,125 @@ public final class LocalRouter: C2SDelegate {
     public func deliver(_ stanza: XMLElement) {
         guard let to = try? stanza.toJID(), to.domainpart == domain.domainpart else { return }
         if to.isFull {
-            table.withLock { $0.sessions[to]?.session }?.deliver(stanza)
+            if let session = table.withLock({ $0.sessions[to]?.session }) {
+                deliverChecked(stanza, to: to, session: session)
+            } else {
+                remote?.route(stanza, to: to, bounce: nil)
+            }
             return
         }
         guard stanza.stanzaKind == .message else { return }
         for target in recipients(of: to, availableOnly: true, highestPriorityOnly: stanza.type != "headline") {
             target.deliver(stanza)
         }
+        remote?.route(stanza, to: to, bounce: nil)
+    }
+
+    /// Copies of `stanza` for local sessions (room output from any node).
+    func deliverLocal(_ stanza: XMLElement, to recipients: [JID]) {
+        let sessions = table.withLock { table in recipients.map { table.sessions[$0]?.session } }
+        for (recipient, session) in zip(recipients, sessions) {
+            var copy = stanza
+            copy[attribute: "to"] = recipient.description
+            if let token = MUCInternal.leftToken(copy) {
+                resumeLeave(token)
+                continue
+            }
+            guard let session else { continue }
+            deliverChecked(copy, to: recipient, session: session)
+        }
+    }
+
+    /// A stanza from a session on another node, for sessions here: no further routing.
+    func deliverFromRemote(_ stanza: XMLElement) {
+        guard let to = try? stanza.toJID() else { return }
+        if to.isFull {
+            table.withLock { $0.sessions[to]?.session }?.deliver(stanza)
+            return
+        }
+        let presence = stanza.stanzaKind == .presence
+        let highest = stanza.stanzaKind == .message && stanza.type != "headline"
+        for target in recipients(of: to, availableOnly: true, highestPriorityOnly: highest && !presence) {
+            if presence {
+                // A presence broadcast among a user's resources names each one.
+                var copy = stanza
+                copy[attribute: "to"] = target.jid.description
+                target.deliver(copy)
+            } else {
+                target.deliver(stanza)
+            }
+        }
+    }
+
+    /// Delivers, noting the rooms the session enters and leaves (its self-presence).
+    private func deliverChecked(_ stanza: XMLElement, to recipient: JID, session: C2SSession) {
+        if stanza.stanzaKind == .presence, let from = try? stanza.fromJID(), from.domainpart == mucDomain.domainpart,
+            let x = stanza.child("x", namespace: Namespace.mucUser),
+            x.children("status", namespace: Namespace.mucUser).contains(where: { $0[attribute: "code"] == "110" })
+        {
+            let room = from.bare
+            joined.withLock { joined in
+                if stanza.type == "unavailable" {
+                    joined[recipient]?.remove(room)
+                    if joined[recipient]?.isEmpty == true { joined[recipient] = nil }
+                } else if stanza.type == nil {
+                    joined[recipient, default: []].insert(room)
+                }
+            }
+        }
+        session.deliver(stanza)
+    }
+
+    /// Tells the owner of every room `jid` is in that the session is leaving; returns
+    /// the tokens their owners send back once done.
+    private func sendLeaves(_ jid: JID) -> [UInt64] {
+        guard let muc else { return [] }
+        let rooms = joined.withLock { $0.removeValue(forKey: jid) ?? [] }
+        var tokens: [UInt64] = []
+        for room in rooms.sorted() {
+            let token = leaveWaiters.withLock { state -> UInt64 in
+                defer { state.next += 1 }
+                return state.next
+            }
+            tokens.append(token)
+            muc.handle(RoomInput(stanza: MUCInternal.sessionEnded(room: room, token: token), real: jid, home: nodeName))
+        }
+        return tokens
+    }
+
+    /// Waits until the rooms have handled the leaves (at most 5 s: an owner may die).
+    private func awaitLeaves(_ tokens: [UInt64]) async {
+        for token in tokens {
+            await withCheckedContinuation { continuation in
+                let done = leaveWaiters.withLock { state -> Bool in
+                    if state.finished.remove(token) != nil { return true }
+                    state.waiting[token] = continuation
+                    return false
+                }
+                if done { return continuation.resume() }
+                Task { [weak self] in
+                    try? await Task.sleep(for: .seconds(5))
+                    self?.resumeLeave(token)
+                }
+            }
+        }
+    }
+
+    private func resumeLeave(_ token: UInt64) {
+        let waiter = leaveWaiters.withLock { state -> CheckedContinuation<Void, Never>? in
+            if let waiter = state.waiting.removeValue(forKey: token) { return waiter }
+            state.finished.insert(token)
+            if state.finished.count > 10_000 { state.finished.removeAll() }
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Closes every session (this node lost its place in the cluster).
+    func closeAll(with error: StreamError) {
+        let sessions = table.withLock { $0.sessions.values.map(\.session) }
+        joined.withLock { $0 = [:] }
+        for session in sessions { session.close(with: error) }
     }
 
     // MARK: - Helpers

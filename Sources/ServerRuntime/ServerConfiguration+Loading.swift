@@ -23,6 +23,17 @@ extension ServerConfiguration {
         var tls: TLSFile?
         var limits: LimitsFile?
         var auth: AuthFile?
+        var cluster: ClusterFile?
+
+        struct ClusterFile: Decodable {
+            var link_host: String?
+            var link_port: Int?
+            var advertise_host: String?
+            var secret: String?
+            var secret_file: String?
+            var lease_seconds: Double?
+            var heartbeat_seconds: Double?
+        }
 
         struct C2SFile: Decodable {
             var host: String?
@@ -100,6 +111,22 @@ extension ServerConfiguration {
             if let value = auth.scram_iterations { self.auth.scramIterations = value }
             if let value = auth.channel_binding { self.auth.channelBinding = value }
         }
+        if let cluster = file.cluster {
+            if let value = cluster.link_host { self.cluster.linkHost = value }
+            if let value = cluster.link_port { self.cluster.linkPort = value }
+            if let value = cluster.advertise_host { self.cluster.advertiseHost = value }
+            if let value = cluster.secret { self.cluster.secret = value }
+            if let value = cluster.secret_file { self.cluster.secretFile = value }
+            if let value = cluster.lease_seconds { self.cluster.leaseSeconds = value }
+            if let value = cluster.heartbeat_seconds { self.cluster.heartbeatSeconds = value }
+        }
+        try validateCluster()
+    }
+
+    func validateCluster() throws {
+        guard cluster.leaseSeconds > 0, cluster.heartbeatSeconds > 0, cluster.heartbeatSeconds < cluster.leaseSeconds else {
+            throw ConfigurationError("cluster: heartbeat_seconds must be positive and shorter than lease_seconds")
+        }
     }
 
     /// `CONCLAVE_*` variables override the file; see docs/configuration.md.
@@ -144,6 +171,19 @@ extension ServerConfiguration {
         if let value = try int("CONCLAVE_AUTH_FAILURES_BEFORE_DELAY") { auth.failuresBeforeDelay = value }
         if let value = try int("CONCLAVE_AUTH_SCRAM_ITERATIONS") { auth.scramIterations = value }
         if let value = try bool("CONCLAVE_AUTH_CHANNEL_BINDING") { auth.channelBinding = value }
+        func double(_ key: String) throws -> Double? {
+            guard let text = environment[key] else { return nil }
+            guard let value = Double(text) else { throw ConfigurationError("\(key) must be a number, not '\(text)'") }
+            return value
+        }
+        if let value = environment["CONCLAVE_CLUSTER_LINK_HOST"] { cluster.linkHost = value }
+        if let value = try int("CONCLAVE_CLUSTER_LINK_PORT") { cluster.linkPort = value }
+        if let value = environment["CONCLAVE_CLUSTER_ADVERTISE_HOST"] { cluster.advertiseHost = value }
+        if let value = environment["CONCLAVE_CLUSTER_SECRET"] { cluster.secret = value }
+        if let value = environment["CONCLAVE_CLUSTER_SECRET_FILE"] { cluster.secretFile = value }
+        if let value = try double("CONCLAVE_CLUSTER_LEASE_SECONDS") { cluster.leaseSeconds = value }
+        if let value = try double("CONCLAVE_CLUSTER_HEARTBEAT_SECONDS") { cluster.heartbeatSeconds = value }
+        try validateCluster()
     }
 
     static func level(_ text: String, key: String) throws -> Logger.Level {
@@ -167,6 +207,21 @@ extension ServerConfiguration {
     }
 
     /// The migrations directory to use.
+    /// The cluster secret: configured, read from `cluster.secret_file`, or from
+    /// `.conclave/cluster-secret`; `nil` when there is none (then this node can only
+    /// be a cluster of one).
+    public func resolvedClusterSecret() throws -> String? {
+        if let secret = cluster.secret { return secret }
+        let path = cluster.secretFile ?? ".conclave/cluster-secret"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            if cluster.secretFile != nil { throw ConfigurationError("cannot read cluster.secret_file \(path)") }
+            return nil
+        }
+        let secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !secret.isEmpty else { throw ConfigurationError("the cluster secret in \(path) is empty") }
+        return secret
+    }
+
     public func resolvedMigrationsDirectory() throws -> String {
         var candidates: [String] = []
         if let migrationsDirectory { candidates.append(migrationsDirectory) }

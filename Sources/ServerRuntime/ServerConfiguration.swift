@@ -19,6 +19,7 @@ public struct ServerConfiguration: Sendable, Hashable {
     public var tls: TLS
     public var limits: Limits
     public var auth: Auth
+    public var cluster: Cluster
     public var logLevel: Logger.Level
     /// Service administrators: owner rights in every room of the MUC domain.
     public var mucAdmins: [String] = []
@@ -50,6 +51,29 @@ public struct ServerConfiguration: Sendable, Hashable {
         public init() {}
     }
 
+    /// The node's place in the cluster (docs/cluster.md).
+    public struct Cluster: Sendable, Hashable {
+        /// Where the node-to-node link listens.
+        public var linkHost = "127.0.0.1"
+        /// `nil`: the c2s port + 2 (0, any free port, when the c2s port is 0).
+        public var linkPort: Int?
+        /// The address other nodes connect to; `nil`: `linkHost`.
+        public var advertiseHost: String?
+        /// The shared secret that authenticates links; `secretFile` is read when this
+        /// is `nil`; with neither, `.conclave/cluster-secret` if present.
+        public var secret: String?
+        public var secretFile: String?
+        /// A node whose heartbeat is older than this is dead.
+        public var leaseSeconds = 3.0
+        public var heartbeatSeconds = 1.0
+        public init() {}
+
+        /// The link port for a c2s port.
+        public func resolvedLinkPort(c2sPort: Int) -> Int {
+            linkPort ?? (c2sPort == 0 ? 0 : c2sPort + 2)
+        }
+    }
+
     public struct Auth: Sendable, Hashable {
         public var maxFailuresPerConnection = 3
         public var failuresBeforeDelay = 3
@@ -71,6 +95,7 @@ public struct ServerConfiguration: Sendable, Hashable {
         self.tls = TLS()
         self.limits = Limits()
         self.auth = Auth()
+        self.cluster = Cluster()
         self.logLevel = .info
     }
 }

@@ -12,6 +12,10 @@ public struct StoredRoom: Sendable, Hashable {
     public var affiliations: [StoredAffiliation]
     /// Oldest first.
     public var history: [StoredHistoryEntry]
+    /// In join order.
+    public var occupants: [StoredOccupant] = []
+    /// Waiting for its first configuration.
+    public var locked = false
 
     public init(
         jid: JID, configuration: String, persistent: Bool, subject: String = "", subjectNick: String? = nil,
@@ -55,10 +59,57 @@ public struct StoredHistoryEntry: Sendable, Hashable {
     }
 }
 
+/// An occupant as stored, so that another node can continue the room.
+public struct StoredOccupant: Sendable, Hashable {
+    public var realJID: JID
+    public var nick: String
+    public var role: String
+    /// The occupant's last presence, serialized.
+    public var presence: String
+    /// The node holding the occupant's session.
+    public var homeNode: String
+    /// Join order.
+    public var position: Int64
+
+    public init(realJID: JID, nick: String, role: String, presence: String, homeNode: String, position: Int64) {
+        self.realJID = realJID
+        self.nick = nick
+        self.role = role
+        self.presence = presence
+        self.homeNode = homeNode
+        self.position = position
+    }
+}
+
+/// Who may write a room: its owner node and the epoch it claimed the room with.
+public struct RoomFence: Sendable, Hashable, CustomStringConvertible {
+    public var node: String
+    public var epoch: Int64
+    public init(node: String, epoch: Int64) {
+        self.node = node
+        self.epoch = epoch
+    }
+    public var description: String { "\(node):\(epoch)" }
+}
+
+/// A write refused because the room has a newer owner (or none): the writer is stale.
+public struct StaleOwnerError: Error, Sendable, CustomStringConvertible {
+    public var room: JID
+    public var fence: RoomFence
+    public init(room: JID, fence: RoomFence) {
+        self.room = room
+        self.fence = fence
+    }
+    public var description: String { "\(fence) no longer owns \(room)" }
+}
+
 /// One durable change of a room, applied in the order the room made them.
 public enum StoredRoomChange: Sendable, Hashable {
     /// Creates the room or replaces its configuration.
-    case configuration(json: String, persistent: Bool)
+    case configuration(json: String, persistent: Bool, locked: Bool)
+    /// Someone entered, or changed nick, role or presence.
+    case occupant(StoredOccupant)
+    case occupantLeft(JID)
     case subject(String, nick: String?, stamp: Double)
     /// `affiliation == "none"` removes the row.
     case affiliation(JID, affiliation: String, reason: String?, nick: String?)
@@ -68,7 +119,16 @@ public enum StoredRoomChange: Sendable, Hashable {
 }
 
 public protocol RoomStore: Sendable {
-    /// Every persistent room, with affiliations and history; temporary leftovers are removed.
-    func loadRooms() async throws -> [StoredRoom]
-    func apply(_ change: StoredRoomChange, to room: JID) async throws
+    /// One room with affiliations, history and occupants; `nil` if it does not exist.
+    func loadRoom(_ room: JID) async throws -> StoredRoom?
+    /// Takes ownership of `room` for `node` if it has no live owner (or `node` is the
+    /// owner): returns the new epoch, or `nil` when another live node holds it.
+    func claim(_ room: JID, node: String) async throws -> Int64?
+    /// Gives up ownership (hand-over): the next owner may claim at once.
+    func release(_ room: JID, fence: RoomFence) async throws
+    /// Applies changes in one transaction if `fence` still owns the room; throws
+    /// `StaleOwnerError` (and applies nothing) otherwise.
+    func apply(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async throws
+    /// Public, unlocked rooms and their names (disco#items on the service).
+    func publicRooms() async throws -> [(jid: JID, name: String)]
 }

@@ -3,7 +3,10 @@ public import PostgresNIO
 public import Storage
 public import XMPPCore
 
-/// `RoomStore` on the `rooms`, `room_affiliations` and `room_history` tables.
+/// `RoomStore` on the `rooms`, `room_affiliations`, `room_history`, `room_occupants`
+/// and `room_owners` tables. Every write is fenced: it runs in a transaction that
+/// first checks, under a share lock, that the writer's (node, epoch) still owns the
+/// room, so a deposed owner cannot change anything (docs/cluster.md).
 public struct PostgresRoomStore: RoomStore {
     private let client: PostgresClient
     private let logger: Logger
@@ -13,51 +16,152 @@ public struct PostgresRoomStore: RoomStore {
         self.logger = logger
     }
 
-    public func loadRooms() async throws -> [StoredRoom] {
-        _ = try await client.query("DELETE FROM rooms WHERE NOT persistent", logger: logger).collect()
-        var rooms: [String: StoredRoom] = [:]
-        var order: [String] = []
-        for try await (jid, configuration, persistent, subject, nick, stamp) in try await client.query(
-            "SELECT jid, configuration::text, persistent, subject, subject_nick, subject_stamp FROM rooms ORDER BY jid",
+    public func loadRoom(_ room: JID) async throws -> StoredRoom? {
+        let jid = room.description
+        var stored: StoredRoom?
+        for try await (configuration, persistent, subject, nick, stamp, locked) in try await client.query(
+            "SELECT configuration::text, persistent, subject, subject_nick, subject_stamp, locked FROM rooms WHERE jid = \(jid)",
             logger: logger
-        ).decode((String, String, Bool, String, String?, Double?).self) {
-            guard let roomJID = try? JID(jid) else { continue }
-            rooms[jid] = StoredRoom(
-                jid: roomJID, configuration: configuration, persistent: persistent, subject: subject, subjectNick: nick,
+        ).decode((String, Bool, String, String?, Double?, Bool).self) {
+            var value = StoredRoom(
+                jid: room, configuration: configuration, persistent: persistent, subject: subject, subjectNick: nick,
                 subjectStamp: stamp
             )
-            order.append(jid)
+            value.locked = locked
+            stored = value
         }
-        for try await (room, jid, affiliation, reason, nick) in try await client.query(
-            "SELECT room, jid, affiliation, reason, nick FROM room_affiliations ORDER BY room, jid", logger: logger
-        ).decode((String, String, String, String?, String?).self) {
-            guard let member = try? JID(jid) else { continue }
-            rooms[room]?.affiliations.append(
-                StoredAffiliation(jid: member, affiliation: affiliation, reason: reason, nick: nick)
+        guard var stored else { return nil }
+        for try await (member, affiliation, reason, nick) in try await client.query(
+            "SELECT jid, affiliation, reason, nick FROM room_affiliations WHERE room = \(jid) ORDER BY jid", logger: logger
+        ).decode((String, String, String?, String?).self) {
+            guard let member = try? JID(member) else { continue }
+            stored.affiliations.append(StoredAffiliation(jid: member, affiliation: affiliation, reason: reason, nick: nick))
+        }
+        for try await (stanza, stamp, nick) in try await client.query(
+            "SELECT stanza, stamp, nick FROM room_history WHERE room = \(jid) ORDER BY id", logger: logger
+        ).decode((String, Double, String).self) {
+            stored.history.append(StoredHistoryEntry(stanza: stanza, stamp: stamp, nick: nick))
+        }
+        for try await (real, nick, role, presence, home, position) in try await client.query(
+            """
+            SELECT real_jid, nick, role, presence, home_node, position FROM room_occupants
+            WHERE room = \(jid) ORDER BY position
+            """,
+            logger: logger
+        ).decode((String, String, String, String, String, Int64).self) {
+            guard let real = try? JID(real) else { continue }
+            stored.occupants.append(
+                StoredOccupant(realJID: real, nick: nick, role: role, presence: presence, homeNode: home, position: position)
             )
         }
-        for try await (room, stanza, stamp, nick) in try await client.query(
-            "SELECT room, stanza, stamp, nick FROM room_history ORDER BY room, id", logger: logger
-        ).decode((String, String, Double, String).self) {
-            rooms[room]?.history.append(StoredHistoryEntry(stanza: stanza, stamp: stamp, nick: nick))
-        }
-        return order.compactMap { rooms[$0] }
+        return stored
     }
 
-    public func apply(_ change: StoredRoomChange, to room: JID) async throws {
+    public func claim(_ room: JID, node: String) async throws -> Int64? {
+        let rows = try await client.query(
+            """
+            INSERT INTO room_owners AS o (room, node, epoch)
+            SELECT \(room.description), \(node), 1
+            WHERE EXISTS (SELECT 1 FROM cluster_nodes WHERE name = \(node) AND lease_until > now() AND state <> 'left')
+            ON CONFLICT (room) DO UPDATE SET node = EXCLUDED.node, epoch = o.epoch + 1, updated_at = now()
+            WHERE o.node IS NULL OR o.node = EXCLUDED.node OR NOT EXISTS (
+                SELECT 1 FROM cluster_nodes n WHERE n.name = o.node AND n.lease_until > now() AND n.state <> 'left')
+            RETURNING epoch
+            """,
+            logger: logger
+        ).decode(Int64.self).all()
+        return rows.first
+    }
+
+    public func release(_ room: JID, fence: RoomFence) async throws {
+        _ = try await client.query(
+            """
+            UPDATE room_owners SET node = NULL, updated_at = now()
+            WHERE room = \(room.description) AND node = \(fence.node) AND epoch = \(fence.epoch)
+            """,
+            logger: logger
+        ).collect()
+    }
+
+    public func publicRooms() async throws -> [(jid: JID, name: String)] {
+        var found: [(JID, String)] = []
+        for try await (jid, name) in try await client.query(
+            """
+            SELECT jid, coalesce(configuration->>'name', '') FROM rooms
+            WHERE NOT locked AND coalesce((configuration->>'isPublic')::boolean, false) ORDER BY jid
+            """,
+            logger: logger
+        ).decode((String, String).self) {
+            guard let room = try? JID(jid) else { continue }
+            found.append((room, name.isEmpty ? room.localpart ?? "" : name))
+        }
+        return found
+    }
+
+    public func apply(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async throws {
+        guard !changes.isEmpty else { return }
         let jid = room.description
-        switch change {
-        case .configuration(let json, let persistent):
-            _ = try await client.query(
+        let logger = self.logger
+        do {
+            try await transaction(changes, jid: jid, room: room, fence: fence, logger: logger)
+        } catch let error as PostgresTransactionError {
+            if let stale = error.closureError as? StaleOwnerError { throw stale }
+            throw error
+        }
+    }
+
+    private func transaction(
+        _ changes: [StoredRoomChange], jid: String, room: JID, fence: RoomFence, logger: Logger
+    ) async throws {
+        try await client.withTransaction(logger: logger) { connection in
+            let origin = fence.description
+            _ = try await connection.query("SELECT set_config('conclave.origin', \(origin), true)", logger: logger)
+                .collect()
+            let owned = try await connection.query(
                 """
-                INSERT INTO rooms (jid, configuration, persistent) VALUES (\(jid), \(json)::jsonb, \(persistent))
+                SELECT 1 FROM room_owners WHERE room = \(jid) AND node = \(fence.node) AND epoch = \(fence.epoch)
+                FOR SHARE
+                """,
+                logger: logger
+            ).decode(Int.self).all()
+            guard !owned.isEmpty else { throw StaleOwnerError(room: room, fence: fence) }
+            for change in changes {
+                try await Self.apply(change, jid: jid, connection: connection, logger: logger)
+            }
+        }
+    }
+
+    private static func apply(
+        _ change: StoredRoomChange, jid: String, connection: PostgresConnection, logger: Logger
+    ) async throws {
+        switch change {
+        case .configuration(let json, let persistent, let locked):
+            _ = try await connection.query(
+                """
+                INSERT INTO rooms (jid, configuration, persistent, locked)
+                VALUES (\(jid), \(json)::jsonb, \(persistent), \(locked))
                 ON CONFLICT (jid) DO UPDATE SET configuration = EXCLUDED.configuration,
-                    persistent = EXCLUDED.persistent, updated_at = now()
+                    persistent = EXCLUDED.persistent, locked = EXCLUDED.locked, updated_at = now()
                 """,
                 logger: logger
             ).collect()
+        case .occupant(let occupant):
+            _ = try await connection.query(
+                """
+                INSERT INTO room_occupants (room, real_jid, nick, role, presence, home_node, position)
+                VALUES (\(jid), \(occupant.realJID.description), \(occupant.nick), \(occupant.role),
+                        \(occupant.presence), \(occupant.homeNode), \(occupant.position))
+                ON CONFLICT (room, real_jid) DO UPDATE SET nick = EXCLUDED.nick, role = EXCLUDED.role,
+                    presence = EXCLUDED.presence, home_node = EXCLUDED.home_node
+                """,
+                logger: logger
+            ).collect()
+        case .occupantLeft(let real):
+            _ = try await connection.query(
+                "DELETE FROM room_occupants WHERE room = \(jid) AND real_jid = \(real.description)", logger: logger
+            ).collect()
         case .subject(let subject, let nick, let stamp):
-            _ = try await client.query(
+            _ = try await connection.query(
                 """
                 UPDATE rooms SET subject = \(subject), subject_nick = \(nick), subject_stamp = \(stamp), updated_at = now()
                 WHERE jid = \(jid)
@@ -66,11 +170,11 @@ public struct PostgresRoomStore: RoomStore {
             ).collect()
         case .affiliation(let member, let affiliation, let reason, let nick):
             if affiliation == "none" {
-                _ = try await client.query(
+                _ = try await connection.query(
                     "DELETE FROM room_affiliations WHERE room = \(jid) AND jid = \(member.description)", logger: logger
                 ).collect()
             } else {
-                _ = try await client.query(
+                _ = try await connection.query(
                     """
                     INSERT INTO room_affiliations (room, jid, affiliation, reason, nick)
                     VALUES (\(jid), \(member.description), \(affiliation), \(reason), \(nick))
@@ -81,14 +185,14 @@ public struct PostgresRoomStore: RoomStore {
                 ).collect()
             }
         case .history(let entry, let keep):
-            _ = try await client.query(
+            _ = try await connection.query(
                 """
                 INSERT INTO room_history (room, stamp, nick, stanza)
                 VALUES (\(jid), \(entry.stamp), \(entry.nick), \(entry.stanza))
                 """,
                 logger: logger
             ).collect()
-            _ = try await client.query(
+            _ = try await connection.query(
                 """
                 DELETE FROM room_history WHERE room = \(jid) AND id NOT IN
                     (SELECT id FROM room_history WHERE room = \(jid) ORDER BY id DESC LIMIT \(keep))
@@ -96,7 +200,16 @@ public struct PostgresRoomStore: RoomStore {
                 logger: logger
             ).collect()
         case .deleted:
-            _ = try await client.query("DELETE FROM rooms WHERE jid = \(jid)", logger: logger).collect()
+            _ = try await connection.query("DELETE FROM rooms WHERE jid = \(jid)", logger: logger).collect()
         }
+    }
+}
+
+extension AsyncSequence {
+    /// Every element (reads the rows, so server errors are not hidden).
+    func all() async throws -> [Element] {
+        var elements: [Element] = []
+        for try await element in self { elements.append(element) }
+        return elements
     }
 }

@@ -461,8 +461,17 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         result.append(
             XMLElement("bind", namespace: Namespace.bind, children: [XMLElement("jid", namespace: Namespace.bind, text: jid.description)])
         )
-        send(result)
-        delegate.sessionBound(session)
+        // The session is registered (in the cluster's directory too) before the client
+        // learns its JID, so that nobody can address it before it is found.
+        busy = true
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        let delegate = self.delegate
+        promise.completeWithTask { await delegate.sessionBound(session) }
+        promise.futureResult.assumeIsolated().whenComplete { _ in
+            guard !self.isClosed else { return }
+            self.send(result)
+            self.resume()
+        }
     }
 
     // MARK: - Stanzas

@@ -7,7 +7,7 @@ public protocol C2SDelegate: AnyObject, Sendable {
     func credentials(for account: JID) async throws -> StoredCredentials?
     /// Registers a freshly bound session. A session already bound to the same full
     /// JID is replaced (and closed with `<conflict/>` by the delegate).
-    func sessionBound(_ session: C2SSession)
+    func sessionBound(_ session: C2SSession) async
     /// A stanza from a bound session, its `from` already stamped with the full JID.
     func route(_ stanza: XMLElement, from session: C2SSession)
     /// The session ended (stream closed, connection lost, or replaced). Called once,

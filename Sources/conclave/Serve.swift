@@ -20,6 +20,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM certificate chain.") var tlsCertificate: String?
     @Option(help: "PEM private key.") var tlsKey: String?
     @Flag(help: "Allow authentication without TLS from loopback addresses.") var allowPlaintextOnLoopback = false
+    @Option(help: "Address the node-to-node link listens on.") var linkHost: String?
+    @Option(help: "Node-to-node link port (default: the c2s port + 2).") var linkPort: Int?
+    @Option(help: "Address other nodes use to reach this node's link (default: --link-host).") var advertiseHost: String?
+    @Option(help: "File holding the shared cluster secret.") var clusterSecretFile: String?
+    @Option(help: "Seconds without a heartbeat before a node is declared dead.") var leaseSeconds: Double?
+    @Option(help: "Seconds between heartbeats.") var heartbeatSeconds: Double?
 
     func run() async throws {
         var configuration = try common.load()
@@ -35,6 +41,12 @@ struct Serve: AsyncParsableCommand {
         if let tlsCertificate { configuration.tls.certificate = tlsCertificate }
         if let tlsKey { configuration.tls.key = tlsKey }
         if allowPlaintextOnLoopback { configuration.c2s.allowPlaintextOnLoopback = true }
+        if let linkHost { configuration.cluster.linkHost = linkHost }
+        if let linkPort { configuration.cluster.linkPort = linkPort }
+        if let advertiseHost { configuration.cluster.advertiseHost = advertiseHost }
+        if let clusterSecretFile { configuration.cluster.secretFile = clusterSecretFile }
+        if let leaseSeconds { configuration.cluster.leaseSeconds = leaseSeconds }
+        if let heartbeatSeconds { configuration.cluster.heartbeatSeconds = heartbeatSeconds }
         let logger = common.makeLogger(configuration)
         let node = try ConclaveNode(configuration: configuration, logger: logger)
         let group = ServiceGroup(

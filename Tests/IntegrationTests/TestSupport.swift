@@ -89,6 +89,10 @@ final class TestNode: Sendable {
         configuration.tls.certificate = TestEnvironment.certificate
         configuration.tls.key = TestEnvironment.key
         configuration.auth.channelBinding = true
+        // Every test node is a node of its own: a unique name, any free link port.
+        configuration.nodeName = "test-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        configuration.cluster.linkPort = 0
+        configuration.cluster.secret = "integration-tests"
         configure(&configuration)
         let node = try ConclaveNode(configuration: configuration, logger: TestEnvironment.logger)
         let group = ServiceGroup(configuration: .init(services: node.services, logger: TestEnvironment.logger))

@@ -1,0 +1,239 @@
+public import Logging
+public import MUC
+public import Storage
+import Synchronization
+public import XMPPCore
+
+extension MUCService {
+    // MARK: - Changes made elsewhere
+
+    /// A room's affiliations, configuration or existence changed in the store. `origin`
+    /// is the writer's fence (`nil`: the CLI, plain SQL). The owner re-reads the room
+    /// once its own queued writes are stored, and applies the difference: an occupant
+    /// who lost membership of a members-only room leaves with 321 on every node.
+    public func roomChanged(_ room: JID, origin: String?) async {
+        guard let box = rooms.withLock({ $0[room] }) else { return }
+        let fence = box.state.withLock { $0.fence }
+        // This node's own writes (under any epoch) are in its memory already.
+        if let origin, origin.hasPrefix(placement.nodeName + ":") { return }
+        await flushWrites()
+        let stored: StoredRoom?
+        do {
+            stored = try await store.loadRoom(room)
+        } catch {
+            logger.error("reading a changed room failed", metadata: ["room": "\(room)", "error": "\(error)"])
+            return
+        }
+        var ended = false
+        box.state.withLock { slot in
+            guard slot.phase == .active, var current = slot.room, slot.fence == fence else { return }
+            var effects: RoomEffects
+            if let stored {
+                let fresh = Self.room(from: stored, logger: logger)
+                effects = current.applyExternal(configuration: fresh.configuration, environment: environment)
+                let more = current.applyExternal(
+                    affiliations: Self.affiliations(stored.affiliations), environment: environment
+                )
+                effects.stanzas += more.stanzas
+                if current.isEmpty && !current.configuration.persistent {
+                    effects.roomEnded = true
+                    effects.changes = [.destroyed]
+                } else {
+                    effects.changes = []
+                }
+            } else {
+                effects = current.destroyedElsewhere(environment: environment)
+                effects.changes = []
+            }
+            slot.room = current
+            apply(effects, slot: &slot, box: box, request: nil, occupantsChanged: true)
+            if effects.roomEnded {
+                slot.phase = .gone
+                ended = true
+            }
+        }
+        if ended { rooms.withLock { if $0[room] === box { $0[room] = nil } } }
+        logger.info("applied a change made elsewhere", metadata: ["room": "\(room)", "origin": "\(origin ?? "sql")"])
+    }
+
+    // MARK: - Membership changes
+
+    /// Nodes died: their sessions leave the rooms this node serves, the others are told.
+    public func removeOccupantsOfUnreachableNodes() {
+        let boxes = rooms.withLock { Array($0.values) }
+        for box in boxes {
+            var ended = false
+            box.state.withLock { slot in
+                guard slot.phase == .active else { return }
+                let gone = slot.homes.filter { !placement.isReachable($0.value) }.map(\.key).sorted()
+                for real in gone {
+                    guard var room = slot.room, room.occupant(real: real) != nil else {
+                        slot.homes[real] = nil
+                        continue
+                    }
+                    let effects = room.sessionEnded(real, environment: environment)
+                    slot.room = room
+                    apply(effects, slot: &slot, box: box, request: nil, occupantsChanged: true)
+                    if effects.roomEnded {
+                        slot.phase = .gone
+                        ended = true
+                        break
+                    }
+                }
+            }
+            if ended { rooms.withLock { if $0[box.jid] === box { $0[box.jid] = nil } } }
+        }
+    }
+
+    /// The ring changed: rooms that now belong to another node are handed over.
+    /// Returns once they all are.
+    public func rebalance() async {
+        let me = placement.nodeName
+        let moving = rooms.withLock { rooms in
+            rooms.values.filter { box in
+                // No owner at all (the last node is stopping): the room stays here.
+                guard let owner = placement.owner(of: box.jid), owner != me else { return false }
+                return box.state.withLock { $0.phase == .active }
+            }
+        }
+        guard !moving.isEmpty else { return }
+        await withTaskGroup(of: Void.self) { group in
+            for box in moving {
+                group.addTask { await self.handOver(box) }
+            }
+        }
+    }
+
+    /// Stops serving the room: finishes its writes, releases ownership (the next owner
+    /// claims it at once), and forwards what arrived meanwhile.
+    func handOver(_ box: RoomBox) async {
+        let start = ContinuousClock.now
+        let fence = box.state.withLock { slot -> RoomFence? in
+            guard slot.phase == .active else { return nil }
+            slot.phase = .leaving
+            return slot.fence
+        }
+        guard let fence else { return }
+        await flushWrites()
+        var delay: Duration = .milliseconds(50)
+        for _ in 0..<20 {
+            do {
+                try await store.release(box.jid, fence: fence)
+                break
+            } catch {
+                logger.warning("releasing a room failed; retrying", metadata: ["room": "\(box.jid)", "error": "\(error)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(1))
+            }
+        }
+        let waiting = box.state.withLock { slot in
+            slot.phase = .gone
+            defer { slot.pending = [] }
+            return slot.pending
+        }
+        rooms.withLock { if $0[box.jid] === box { $0[box.jid] = nil } }
+        counterState.withLock { $0.handOvers += 1 }
+        logger.info(
+            "room handed over",
+            metadata: ["room": "\(box.jid)", "to": "\(placement.owner(of: box.jid) ?? "-")", "took": "\(ContinuousClock.now - start)"]
+        )
+        for input in waiting { handle(input) }
+    }
+
+    /// A write was refused: another node owns the room now. Stop serving it.
+    func stepDown(_ room: JID, fence: RoomFence) {
+        guard let box = rooms.withLock({ $0[room] }) else { return }
+        let waiting = box.state.withLock { slot -> [RoomInput]? in
+            guard slot.fence == fence, slot.phase != .gone else { return nil }
+            slot.phase = .gone
+            defer { slot.pending = [] }
+            return slot.pending
+        }
+        guard let waiting else { return }
+        rooms.withLock { if $0[room] === box { $0[room] = nil } }
+        for input in waiting { handle(input) }
+    }
+
+    /// This node lost its lease: others may own its rooms now. Everything is dropped
+    /// without writing (the writes would be refused anyway).
+    public func dropAll() {
+        let boxes = rooms.withLock { rooms in
+            defer { rooms = [:] }
+            return Array(rooms.values)
+        }
+        for box in boxes {
+            box.state.withLock { slot in
+                slot.phase = .gone
+                slot.pending = []
+            }
+        }
+        if !boxes.isEmpty { logger.warning("lease lost: stopped serving every room", metadata: ["rooms": "\(boxes.count)"]) }
+    }
+
+    /// The last node is shutting down: occupants of every room are told (332) before
+    /// their sessions close.
+    public func systemShutdown() {
+        let boxes = rooms.withLock { Array($0.values) }
+        for box in boxes {
+            box.state.withLock { slot in
+                guard slot.phase == .active, var room = slot.room else { return }
+                let effects = room.systemShutdown(environment: environment)
+                slot.room = room
+                apply(effects, slot: &slot, box: box, request: nil, occupantsChanged: true)
+            }
+        }
+    }
+
+    /// Room JIDs this node serves (for status).
+    public var servedRooms: [JID] {
+        rooms.withLock { rooms in rooms.filter { $0.value.state.withLock { $0.phase == .active } }.map(\.key) }
+    }
+
+    public var counters: Counters { countersSnapshot }
+
+    // MARK: - The service itself
+
+    func handleService(_ input: RoomInput) {
+        let stanza = input.stanza
+        func reply(_ element: XMLElement) {
+            var element = element
+            element[attribute: "to"] = input.real.description
+            output.deliver(element, to: [input.real], node: input.home)
+        }
+        guard stanza.stanzaKind == .iq, let type = stanza.type, type == "get" || type == "set" else {
+            if stanza.stanzaKind == .message, stanza.type != "error" {
+                reply(stanza.errorReply(StanzaError(.serviceUnavailable)))
+            }
+            return
+        }
+        let payload = stanza.elements.first
+        switch (type, payload?.namespace, payload?.name) {
+        case ("get", Namespace.discoInfo, "query"):
+            var query = XMLElement("query", namespace: Namespace.discoInfo)
+            query.append(
+                XMLElement("identity", namespace: Namespace.discoInfo, ["category": "conference", "type": "text", "name": "Chatrooms"])
+            )
+            for feature in [Namespace.discoInfo, Namespace.discoItems, Namespace.muc, Namespace.ping] {
+                query.append(XMLElement("feature", namespace: Namespace.discoInfo, ["var": feature]))
+            }
+            reply(stanza.iqResult(query))
+        case ("get", Namespace.discoItems, "query"):
+            // Rooms live on every node: the list comes from the store.
+            Task {
+                var query = XMLElement("query", namespace: Namespace.discoItems)
+                do {
+                    for (jid, name) in try await store.publicRooms() {
+                        query.append(XMLElement("item", namespace: Namespace.discoItems, ["jid": jid.description, "name": name]))
+                    }
+                    reply(stanza.iqResult(query))
+                } catch {
+                    reply(stanza.errorReply(StanzaError(.internalServerError)))
+                }
+            }
+        case ("get", Namespace.ping, "ping"):
+            reply(stanza.iqResult())
+        default:
+            reply(stanza.errorReply(StanzaError(.serviceUnavailable)))
+        }
+    }
+}

@@ -1,0 +1,331 @@
+import Cluster
+import Foundation
+public import Logging
+import MUCService
+import NIOCore
+import PostgresNIO
+import Storage
+import Synchronization
+import XMPPCore
+import XMPPStream
+
+/// This node's part in the cluster: membership and lease (heartbeats), the ring, node
+/// links, the control bus, the session directory. It tells the MUC service where rooms
+/// belong and carries room input and output between nodes (docs/cluster.md).
+final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendable {
+    struct Settings: Sendable {
+        var leaseSeconds: Double
+        var heartbeatSeconds: Double
+    }
+
+    let nodeName: String
+    let settings: Settings
+    let database: ClusterDatabase
+    let logger: Logger
+    private let state = Mutex(State())
+    private let muc = Attached<MUCService>()
+    private let router = Attached<LocalRouter>()
+    let links: NodeLinks
+    private let remote: AsyncStream<RemoteItem>.Continuation
+    private let remoteItems: AsyncStream<RemoteItem>
+
+    struct State {
+        var ring = HashRing(nodes: [String]())
+        var reachable: Set<String> = []
+        var members: [ClusterMember] = []
+        var incarnation: Int64 = 0
+        var leaseValidUntil = ContinuousClock.now
+        var draining = false
+    }
+
+    struct RemoteItem: Sendable {
+        var stanza: XMLElement
+        var to: JID
+        var bounce: (@Sendable (XMLElement) -> Void)?
+    }
+
+    init(nodeName: String, secret: String, settings: Settings, database: ClusterDatabase, group: any EventLoopGroup, logger: Logger) {
+        self.nodeName = nodeName
+        self.settings = settings
+        self.database = database
+        self.logger = logger
+        let muc = self.muc
+        let router = self.router
+        (remoteItems, remote) = AsyncStream.makeStream(of: RemoteItem.self)
+        links = NodeLinks(
+            name: nodeName, incarnation: 0, secret: secret, group: group, logger: logger,
+            handler: { frame, _ in
+                switch frame {
+                case .room(let stanza, let real, let home, let hops):
+                    muc.withLock { $0 }?.handle(RoomInput(stanza: stanza, real: real, home: home, hops: hops))
+                case .deliver(let stanza, let recipients):
+                    router.withLock { $0 }?.deliverLocal(stanza, to: recipients)
+                case .user(let stanza):
+                    router.withLock { $0 }?.deliverFromRemote(stanza)
+                }
+            },
+            bounce: { frame in
+                switch frame {
+                case .room(let stanza, let real, let home, let hops):
+                    // Its node went away: route it again (the ring has changed).
+                    muc.withLock { $0 }?.handle(RoomInput(stanza: stanza, real: real, home: home, hops: hops + 1))
+                case .deliver:
+                    break  // the recipients' node is gone, and so are they
+                case .user(let stanza):
+                    guard stanza.type != "error", stanza.type != "result", stanza.name != "presence" else { return }
+                    router.withLock { $0 }?.deliver(stanza.errorReply(StanzaError(.recipientUnavailable)))
+                }
+            }
+        )
+    }
+
+    func attach(muc service: MUCService, router localRouter: LocalRouter) {
+        muc.withLock { $0 = service }
+        router.withLock { $0 = localRouter }
+    }
+
+    private var service: MUCService? { muc.withLock { $0 } }
+
+    // MARK: - RoomPlacement
+
+    func owner(of room: JID) -> String? {
+        state.withLock { $0.ring.owner(of: room.description) }
+    }
+
+    func isReachable(_ node: String) -> Bool {
+        state.withLock { $0.reachable.contains(node) }
+    }
+
+    var canServe: Bool {
+        state.withLock { $0.incarnation > 0 && ContinuousClock.now < $0.leaseValidUntil }
+    }
+
+    var ring: HashRing { state.withLock { $0.ring } }
+    var incarnation: Int64 { state.withLock { $0.incarnation } }
+
+    // MARK: - RoomOutput
+
+    func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?) {
+        if node == nodeName {
+            router.withLock { $0 }?.deliverLocal(stanza, to: recipients)
+        } else if let node {
+            links.send(.deliver(stanza, recipients: recipients), to: node)
+        } else {
+            let router = router.withLock { $0 }
+            for recipient in recipients {
+                var copy = stanza
+                copy[attribute: "to"] = recipient.description
+                router?.deliver(copy)
+            }
+        }
+    }
+
+    func forward(_ input: RoomInput, to node: String) {
+        links.send(.room(input.stanza, real: input.real, home: input.home, hops: input.hops), to: node)
+    }
+
+    // MARK: - RemoteRouting (users on other nodes)
+
+    func route(_ stanza: XMLElement, to: JID, bounce: (@Sendable (XMLElement) -> Void)?) {
+        remote.yield(RemoteItem(stanza: stanza, to: to, bounce: bounce))
+    }
+
+    func sessionBound(_ jid: JID) async {
+        do {
+            try await database.bindSession(jid.description, bare: jid.bare.description, node: nodeName)
+        } catch {
+            logger.warning("session directory write failed", metadata: ["jid": "\(jid)", "error": "\(error)"])
+        }
+    }
+
+    func sessionEnded(_ jid: JID) async {
+        do {
+            try await database.unbindSession(jid.description, node: nodeName)
+        } catch {
+            logger.warning("session directory write failed", metadata: ["jid": "\(jid)", "error": "\(error)"])
+        }
+    }
+
+    /// Remote stanzas in order: look the user up (cached for a second), send to the nodes.
+    private func runRemoteRouting() async {
+        for await item in remoteItems {
+            let bare = item.to.bare
+            // Not cached: a user who reconnects elsewhere must be found at once.
+            var entries: [(JID, String)] = []
+            do {
+                entries = try await database.sessions(ofBare: bare.description).compactMap { row -> (JID, String)? in
+                    guard let jid = try? JID(row.jid) else { return nil }
+                    return (jid, row.node)
+                }
+            } catch {
+                logger.warning("session directory lookup failed", metadata: ["error": "\(error)"])
+            }
+            let nodes = Set(
+                entries.filter { (item.to.isFull ? $0.0 == item.to : true) && $0.1 != nodeName && isReachable($0.1) }
+                    .map(\.1)
+            )
+            if nodes.isEmpty {
+                item.bounce?(item.stanza)
+                continue
+            }
+            for node in nodes.sorted() { links.send(.user(item.stanza), to: node) }
+        }
+    }
+
+    // MARK: - Lifecycle
+
+    /// Registers the node, takes the first membership, and starts the links.
+    func start(linkAddress: String) async throws {
+        let started = ContinuousClock.now
+        let incarnation = try await database.register(name: nodeName, linkAddress: linkAddress, leaseSeconds: settings.leaseSeconds)
+        links.setIncarnation(incarnation)
+        state.withLock {
+            $0.incarnation = incarnation
+            $0.leaseValidUntil = started + .seconds(settings.leaseSeconds) - .milliseconds(200)
+        }
+        self.linkAddress = linkAddress
+        try await refreshMembership()
+        logger.info("joined the cluster", metadata: ["incarnation": "\(incarnation)", "link": "\(linkAddress)"])
+    }
+
+    private let linkAddressState = Mutex("")
+    private var linkAddress: String {
+        get { linkAddressState.withLock { $0 } }
+        set { linkAddressState.withLock { $0 = newValue } }
+    }
+
+    /// Heartbeats, membership, remote routing and directory writes, until cancelled.
+    func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.runRemoteRouting() }
+            group.addTask { await self.heartbeatLoop() }
+        }
+    }
+
+    func stopBackground() {
+        remote.finish()
+    }
+
+    private func heartbeatLoop() async {
+        var beats = 0
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(settings.heartbeatSeconds))
+            if Task.isCancelled { return }
+            let sent = ContinuousClock.now
+            do {
+                let incarnation = self.incarnation
+                if try await database.heartbeat(name: nodeName, incarnation: incarnation, leaseSeconds: settings.leaseSeconds) {
+                    state.withLock { $0.leaseValidUntil = sent + .seconds(settings.leaseSeconds) - .milliseconds(200) }
+                } else {
+                    await leaseLost()
+                }
+                try await refreshMembership()
+                beats += 1
+                if beats % 600 == 0 { try? await database.pruneEvents() }
+            } catch {
+                logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Others may have declared this node dead (it was paused, or cut off from
+    /// PostgreSQL past its lease): its rooms may have new owners and its sessions have
+    /// left them. Stop serving rooms, close the sessions, and join again as a new
+    /// incarnation.
+    private func leaseLost() async {
+        logger.error("lease lost: this node was declared dead; rejoining as a new incarnation")
+        state.withLock { $0.leaseValidUntil = .now - .seconds(1) }
+        service?.dropAll()
+        router.withLock { $0 }?.closeAll(with: StreamError(.reset, text: "this node rejoined the cluster; reconnect"))
+        do {
+            try await start(linkAddress: linkAddress)
+        } catch {
+            logger.error("rejoining failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Reads the membership and applies changes: the ring, links, dead nodes' sessions.
+    func refreshMembership() async throws {
+        let members = try await database.members()
+        let draining = state.withLock { $0.draining }
+        let ringNodes = members.filter { $0.inRing && !(draining && $0.name == nodeName) }.map(\.name)
+        let reachable = Set(members.filter(\.reachable).map(\.name))
+        let ring = HashRing(nodes: ringNodes)
+        let (ringChanged, lost) = state.withLock { state -> (Bool, Set<String>) in
+            let changed = state.ring != ring
+            let lost = state.reachable.subtracting(reachable)
+            state.ring = ring
+            state.reachable = reachable
+            state.members = members
+            return (changed, lost)
+        }
+        links.update(peers: members.filter { $0.reachable && $0.name != nodeName }.map { ($0.name, $0.linkAddress, $0.incarnation) })
+        if !lost.isEmpty {
+            logger.info("nodes gone", metadata: ["nodes": "\(lost.sorted())"])
+            service?.removeOccupantsOfUnreachableNodes()
+            for node in lost where node != nodeName {
+                try? await database.removeSessions(ofNode: node)
+            }
+        }
+        if ringChanged {
+            logger.info("ring changed", metadata: ["nodes": "\(ring.nodes)"])
+            if let service {
+                Task { await service.rebalance() }
+            }
+        }
+        if !lost.isEmpty || ringChanged {
+            // Rooms whose owner is gone: the new owner takes them at once.
+            for room in (try? await database.roomsOwnedByUnreachableNodes()) ?? [] {
+                if let jid = try? JID(room), owner(of: jid) == nodeName { service?.activate(room: jid) }
+            }
+        }
+    }
+
+    /// A control-bus event.
+    func handle(_ event: ClusterEvent) async {
+        switch event.kind {
+        case "nodes":
+            try? await refreshMembership()
+        case "affiliation", "configuration", "destroyed":
+            guard let room = event.room.flatMap({ try? JID($0) }) else { return }
+            await service?.roomChanged(room, origin: event.origin)
+        case "released":
+            guard let room = event.room.flatMap({ try? JID($0) }) else { return }
+            service?.activate(room: room)
+        default:
+            break
+        }
+    }
+
+    /// Graceful stop, first half: leave the ring, hand every room over, and wait.
+    /// Returns `false` when no other node can take the rooms (this is the last one).
+    func drain() async -> Bool {
+        _ = try? await database.setState(name: nodeName, "draining")
+        state.withLock { $0.draining = true }
+        try? await refreshMembership()
+        guard !state.withLock({ $0.ring.isEmpty }) else { return false }
+        await service?.rebalance()
+        return true
+    }
+
+    /// Graceful stop, second half: leave the cluster for good.
+    func leave() async {
+        try? await database.leave(name: nodeName, incarnation: incarnation)
+        await links.shutdown()
+    }
+}
+
+/// A reference set once after construction.
+final class Attached<Value: Sendable>: Sendable {
+    private let value = Mutex<Value?>(nil)
+    func withLock<R>(_ body: (inout Value?) -> R) -> R { value.withLock { body(&$0) } }
+}
+
+/// Routing to users whose sessions are on other nodes.
+protocol RemoteRouting: Sendable {
+    /// Sends `stanza` to the node(s) holding `to` (full: that session; bare: every node
+    /// with a resource of the user); `bounce` is called when there is none.
+    func route(_ stanza: XMLElement, to: JID, bounce: (@Sendable (XMLElement) -> Void)?)
+    func sessionBound(_ jid: JID) async
+    func sessionEnded(_ jid: JID) async
+}
