@@ -116,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "conclave",
             dependencies: [
-                "ServerRuntime", "Storage", "StoragePostgres", "XMPPCore", "XMPPStream", "Scansion",
+                "ServerRuntime", "Storage", "StoragePostgres", "XMPPCore", "XMPPStream", "Scansion", "Cluster",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -9,7 +9,7 @@ struct Conclave: AsyncParsableCommand {
         commandName: "conclave",
         abstract: "Conclave, a clustered XMPP Multi-User Chat service.",
         version: ConclaveVersion.current,
-        subcommands: [Serve.self, Migrate.self, User.self],
+        subcommands: [Serve.self, Migrate.self, User.self, RoomCommand.self, ClusterCommand.self, NodeCommand.self],
         defaultSubcommand: Serve.self
     )
 }

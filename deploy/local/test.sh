@@ -18,9 +18,14 @@ export CONCLAVE_TEST_DATABASE_URL=$("$db" recreate conclave_test)
 echo "tests use $CONCLAVE_TEST_DATABASE_URL"
 # Unit tests in parallel; then the integration tests one at a time: their nodes share
 # one database, and so one cluster, and each test expects to know who is in it.
-swift test --skip-build --skip IntegrationTests 2>&1 | tee .conclave/test.log
+# Last, the multi-process cluster tests (real `conclave serve` processes, killed,
+# paused, drained; one of them restarts PostgreSQL itself, so nothing else may run).
+swift test --skip-build --skip IntegrationTests --skip ClusterProcessTests 2>&1 | tee .conclave/test.log
 status=${PIPESTATUS[0]}
 swift test --skip-build --filter IntegrationTests --no-parallel 2>&1 | tee -a .conclave/test.log
 integration=${PIPESTATUS[0]}
 [ "$status" = 0 ] && status=$integration
+swift test --skip-build --filter ClusterProcessTests --no-parallel 2>&1 | tee -a .conclave/test.log
+processes=${PIPESTATUS[0]}
+[ "$status" = 0 ] && status=$processes
 exit "$status"
