@@ -65,7 +65,7 @@ public struct ClusterDatabase: Sendable {
         let rows = try await client.query(
             """
             UPDATE cluster_nodes SET lease_until = now() + make_interval(secs => \(leaseSeconds)), heartbeat_at = now()
-            WHERE name = \(name) AND incarnation = \(incarnation) AND lease_until > now() AND state <> 'left'
+            WHERE name = \(name) AND incarnation = \(incarnation) AND conclave_alive(lease_until) AND state <> 'left'
             RETURNING 1
             """,
             logger: logger
@@ -96,7 +96,7 @@ public struct ClusterDatabase: Sendable {
         var members: [ClusterMember] = []
         for try await (name, address, incarnation, state, alive, silent) in try await client.query(
             """
-            SELECT name, link_address, incarnation, state, lease_until > now(),
+            SELECT name, link_address, incarnation, state, conclave_alive(lease_until),
                    extract(epoch FROM now() - heartbeat_at)::float8
             FROM cluster_nodes ORDER BY name
             """,
@@ -192,7 +192,7 @@ extension ClusterDatabase {
             """
             SELECT o.room FROM room_owners o
             WHERE o.node IS NOT NULL AND EXISTS (SELECT 1 FROM rooms r WHERE r.jid = o.room) AND NOT EXISTS (
-                SELECT 1 FROM cluster_nodes n WHERE n.name = o.node AND n.lease_until > now() AND n.state <> 'left')
+                SELECT 1 FROM cluster_nodes n WHERE n.name = o.node AND conclave_alive(n.lease_until) AND n.state <> 'left')
             """,
             logger: logger
         ).decode(String.self) {

@@ -282,7 +282,12 @@ public final class MUCService: Sendable {
 
     private func refuse(_ input: RoomInput, _ error: StanzaError) {
         guard input.stanza.type != "error", input.stanza.type != "result" else { return }
-        guard input.stanza.child("session-ended", namespace: MUCInternal.namespace) == nil else { return }
+        if let marker = input.stanza.child("session-ended", namespace: MUCInternal.namespace) {
+            // Nothing to leave here; the session's node must not wait for it.
+            let token = marker[attribute: "token"].flatMap(UInt64.init) ?? 0
+            let room = (try? input.stanza.toJID())??.bare ?? domain
+            return output.deliver(MUCInternal.left(token: token, room: room), to: [input.real], node: input.home)
+        }
         var reply = input.stanza.errorReply(error)
         reply[attribute: "to"] = input.real.description
         output.deliver(reply, to: [input.real], node: input.home)

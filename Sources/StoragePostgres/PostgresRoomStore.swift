@@ -62,10 +62,10 @@ public struct PostgresRoomStore: RoomStore {
             """
             INSERT INTO room_owners AS o (room, node, epoch)
             SELECT \(room.description), \(node), 1
-            WHERE EXISTS (SELECT 1 FROM cluster_nodes WHERE name = \(node) AND lease_until > now() AND state <> 'left')
+            WHERE EXISTS (SELECT 1 FROM cluster_nodes WHERE name = \(node) AND conclave_alive(lease_until) AND state <> 'left')
             ON CONFLICT (room) DO UPDATE SET node = EXCLUDED.node, epoch = o.epoch + 1, updated_at = now()
             WHERE o.node IS NULL OR o.node = EXCLUDED.node OR NOT EXISTS (
-                SELECT 1 FROM cluster_nodes n WHERE n.name = o.node AND n.lease_until > now() AND n.state <> 'left')
+                SELECT 1 FROM cluster_nodes n WHERE n.name = o.node AND conclave_alive(n.lease_until) AND n.state <> 'left')
             RETURNING epoch
             """,
             logger: logger
