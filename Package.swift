@@ -136,7 +136,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ClusterTests",
-            dependencies: ["Cluster", "XMPPCore"],
+            dependencies: [
+                "Cluster", "XMPPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: upcoming
         ),
         .testTarget(
@@ -155,9 +160,20 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(
+            name: "ClusterProcessTests",
+            dependencies: [
+                "XMPPStream", "XMPPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "ServerRuntime", "XMPPStream", "XMPPCore", "Storage", "StoragePostgres",
+                "ServerRuntime", "XMPPStream", "XMPPCore", "Storage", "StoragePostgres", "Cluster",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -30,7 +30,9 @@ public final class NodeLinks: Sendable {
     let handler: Handler
     let bounce: @Sendable (LinkFrame) -> Void
     private let outbound = Mutex<[String: OutboundLink]>([:])
-    /// The last sequence number handled per (sender, sender incarnation).
+    /// The last sequence number handled per sending link: sender, its incarnation, and
+    /// the incarnation of this node it addressed (a link to an earlier run of this node
+    /// numbered its frames on its own).
     let received = Mutex<[String: (incarnation: Int64, seq: UInt64)]>([:])
     private let serverChannel = Mutex<(any Channel)?>(nil)
     /// The most frames kept for one peer before new ones are bounced.
@@ -49,7 +51,11 @@ public final class NodeLinks: Sendable {
         self.bounce = bounce
     }
 
-    public func setIncarnation(_ value: Int64) { incarnation.withLock { $0 = value } }
+    /// A new incarnation (the node rejoined): links from others start afresh.
+    public func setIncarnation(_ value: Int64) {
+        incarnation.withLock { $0 = value }
+        received.withLock { $0 = [:] }
+    }
 
     // MARK: - Listening
 
@@ -158,7 +164,9 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     private let links: NodeLinks
     private let parser = XMLStreamParser(options: NodeLinks.parserOptions)
     private let nonce = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+    /// The dedup key: sender name and this node's incarnation it addressed.
     private var peer: String?
+    private var peerName = ""
     private var peerIncarnation: Int64 = 0
     private var handled: UInt64 = 0
     private var acked: UInt64 = 0
@@ -184,20 +192,24 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         for event in events {
             switch event {
             case .streamOpen(let header, _):
+                let mine = links.incarnation.withLock { $0 }
                 guard let node = header[attribute: "node"], let incarnation = header[attribute: "incarnation"].flatMap(Int64.init),
                     let mac = header[attribute: "mac"],
-                    mac == links.mac(nonce: nonce, node: node, incarnation: incarnation)
+                    mac == links.mac(nonce: nonce, node: node, incarnation: incarnation),
+                    header[attribute: "to-incarnation"].flatMap(Int64.init) == mine
                 else {
                     links.logger.warning("node link refused: bad credentials")
                     context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: "</stream:stream>")))
                         .whenComplete { _ in context.close(promise: nil) }
                     return
                 }
-                peer = node
+                peer = node + "|" + String(mine)
+                peerName = node
                 peerIncarnation = incarnation
+                let key = peer!
                 let last = links.received.withLock { received -> UInt64 in
-                    if let entry = received[node], entry.incarnation == incarnation { return entry.seq }
-                    received[node] = (incarnation, 0)
+                    if let entry = received[key], entry.incarnation == incarnation { return entry.seq }
+                    received[key] = (incarnation, 0)
                     return 0
                 }
                 handled = last
@@ -221,7 +233,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
                     return true
                 }
                 handled = max(handled, seq)
-                if isNew { links.handler(frame, peer) }
+                if isNew { links.handler(frame, peerName) }
             case .streamClose:
                 context.close(promise: nil)
             }
@@ -419,6 +431,7 @@ final class OutboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
                 let mac = links.mac(nonce: nonce, node: links.name, incarnation: incarnation)
                 let header = NodeLinks.streamHeader([
                     ("node", links.name), ("incarnation", String(incarnation)), ("mac", mac),
+                    ("to-incarnation", String(link.peerIncarnation)),
                 ])
                 context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: header)), promise: nil)
             case .element(let element):

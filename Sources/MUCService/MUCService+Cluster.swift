@@ -154,18 +154,32 @@ extension MUCService {
         for input in waiting { handle(input) }
     }
 
+    /// The lease is confirmed again: input held meanwhile is handled, in order.
+    public func resumeHeld() {
+        let boxes = rooms.withLock { Array($0.values) }
+        for box in boxes where box.state.withLock({ $0.phase == .active && $0.catchingUp && $0.room != nil }) {
+            drainPending(box)
+        }
+    }
+
     /// This node lost its lease: others may own its rooms now. Everything is dropped
-    /// without writing (the writes would be refused anyway).
+    /// without writing (the writes would be refused anyway); held input is answered
+    /// with an error.
     public func dropAll() {
         let boxes = rooms.withLock { rooms in
             defer { rooms = [:] }
             return Array(rooms.values)
         }
+        var held: [RoomInput] = []
         for box in boxes {
             box.state.withLock { slot in
                 slot.phase = .gone
+                held += slot.pending
                 slot.pending = []
             }
+        }
+        for input in held {
+            refuse(input, StanzaError(.serviceUnavailable, text: "this node lost its place in the cluster; try again"))
         }
         if !boxes.isEmpty { logger.warning("lease lost: stopped serving every room", metadata: ["rooms": "\(boxes.count)"]) }
     }

@@ -103,6 +103,8 @@ public final class MUCService: Sendable {
 
     enum WriteItem: Sendable {
         case change(JID, RoomFence, StoredRoomChange)
+        /// Runs once everything queued before it is stored (unless the fence was refused).
+        case run(JID, RoomFence, @Sendable () -> Void)
         case barrier(CheckedContinuation<Void, Never>)
     }
 
@@ -125,6 +127,8 @@ public final class MUCService: Sendable {
         var catchingUp = true
         /// Occupants as last queued for the store (with their home node).
         var stored: [JID: (Occupant, String)] = [:]
+        /// Output waiting in the write queue for a durable change to be stored.
+        var deferred = 0
     }
 
     final class RoomBox: Sendable {
@@ -172,6 +176,7 @@ public final class MUCService: Sendable {
             while index < batch.count {
                 guard case .change(let room, let fence, _) = batch[index] else {
                     if case .barrier(let continuation) = batch[index] { continuation.resume() }
+                    if case .run(_, let fence, let body) = batch[index], !stale.contains(fence) { body() }
                     index += 1
                     continue
                 }
@@ -186,7 +191,9 @@ public final class MUCService: Sendable {
                 var delay: Duration = .milliseconds(50)
                 while true {
                     do {
-                        try await store.apply(changes, to: room, fence: fence)
+                        let store = self.store
+                        let batch = changes
+                        try await withDeadline(10) { try await store.apply(batch, to: room, fence: fence) }
                         break
                     } catch let error as StaleOwnerError {
                         logger.warning("stale owner: write refused, no longer serving the room", metadata: ["room": "\(room)", "fence": "\(error.fence)"])
@@ -280,7 +287,7 @@ public final class MUCService: Sendable {
         if let box { Task { await self.activate(box) } }
     }
 
-    private func refuse(_ input: RoomInput, _ error: StanzaError) {
+    func refuse(_ input: RoomInput, _ error: StanzaError) {
         guard input.stanza.type != "error", input.stanza.type != "result" else { return }
         if let marker = input.stanza.child("session-ended", namespace: MUCInternal.namespace) {
             // Nothing to leave here; the session's node must not wait for it.
@@ -412,9 +419,11 @@ public final class MUCService: Sendable {
     }
 
     /// Handles what waited, in order, then leaves the room to direct processing.
-    private func drainPending(_ box: RoomBox) {
+    func drainPending(_ box: RoomBox) {
         while true {
+            let canServe = placement.canServe
             let (next, phase) = box.state.withLock { slot -> (RoomInput?, Phase) in
+                if slot.phase == .active, !canServe { return (nil, slot.phase) }
                 guard slot.phase == .active, !slot.pending.isEmpty else {
                     slot.catchingUp = false
                     return (nil, slot.phase)
@@ -443,14 +452,19 @@ public final class MUCService: Sendable {
     }
 
     private func process(_ input: RoomInput, in box: RoomBox) {
-        guard placement.canServe else {
-            return refuse(input, StanzaError(.serviceUnavailable, text: "this node is rejoining the cluster; try again"))
-        }
         var ended = false
         var requeue: [RoomInput] = []
+        let canServe = placement.canServe
         box.state.withLock { slot in
             guard slot.phase == .active, var room = slot.room else {
                 if slot.phase == .gone { requeue.append(input) } else { slot.pending.append(input) }
+                return
+            }
+            guard canServe else {
+                // The lease is not confirmed (PostgreSQL unreachable for a while): hold
+                // the input, in order, until it is — or until the node knows it lost it.
+                slot.pending.append(input)
+                slot.catchingUp = true
                 return
             }
             let stanza = input.stanza
@@ -515,7 +529,7 @@ public final class MUCService: Sendable {
         guard let room = slot.room else { return }
         // Room output, grouped: consecutive copies that differ only in `to` and go to
         // the same node travel as one frame.
-        var group: (stanza: XMLElement, node: String?, recipients: [JID])?
+        var groups: [(stanza: XMLElement, node: String?, recipients: [JID])] = []
         for stanza in effects.stanzas {
             var stanza = stanza
             if stanza[attribute: "from"] == nil {
@@ -525,14 +539,12 @@ public final class MUCService: Sendable {
             let node: String? =
                 if let request, to == request.real { request.home } else { slot.homes[to] }
             stanza[attribute: "to"] = nil
-            if let current = group, current.node == node, current.stanza == stanza {
-                group!.recipients.append(to)
+            if let last = groups.last, last.node == node, last.stanza == stanza {
+                groups[groups.count - 1].recipients.append(to)
                 continue
             }
-            if let current = group { output.deliver(current.stanza, to: current.recipients, node: current.node) }
-            group = (stanza, node, [to])
+            groups.append((stanza, node, [to]))
         }
-        if let current = group { output.deliver(current.stanza, to: current.recipients, node: current.node) }
         for change in effects.changes {
             enqueue(stored(change, room: room), slot: slot, box: box)
         }
@@ -540,7 +552,33 @@ public final class MUCService: Sendable {
             // A temporary room whose last occupant left: its rows go too.
             enqueue(.deleted, slot: slot, box: box)
         }
-        guard occupantsChanged, !effects.roomEnded else { return }
+        if occupantsChanged, !effects.roomEnded { storeOccupancy(room, slot: &slot, box: box, request: request) }
+        // A change that must survive the owner (configuration, affiliations, existence,
+        // subject) is stored before anyone is told about it; and while such a write is
+        // pending, later output of the room waits behind it, so the order holds. A
+        // deposed owner's waiting output is dropped with its refused write.
+        let durable = effects.changes.contains { change in
+            if case .history = change { return false }
+            return true
+        }
+        guard durable || slot.deferred > 0, let fence = slot.fence else {
+            for group in groups { output.deliver(group.stanza, to: group.recipients, node: group.node) }
+            return
+        }
+        slot.deferred += 1
+        let output = self.output
+        let waiting = groups
+        writes.push(
+            .run(box.jid, fence) {
+                box.state.withLock { slot in
+                    for group in waiting { output.deliver(group.stanza, to: group.recipients, node: group.node) }
+                    slot.deferred -= 1
+                }
+            }
+        )
+    }
+
+    private func storeOccupancy(_ room: Room, slot: inout Slot, box: RoomBox, request: RoomInput?) {
         // Occupancy, so that another node can continue the room.
         let present = Set(room.occupants.map(\.realJID))
         for real in slot.homes.keys where !present.contains(real) {

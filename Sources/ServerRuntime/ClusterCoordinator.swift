@@ -215,7 +215,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             do {
                 let incarnation = self.incarnation
                 if try await database.heartbeat(name: nodeName, incarnation: incarnation, leaseSeconds: settings.leaseSeconds) {
+                    let wasServing = canServe
                     state.withLock { $0.leaseValidUntil = sent + .seconds(settings.leaseSeconds) - .milliseconds(200) }
+                    if !wasServing { service?.resumeHeld() }
                 } else {
                     await leaseLost()
                 }
@@ -287,8 +289,10 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         case "nodes":
             try? await refreshMembership()
         case "affiliation", "configuration", "destroyed":
-            guard let room = event.room.flatMap({ try? JID($0) }) else { return }
-            await service?.roomChanged(room, origin: event.origin)
+            guard let room = event.room.flatMap({ try? JID($0) }), let service else { return }
+            // Off the bus: the owner first waits for its own writes, which must not hold
+            // up the events of other rooms.
+            Task { await service.roomChanged(room, origin: event.origin) }
         case "released":
             guard let room = event.room.flatMap({ try? JID($0) }) else { return }
             service?.activate(room: room)

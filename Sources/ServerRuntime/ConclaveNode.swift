@@ -168,6 +168,9 @@ public final class ConclaveNode: Service {
             } else {
                 muc.systemShutdown()
             }
+            // Output that waits for a stored change (docs/cluster.md) goes out before the
+            // streams close.
+            await muc.flushWrites()
             await server.shutdown()
             muc.finishWrites()
             await writerDone
