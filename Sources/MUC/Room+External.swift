@@ -34,34 +34,8 @@ extension Room {
         let old = configuration
         guard next != old else { return effects }
         configuration = next
-        if next.membersOnly && !old.membersOnly {
-            let removed = occupants.filter {
-                affiliation(of: $0.realJID, environment: environment).rank < Affiliation.member.rank
-            }
-            occupants.removeAll { occupant in removed.contains { $0.realJID == occupant.realJID } }
-            for occupant in removed {
-                var gone = occupant
-                gone.role = .none
-                effects.stanzas.append(
-                    presence(
-                        of: gone, to: gone.realJID, recipientRole: .none, type: "unavailable", codes: [322],
-                        isSelf: true, environment: environment
-                    )
-                )
-            }
-        }
-        let codes = next.changeStatusCodes(from: old)
-        if !codes.isEmpty {
-            var message = XMLElement("message", namespace: Namespace.client, ["type": "groupchat", "from": jid.description])
-            var x = XMLElement("x", namespace: Namespace.mucUser)
-            for code in codes { x.append(status(code)) }
-            message.append(x)
-            for occupant in occupants {
-                var copy = message
-                copy[attribute: "to"] = occupant.realJID.description
-                effects.stanzas.append(copy)
-            }
-        }
+        if next.membersOnly && !old.membersOnly { removeNonMembers(into: &effects, environment: environment) }
+        announceConfigurationChange(from: old, into: &effects)
         return effects
     }
 

@@ -248,36 +248,11 @@ extension Room {
             locked = false
             effects.changes.append(.configured(next))
             // Members-only now: non-members are removed first, and told alone (as Prosody).
-            if next.membersOnly && !old.membersOnly {
-                let removed = occupants.filter {
-                    affiliation(of: $0.realJID, environment: environment).rank < Affiliation.member.rank
-                }
-                occupants.removeAll { occupant in removed.contains { $0.realJID == occupant.realJID } }
-                for occupant in removed {
-                    var gone = occupant
-                    gone.role = .none
-                    effects.stanzas.append(
-                        presence(
-                            of: gone, to: gone.realJID, recipientRole: .none, type: "unavailable", codes: [322],
-                            isSelf: true, environment: environment
-                        )
-                    )
-                }
-            }
+            if next.membersOnly && !old.membersOnly { removeNonMembers(into: &effects, environment: environment) }
             // The result first, then the announcement of what changed (as Prosody
             // orders them), also for the first configuration of a new room.
             effects.stanzas.append(iq.iqResult())
-            if next != old {
-                var message = XMLElement("message", namespace: Namespace.client, ["type": "groupchat", "from": jid.description])
-                var x = XMLElement("x", namespace: Namespace.mucUser)
-                for code in next.changeStatusCodes(from: old) { x.append(status(code)) }
-                message.append(x)
-                for occupant in occupants {
-                    var copy = message
-                    copy[attribute: "to"] = occupant.realJID.description
-                    effects.stanzas.append(copy)
-                }
-            }
+            if next != old { announceConfigurationChange(from: old, into: &effects) }
             if occupants.isEmpty && !next.persistent {
                 effects.roomEnded = true
                 effects.changes.append(.destroyed)
@@ -545,6 +520,40 @@ extension Room {
         for other in occupants where other.realJID.bare != occupant.realJID.bare {
             guard configuration.presenceBroadcast.contains(other.role) else { continue }
             effects.stanzas.append(presence(of: other, to: occupant.realJID, recipientRole: occupant.role, environment: environment))
+        }
+    }
+}
+
+extension Room {
+    /// Occupants below member leave a room that became members-only, each told alone
+    /// with status 322 (as Prosody does).
+    mutating func removeNonMembers(into effects: inout RoomEffects, environment: RoomEnvironment) {
+        let removed = occupants.filter {
+            affiliation(of: $0.realJID, environment: environment).rank < Affiliation.member.rank
+        }
+        occupants.removeAll { occupant in removed.contains { $0.realJID == occupant.realJID } }
+        for occupant in removed {
+            var gone = occupant
+            gone.role = .none
+            effects.stanzas.append(
+                presence(
+                    of: gone, to: gone.realJID, recipientRole: .none, type: "unavailable", codes: [322], isSelf: true,
+                    environment: environment
+                )
+            )
+        }
+    }
+
+    /// Tells every occupant the status codes of a configuration change (XEP-0045 §10.2.1).
+    func announceConfigurationChange(from old: RoomConfiguration, into effects: inout RoomEffects) {
+        var message = XMLElement("message", namespace: Namespace.client, ["type": "groupchat", "from": jid.description])
+        var x = XMLElement("x", namespace: Namespace.mucUser)
+        for code in configuration.changeStatusCodes(from: old) { x.append(status(code)) }
+        message.append(x)
+        for occupant in occupants {
+            var copy = message
+            copy[attribute: "to"] = occupant.realJID.description
+            effects.stanzas.append(copy)
         }
     }
 }

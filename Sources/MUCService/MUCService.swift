@@ -193,7 +193,7 @@ public final class MUCService: Sendable {
                     do {
                         let store = self.store
                         let batch = changes
-                        try await withDeadline(10) { try await store.apply(batch, to: room, fence: fence) }
+                        try await withDeadline(5) { try await store.apply(batch, to: room, fence: fence) }
                         break
                     } catch let error as StaleOwnerError {
                         logger.warning("stale owner: write refused, no longer serving the room", metadata: ["room": "\(room)", "fence": "\(error.fence)"])
