@@ -11,6 +11,10 @@ public enum LinkFrame: Sendable, Hashable {
     case deliver(XMLElement, recipients: [JID])
     /// A stanza for a user whose session(s) the receiving node holds (full or bare `to`).
     case user(XMLElement)
+    /// "Answer once your ring is `ring`": a node about to hand rooms over learns that
+    /// everything the receiver sent it under the old ring has arrived.
+    case barrier(id: UInt64, ring: String)
+    case barrierAck(id: UInt64)
 
     static let namespace = Namespace.client
 
@@ -35,12 +39,26 @@ public enum LinkFrame: Sendable, Hashable {
             var element = XMLElement("user", namespace: Self.namespace, ["seq": String(seq)])
             element.append(stanza)
             return element
+        case .barrier(let id, let ring):
+            return XMLElement("barrier", namespace: Self.namespace, ["seq": String(seq), "id": String(id), "ring": ring])
+        case .barrierAck(let id):
+            return XMLElement("barrier-ack", namespace: Self.namespace, ["seq": String(seq), "id": String(id)])
         }
     }
 
     /// Reads a frame; `nil` if the element is not one.
     static func parse(_ element: XMLElement) -> (seq: UInt64, frame: LinkFrame)? {
         guard let seq = element[attribute: "seq"].flatMap(UInt64.init) else { return nil }
+        switch element.name {
+        case "barrier":
+            guard let id = element[attribute: "id"].flatMap(UInt64.init) else { return nil }
+            return (seq, .barrier(id: id, ring: element[attribute: "ring"] ?? ""))
+        case "barrier-ack":
+            guard let id = element[attribute: "id"].flatMap(UInt64.init) else { return nil }
+            return (seq, .barrierAck(id: id))
+        default:
+            break
+        }
         let children = element.elements
         guard let stanza = children.last(where: { $0.name != "r" }) else { return nil }
         switch element.name {

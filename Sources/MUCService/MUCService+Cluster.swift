@@ -97,6 +97,10 @@ extension MUCService {
             }
         }
         guard !moving.isEmpty else { return }
+        // Until every node routes by the new ring, input for these rooms still comes
+        // here: keep handling it, so that a sender's earlier stanzas are never overtaken
+        // by its later ones going straight to the new owner.
+        await placement.ringBarrier()
         await withTaskGroup(of: Void.self) { group in
             for box in moving {
                 group.addTask { await self.handOver(box) }

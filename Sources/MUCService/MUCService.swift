@@ -34,6 +34,9 @@ public protocol RoomPlacement: Sendable {
     func isReachable(_ node: String) -> Bool
     /// This node's lease is valid: it may apply changes to rooms.
     var canServe: Bool { get }
+    /// Returns once every live node has taken the current ring, and everything each sent
+    /// this node under the previous one has arrived (or a timeout passed).
+    func ringBarrier() async
 }
 
 /// Where room output goes: sessions on this node or on others.

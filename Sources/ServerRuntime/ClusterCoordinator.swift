@@ -51,11 +51,16 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         self.logger = logger
         let muc = self.muc
         let router = self.router
+        let me = self.me
         (remoteItems, remote) = AsyncStream.makeStream(of: RemoteItem.self)
         links = NodeLinks(
             name: nodeName, incarnation: 0, secret: secret, group: group, logger: logger,
-            handler: { frame, _ in
+            handler: { frame, from in
                 switch frame {
+                case .barrier(let id, let ring):
+                    me.withLock { $0 }?.barrierReceived(id, ring: ring, from: from)
+                case .barrierAck(let id):
+                    me.withLock { $0 }?.barrierAcked(id, from: from)
                 case .room(let stanza, let real, let home, let hops):
                     muc.withLock { $0 }?.handle(RoomInput(stanza: stanza, real: real, home: home, hops: hops))
                 case .deliver(let stanza, let recipients):
@@ -66,6 +71,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             },
             bounce: { frame in
                 switch frame {
+                case .barrier, .barrierAck:
+                    break  // the peer is gone: the barrier's timeout covers it
                 case .room(let stanza, let real, let home, let hops):
                     // Its node went away: route it again (the ring has changed).
                     muc.withLock { $0 }?.handle(RoomInput(stanza: stanza, real: real, home: home, hops: hops + 1))
@@ -82,6 +89,88 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     func attach(muc service: MUCService, router localRouter: LocalRouter) {
         muc.withLock { $0 = service }
         router.withLock { $0 = localRouter }
+        me.withLock { $0 = self }
+    }
+
+    private let me = Attached<ClusterCoordinator>()
+
+    // MARK: - Ring barrier
+
+    struct BarrierState {
+        var next: UInt64 = 1
+        /// Barrier id → peers that have not answered yet.
+        var waiting: [UInt64: Set<String>] = [:]
+        var continuations: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        /// Barriers others sent for a ring this node has not reached yet.
+        var owed: [(node: String, id: UInt64, ring: String)] = []
+    }
+
+    private let barriers = Mutex(BarrierState())
+
+    private var ringID: String { ring.nodes.joined(separator: ",") }
+
+    func ringBarrier() async {
+        let peers = state.withLock { $0.reachable }.subtracting([nodeName])
+        guard !peers.isEmpty else { return }
+        let ring = ringID
+        let id = barriers.withLock { state -> UInt64 in
+            defer { state.next += 1 }
+            state.waiting[state.next] = peers
+            return state.next
+        }
+        let started = ContinuousClock.now
+        await withCheckedContinuation { continuation in
+            barriers.withLock { $0.continuations[id] = continuation }
+            for peer in peers.sorted() { links.send(.barrier(id: id, ring: ring), to: peer) }
+            Task {
+                try? await Task.sleep(for: .seconds(2))
+                self.finishBarrier(id, timedOut: true)
+            }
+        }
+        logger.debug("ring barrier passed", metadata: ["took": "\(ContinuousClock.now - started)"])
+    }
+
+    func barrierAcked(_ id: UInt64, from node: String) {
+        let done = barriers.withLock { state -> Bool in
+            state.waiting[id]?.remove(node)
+            return state.waiting[id]?.isEmpty == true
+        }
+        if done { finishBarrier(id, timedOut: false) }
+    }
+
+    private func finishBarrier(_ id: UInt64, timedOut: Bool) {
+        let (continuation, missing) = barriers.withLock { state in
+            (state.continuations.removeValue(forKey: id), state.waiting.removeValue(forKey: id))
+        }
+        guard let continuation else { return }
+        if timedOut, let missing, !missing.isEmpty {
+            logger.warning("ring barrier timed out", metadata: ["waiting_for": "\(missing.sorted())"])
+        }
+        continuation.resume()
+    }
+
+    func barrierReceived(_ id: UInt64, ring: String, from node: String) {
+        if ring == ringID { return links.send(.barrierAck(id: id), to: node) }
+        barriers.withLock { $0.owed.append((node, id, ring)) }
+        Task {
+            // Rings that never meet (a node died meanwhile): answer anyway.
+            try? await Task.sleep(for: .seconds(2))
+            self.settleBarriers(force: (node, id))
+        }
+    }
+
+    /// Answers the barriers whose ring this node has now reached.
+    private func settleBarriers(force: (node: String, id: UInt64)? = nil) {
+        let current = ringID
+        let due = barriers.withLock { state -> [(node: String, id: UInt64, ring: String)] in
+            func isDue(_ entry: (node: String, id: UInt64, ring: String)) -> Bool {
+                entry.ring == current || (entry.node == force?.node && entry.id == force?.id)
+            }
+            let due = state.owed.filter(isDue)
+            state.owed.removeAll(where: isDue)
+            return due
+        }
+        for entry in due { links.send(.barrierAck(id: entry.id), to: entry.node) }
     }
 
     private var service: MUCService? { muc.withLock { $0 } }
@@ -262,6 +351,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             return (changed, lost)
         }
         links.update(peers: members.filter { $0.reachable && $0.name != nodeName }.map { ($0.name, $0.linkAddress, $0.incarnation) })
+        settleBarriers()
         if !lost.isEmpty {
             logger.info("nodes gone", metadata: ["nodes": "\(lost.sorted())"])
             service?.removeOccupantsOfUnreachableNodes()
