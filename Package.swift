@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
     ],
     targets: [
         .systemLibrary(
@@ -98,9 +99,17 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(
+            name: "AdminHTTP",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .target(
             name: "ServerRuntime",
             dependencies: [
-                "XMPPCore", "XMPPXMLParser", "XMPPStream", "Storage", "StoragePostgres", "MUC", "MUCService", "Cluster",
+                "XMPPCore", "XMPPXMLParser", "XMPPStream", "Storage", "StoragePostgres", "MUC", "MUCService", "Cluster", "AdminHTTP",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

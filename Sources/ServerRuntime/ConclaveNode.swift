@@ -10,6 +10,7 @@ import XMPPCore
 import XMPPStream
 import MUCService
 import Cluster
+import AdminHTTP
 import XMPPXMLParser
 
 /// One Conclave node: PostgreSQL, migrations, the client listeners and the router,
@@ -21,6 +22,8 @@ public final class ConclaveNode: Service {
         public var directTLS: Int?
         /// The node-to-node link.
         public var link: Int = 0
+        /// `/healthz`, `/readyz`, `/metrics`.
+        public var http: Int?
     }
 
     public let configuration: ServerConfiguration
@@ -128,6 +131,21 @@ public final class ConclaveNode: Service {
             for await _ in listening {}
             try await coordinator.start(linkAddress: linkAddress)
             let background = Task { await coordinator.run() }
+            var httpPort: Int?
+            if let port = configuration.http.resolvedPort(c2sPort: configuration.c2s.port) {
+                let (bound, boundContinuation) = AsyncStream.makeStream(of: Int.self)
+                let app = AdminHTTP.application(
+                    host: configuration.http.host, port: port, logger: logger,
+                    metrics: { Self.metrics(router: router, muc: muc, coordinator: coordinator, bus: bus) },
+                    readiness: { [logger] in await Self.readiness(client: client, coordinator: coordinator, bus: bus, logger: logger) },
+                    running: { port in
+                        boundContinuation.yield(port)
+                        boundContinuation.finish()
+                    }
+                )
+                group.addTask { try await app.run() }
+                for await port in bound { httpPort = port }
+            }
             var options = C2SConfiguration.Options()
             options.allowPlaintextOnLoopback = configuration.c2s.allowPlaintextOnLoopback
             options.idleTimeout = .seconds(Int64(configuration.c2s.idleTimeoutSeconds))
@@ -156,7 +174,7 @@ public final class ConclaveNode: Service {
                     "domain": "\(domain)", "muc_domain": "\(mucDomain)", "port": "\(starttlsPort)", "link": "\(linkAddress)",
                 ]
             )
-            readyContinuation.yield(BoundPorts(starttls: starttlsPort, directTLS: directPort, link: linkPort))
+            readyContinuation.yield(BoundPorts(starttls: starttlsPort, directTLS: directPort, link: linkPort, http: httpPort))
             readyContinuation.finish()
             // Run until asked to stop; then drain: rooms move to other nodes first, then
             // the clients are told goodbye. The last node tells occupants 332 instead.
@@ -179,6 +197,43 @@ public final class ConclaveNode: Service {
             coordinator.stopBackground()
             group.cancelAll()
         }
+    }
+
+    static func readiness(client: PostgresClient, coordinator: ClusterCoordinator, bus: ControlBus, logger: Logger) async
+        -> AdminHTTP.Readiness
+    {
+        var problems: [String] = []
+        do {
+            _ = try await client.query("SELECT 1", logger: logger).collect()
+        } catch {
+            problems.append("PostgreSQL unreachable")
+        }
+        if !bus.isListening { problems.append("control bus not listening") }
+        if !coordinator.canServe { problems.append("lease not confirmed") }
+        if !coordinator.ring.nodes.contains(coordinator.nodeName) { problems.append("not in the ring (draining or stopping)") }
+        return problems.isEmpty
+            ? AdminHTTP.Readiness(ready: true, detail: "ready")
+            : AdminHTTP.Readiness(ready: false, detail: problems.joined(separator: "; "))
+    }
+
+    static func metrics(router: LocalRouter, muc: MUCService, coordinator: ClusterCoordinator, bus: ControlBus) -> String {
+        var text = AdminHTTP.MetricsText()
+        let counters = muc.counters
+        text.add("conclave_sessions", "gauge", "Bound client sessions on this node.", Double(router.sessionCount))
+        text.add("conclave_rooms_owned", "gauge", "Rooms this node owns and serves.", Double(muc.roomCount))
+        text.add("conclave_occupants", "gauge", "Occupants of the rooms this node serves.", Double(muc.occupantCount))
+        text.add("conclave_ring_nodes", "gauge", "Nodes in this node's ring.", Double(coordinator.ring.nodes.count))
+        text.add(
+            "conclave_link_queue_depth", "gauge", "Frames sent to a peer and not yet acknowledged.",
+            coordinator.links.queueDepths.sorted { $0.key < $1.key }.map { ("peer=\"\($0.key)\"", Double($0.value)) }
+        )
+        text.add("conclave_notify_events_total", "counter", "Control-bus events handled.", Double(bus.eventsReceived))
+        text.add("conclave_bus_reconnects_total", "counter", "LISTEN connections re-established.", Double(bus.reconnects))
+        text.add("conclave_room_activations_total", "counter", "Rooms claimed and loaded by this node.", Double(counters.activations))
+        text.add("conclave_handovers_total", "counter", "Rooms handed over to another node.", Double(counters.handOvers))
+        text.add("conclave_stale_writes_total", "counter", "Room writes refused because another node owns the room.", Double(counters.staleWrites))
+        text.add("conclave_room_inputs_forwarded_total", "counter", "Room input forwarded to the owner node.", Double(counters.forwarded))
+        return text.rendered
     }
 
     private func loadTLS() throws -> C2STLS? {

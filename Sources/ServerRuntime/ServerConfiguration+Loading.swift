@@ -24,6 +24,12 @@ extension ServerConfiguration {
         var limits: LimitsFile?
         var auth: AuthFile?
         var cluster: ClusterFile?
+        var http: HTTPFile?
+
+        struct HTTPFile: Decodable {
+            var host: String?
+            var port: Int?
+        }
 
         struct ClusterFile: Decodable {
             var link_host: String?
@@ -120,6 +126,10 @@ extension ServerConfiguration {
             if let value = cluster.lease_seconds { self.cluster.leaseSeconds = value }
             if let value = cluster.heartbeat_seconds { self.cluster.heartbeatSeconds = value }
         }
+        if let http = file.http {
+            if let value = http.host { self.http.host = value }
+            if let value = http.port { self.http.port = value }
+        }
         try validateCluster()
     }
 
@@ -176,6 +186,8 @@ extension ServerConfiguration {
             guard let value = Double(text) else { throw ConfigurationError("\(key) must be a number, not '\(text)'") }
             return value
         }
+        if let value = environment["CONCLAVE_HTTP_HOST"] { http.host = value }
+        if let value = try int("CONCLAVE_HTTP_PORT") { http.port = value }
         if let value = environment["CONCLAVE_CLUSTER_LINK_HOST"] { cluster.linkHost = value }
         if let value = try int("CONCLAVE_CLUSTER_LINK_PORT") { cluster.linkPort = value }
         if let value = environment["CONCLAVE_CLUSTER_ADVERTISE_HOST"] { cluster.advertiseHost = value }

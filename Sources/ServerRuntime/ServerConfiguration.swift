@@ -20,6 +20,7 @@ public struct ServerConfiguration: Sendable, Hashable {
     public var limits: Limits
     public var auth: Auth
     public var cluster: Cluster
+    public var http: HTTP
     public var logLevel: Logger.Level
     /// Service administrators: owner rights in every room of the MUC domain.
     public var mucAdmins: [String] = []
@@ -49,6 +50,19 @@ public struct ServerConfiguration: Sendable, Hashable {
         public var maxStanzaBytes = 256 * 1024
         public var maxDepth = 64
         public init() {}
+    }
+
+    /// The operations endpoints: `/healthz`, `/readyz`, `/metrics`.
+    public struct HTTP: Sendable, Hashable {
+        public var host = "127.0.0.1"
+        /// `nil`: the c2s port + 3 (0, any free port, when the c2s port is 0); -1 disables.
+        public var port: Int?
+        public init() {}
+
+        public func resolvedPort(c2sPort: Int) -> Int? {
+            if let port { return port < 0 ? nil : port }
+            return c2sPort == 0 ? 0 : c2sPort + 3
+        }
     }
 
     /// The node's place in the cluster (docs/cluster.md).
@@ -96,6 +110,7 @@ public struct ServerConfiguration: Sendable, Hashable {
         self.limits = Limits()
         self.auth = Auth()
         self.cluster = Cluster()
+        self.http = HTTP()
         self.logLevel = .info
     }
 }

@@ -20,6 +20,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM certificate chain.") var tlsCertificate: String?
     @Option(help: "PEM private key.") var tlsKey: String?
     @Flag(help: "Allow authentication without TLS from loopback addresses.") var allowPlaintextOnLoopback = false
+    @Option(help: "Port of /healthz, /readyz and /metrics (default: the c2s port + 3; -1 disables).") var httpPort: Int?
+    @Option(help: "Address of /healthz, /readyz and /metrics.") var httpHost: String?
     @Option(help: "Address the node-to-node link listens on.") var linkHost: String?
     @Option(help: "Node-to-node link port (default: the c2s port + 2).") var linkPort: Int?
     @Option(help: "Address other nodes use to reach this node's link (default: --link-host).") var advertiseHost: String?
@@ -41,6 +43,8 @@ struct Serve: AsyncParsableCommand {
         if let tlsCertificate { configuration.tls.certificate = tlsCertificate }
         if let tlsKey { configuration.tls.key = tlsKey }
         if allowPlaintextOnLoopback { configuration.c2s.allowPlaintextOnLoopback = true }
+        if let httpPort { configuration.http.port = httpPort }
+        if let httpHost { configuration.http.host = httpHost }
         if let linkHost { configuration.cluster.linkHost = linkHost }
         if let linkPort { configuration.cluster.linkPort = linkPort }
         if let advertiseHost { configuration.cluster.advertiseHost = advertiseHost }

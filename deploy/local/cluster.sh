@@ -5,7 +5,8 @@
 #   cluster.sh down     drain and stop every node (SIGTERM), and PostgreSQL if `up` started it
 #   cluster.sh status   which nodes run, with their ports
 # Node i is node$i: STARTTLS on 127.0.0.1:BASE+10*(i-1), Direct TLS on the next port,
-# its node-to-node link on the one after that (5222/5223/5224, 5232/5233/5234, ...).
+# its node-to-node link on the one after that (5222/5223/5224, 5232/5233/5234, ...), and
+# /healthz, /readyz, /metrics over HTTP on the next (5225, 5235, ...).
 # Logs and pid files: $CONCLAVE_CLUSTER_DIR/node$i.log and node$i.pid.
 # Environment:
 #   CONCLAVE_BIN                   the conclave binary (default .build/debug/conclave)
@@ -111,13 +112,13 @@ stop_postgres() {
 
 table() {
     local name starttls direct link pid state
-    printf '  %-7s %-18s %-16s %-16s %-16s %s\n' node state STARTTLS "Direct TLS" link log
+    printf '  %-7s %-18s %-16s %-16s %-16s %-16s %s\n' node state STARTTLS "Direct TLS" link HTTP log
     while read -r name starttls direct link; do
         [ -n "$name" ] || continue
         pid=$(pid_of "$name")
         if alive "$pid" "$name"; then state="running ($pid)"; else state=stopped; fi
-        printf '  %-7s %-18s %-16s %-16s %-16s %s\n' "$name" "$state" "127.0.0.1:$starttls" \
-            "127.0.0.1:$direct" "127.0.0.1:$link" "$(show "$dir/$name.log")"
+        printf '  %-7s %-18s %-16s %-16s %-16s %-16s %s\n' "$name" "$state" "127.0.0.1:$starttls" \
+            "127.0.0.1:$direct" "127.0.0.1:$link" "127.0.0.1:$((link + 1))" "$(show "$dir/$name.log")"
     done <"$nodes_file"
 }
 
@@ -185,7 +186,7 @@ up() {
         echo "$name $starttls $direct $link" >>"$nodes_file"
         $detach "$bin" serve --database-url "$url" --node-name "$name" \
             --host 127.0.0.1 --port "$starttls" --direct-tls-port "$direct" \
-            --link-host 127.0.0.1 --link-port "$link" --cluster-secret-file "$secret" \
+            --link-host 127.0.0.1 --link-port "$link" --http-port "$((link + 1))" --cluster-secret-file "$secret" \
             --tls-certificate "$root/.conclave/tls/localhost.crt" --tls-key "$root/.conclave/tls/localhost.key" \
             --allow-plaintext-on-loopback --log-level "$level" </dev/null >"$log" 2>&1 &
         echo $! >"$dir/$name.pid"
