@@ -171,12 +171,6 @@ public struct ClusterDatabase: Sendable {
             "DELETE FROM events WHERE created_at < now() - interval '1 hour'", logger: logger
         ).all()
     }
-
-    public func notifyNodesChanged(node: String) async throws {
-        _ = try await client.query(
-            "INSERT INTO events (kind, node) VALUES ('nodes', \(node))", logger: logger
-        ).all()
-    }
 }
 
 public struct ClusterError: Error, CustomStringConvertible, Sendable {

@@ -202,12 +202,6 @@ extension MUCService {
         }
     }
 
-    /// Room JIDs this node serves (for status).
-    public var servedRooms: [JID] {
-        rooms.withLock { rooms in rooms.filter { $0.value.state.withLock { $0.phase == .active } }.map(\.key) }
-    }
-
-    public var counters: Counters { countersSnapshot }
 
     // MARK: - The service itself
 

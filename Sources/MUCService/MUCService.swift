@@ -158,7 +158,8 @@ public final class MUCService: Sendable {
         self.logger = logger
     }
 
-    var countersSnapshot: Counters { counterState.withLock { $0 } }
+    /// What this node's rooms have done so far (for `/metrics`).
+    public var counters: Counters { counterState.withLock { $0 } }
 
     /// Rooms this node serves now.
     public var roomCount: Int { rooms.withLock { $0.count } }
@@ -235,7 +236,6 @@ public final class MUCService: Sendable {
         guard to.localpart != nil else { return handleService(input) }
         let roomJID = to.bare
         let me = placement.nodeName
-        let owner = placement.owner(of: roomJID)
         enum Next { case process(RoomBox), queued, activate(RoomBox), forward(String), unavailable }
         let next = rooms.withLock { rooms -> Next in
             if let box = rooms[roomJID] {
@@ -252,7 +252,8 @@ public final class MUCService: Sendable {
                     }
                 }
             }
-            guard let owner else { return .unavailable }
+            // Only a room this node does not hold needs the ring (not every stanza).
+            guard let owner = placement.owner(of: roomJID) else { return .unavailable }
             guard owner == me else { return .forward(owner) }
             let box = RoomBox(roomJID)
             box.state.withLock { $0.pending = [input] }

@@ -32,7 +32,6 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     struct State {
         var ring = HashRing(nodes: [String]())
         var reachable: Set<String> = []
-        var members: [ClusterMember] = []
         var incarnation: Int64 = 0
         var leaseValidUntil = ContinuousClock.now
         var draining = false
@@ -347,7 +346,6 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             let lost = state.reachable.subtracting(reachable)
             state.ring = ring
             state.reachable = reachable
-            state.members = members
             return (changed, lost)
         }
         links.update(peers: members.filter { $0.reachable && $0.name != nodeName }.map { ($0.name, $0.linkAddress, $0.incarnation) })

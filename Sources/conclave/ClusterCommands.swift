@@ -120,10 +120,7 @@ struct RoomCommand: AsyncParsableCommand {
                     owner = node
                     epoch = value
                 }
-                var exists = false
-                for try await _ in try await client.query(
-                    "SELECT 1 FROM rooms WHERE jid = \(roomJID.description)", logger: logger
-                ).decode(Int.self) { exists = true }
+                let exists = try await roomExists(client, roomJID, logger: logger)
                 if json {
                     let object: [String: Any] = [
                         "room": roomJID.description, "owner": owner ?? NSNull(), "epoch": epoch ?? NSNull(),
@@ -171,11 +168,7 @@ struct RoomCommand: AsyncParsableCommand {
                 let configuration = try common.load()
                 let logger = quietLogger(common, configuration)
                 try await withDatabase(configuration, logger: logger) { client in
-                    var exists = false
-                    for try await _ in try await client.query(
-                        "SELECT 1 FROM rooms WHERE jid = \(roomJID.description)", logger: logger
-                    ).decode(Int.self) { exists = true }
-                    guard exists else { throw CommandError("no such room: \(roomJID)") }
+                    guard try await roomExists(client, roomJID, logger: logger) else { throw CommandError("no such room: \(roomJID)") }
                     let member = target.bare.description
                     if value == "none" {
                         for try await _ in try await client.query(
@@ -269,6 +262,16 @@ private func ownedRooms(_ client: PostgresClient, node: String, logger: Logger) 
         "SELECT count(*)::int FROM room_owners o JOIN rooms r ON r.jid = o.room WHERE o.node = \(node)", logger: logger
     ).decode(Int.self) { count = value }
     return count
+}
+
+private func roomExists(_ client: PostgresClient, _ room: JID, logger: Logger) async throws -> Bool {
+    var exists = false
+    for try await _ in try await client.query("SELECT 1 FROM rooms WHERE jid = \(room.description)", logger: logger)
+        .decode(Int.self)
+    {
+        exists = true
+    }
+    return exists
 }
 
 private func parseRoom(_ text: String) throws -> JID {

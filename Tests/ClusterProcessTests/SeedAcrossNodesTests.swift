@@ -27,6 +27,16 @@ extension ClusterProcessTests {
                 try await cluster.cliOK(["user", "add-from-scripts", script, "--log-level", "warning"])
 
                 // The room's node is the one the ring names; the two clients go to the others.
+                // `conclave cluster status --json`: every node alive, up, with its share of the ring.
+                let status = try await cluster.cliOK(["cluster", "status", "--json"])
+                let object = try #require(
+                    try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [String: Any], "\(status.output)"
+                )
+                let nodes = try #require(object["nodes"] as? [[String: Any]], "\(status.output)")
+                #expect(Set(nodes.compactMap { $0["name"] as? String }) == Set(cluster.nodeNames))
+                #expect(nodes.allSatisfy { $0["alive"] as? Bool == true && $0["state"] as? String == "up" }, "\(status.output)")
+                let shares = nodes.compactMap { ($0["ring_share"] as? NSNumber)?.doubleValue }
+                #expect(shares.count == nodes.count && abs(shares.reduce(0, +) - 1) < 0.01, "\(status.output)")
                 let placement = try await cluster.roomWhere(room)
                 let owner = try #require(placement.ringOwner, "room where names no ring owner: \(placement)")
                 let others = cluster.nodeNames.filter { $0 != owner }

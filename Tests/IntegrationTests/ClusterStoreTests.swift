@@ -75,13 +75,15 @@ struct ClusterStoreTests {
         _ = try await client.query(
             "UPDATE cluster_nodes SET lease_until = now() - interval '1 hour' WHERE name = \(dead)", logger: logger
         ).collect()
-        let alive = try await database.members().first { $0.name == dead }?.alive
-        // (Right after PostgreSQL started every node counts as alive for 10 s.)
-        if alive == false {
-            #expect(try await store.claim(room, node: live) != nil)
-            #expect(try await store.claim(room, node: dead) == nil)
-            #expect(try await database.heartbeat(name: dead, incarnation: 1, leaseSeconds: 30) == false)
+        // Right after PostgreSQL started every node counts as alive for 10 s: wait that out.
+        let deadline = ContinuousClock.now + .seconds(15)
+        while try await database.members().first(where: { $0.name == dead })?.alive != false {
+            guard ContinuousClock.now < deadline else { throw TestFailure("the dead node stays alive") }
+            try await Task.sleep(for: .milliseconds(100))
         }
+        #expect(try await store.claim(room, node: live) != nil)
+        #expect(try await store.claim(room, node: dead) == nil)
+        #expect(try await database.heartbeat(name: dead, incarnation: 1, leaseSeconds: 30) == false)
     }
 
     @Test func anAffiliationChangedWithPlainSQLReachesTheBusEvenIfCommittedBeforeListening() async throws {
