@@ -5,7 +5,7 @@ TEST_DB := conclave_test
 
 NODES ?= 3
 
-.PHONY: run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
+.PHONY: certs dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
 
 help:
 	@echo "make run             build and run one node (embedded PostgreSQL under .conclave/)"
@@ -13,6 +13,7 @@ help:
 	@echo "make cluster-up      build and start a local cluster of NODES=$(NODES) nodes in the background"
 	@echo "make cluster-status  which nodes of the local cluster run, with their ports"
 	@echo "make cluster-down    drain and stop the local cluster"
+	@echo "make certs           a local CA and NODES=$(NODES) node certificates in .conclave/tls/"
 
 build:
 	$(SWIFT) build
@@ -40,6 +41,10 @@ cluster-up: build
 
 cluster-down:
 	./deploy/local/cluster.sh down
+
+# A local CA and one certificate per node, signed by it (deploy/local/certs.sh).
+certs:
+	./deploy/local/certs.sh $(NODES)
 
 cluster-status:
 	./deploy/local/cluster.sh status

@@ -48,6 +48,15 @@ let package = Package(
             ],
             swiftSettings: upcoming
         ),
+        .target(
+            name: "XMPPDiscovery",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: upcoming
+        ),
         .target(name: "MUC", dependencies: ["XMPPCore"], swiftSettings: upcoming),
         .target(
             name: "MUCService",
@@ -65,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "conclave-spec",
             dependencies: [
-                "Scansion", "XMPPCore", "XMPPXMLParser", "XMPPStream",
+                "Scansion", "XMPPCore", "XMPPXMLParser", "XMPPStream", "XMPPDiscovery",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -92,6 +101,7 @@ let package = Package(
                 "XMPPCore", "XMPPXMLParser",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -147,9 +157,19 @@ let package = Package(
             name: "ClusterTests",
             dependencies: [
                 "Cluster", "XMPPCore",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "XMPPDiscoveryTests",
+            dependencies: [
+                "XMPPDiscovery",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: upcoming
         ),

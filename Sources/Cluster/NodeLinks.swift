@@ -3,6 +3,7 @@ import Foundation
 public import Logging
 public import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 public import XMPPCore
 import XMPPXMLParser
@@ -29,6 +30,8 @@ public final class NodeLinks: Sendable {
     let logger: Logger
     let handler: Handler
     let bounce: @Sendable (LinkFrame) -> Void
+    /// Mutual TLS, when the cluster has a CA; else plain TCP (HMAC-authenticated).
+    let tls: LinkTLS?
     private let outbound = Mutex<[String: OutboundLink]>([:])
     /// The last sequence number handled per sending link: sender, its incarnation, and
     /// the incarnation of this node it addressed (a link to an earlier run of this node
@@ -39,9 +42,10 @@ public final class NodeLinks: Sendable {
     public static let queueLimit = 100_000
 
     public init(
-        name: String, incarnation: Int64, secret: String, group: any EventLoopGroup, logger: Logger,
+        name: String, incarnation: Int64, secret: String, tls: LinkTLS? = nil, group: any EventLoopGroup, logger: Logger,
         handler: @escaping Handler, bounce: @escaping @Sendable (LinkFrame) -> Void
     ) {
+        self.tls = tls
         self.name = name
         self.incarnation = Mutex(incarnation)
         self.secret = SymmetricKey(data: Data(secret.utf8))
@@ -67,6 +71,9 @@ public final class NodeLinks: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls = self.tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.server))
+                    }
                     try channel.pipeline.syncOperations.addHandler(InboundLinkHandler(links: self))
                 }
             }
@@ -369,11 +376,17 @@ final class OutboundLink: Sendable {
             let host = parts.dropLast().joined(separator: ":")
             do {
                 let handler = OutboundLinkHandler(link: self, links: links)
+                let tls = links.tls
                 let channel = try await ClientBootstrap(group: links.group)
                     .channelOption(.socketOption(.tcp_nodelay), value: 1)
                     .connectTimeout(.seconds(2))
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
+                            if let tls {
+                                try channel.pipeline.syncOperations.addHandler(
+                                    try NIOSSLClientHandler(context: tls.client, serverHostname: nil)
+                                )
+                            }
                             try channel.pipeline.syncOperations.addHandler(handler)
                         }
                     }

@@ -43,7 +43,10 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         var bounce: (@Sendable (XMLElement) -> Void)?
     }
 
-    init(nodeName: String, secret: String, settings: Settings, database: ClusterDatabase, group: any EventLoopGroup, logger: Logger) {
+    init(
+        nodeName: String, secret: String, linkTLS: LinkTLS? = nil, settings: Settings, database: ClusterDatabase,
+        group: any EventLoopGroup, logger: Logger
+    ) {
         self.nodeName = nodeName
         self.settings = settings
         self.database = database
@@ -53,7 +56,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         let me = self.me
         (remoteItems, remote) = AsyncStream.makeStream(of: RemoteItem.self)
         links = NodeLinks(
-            name: nodeName, incarnation: 0, secret: secret, group: group, logger: logger,
+            name: nodeName, incarnation: 0, secret: secret, tls: linkTLS, group: group, logger: logger,
             handler: { frame, from in
                 switch frame {
                 case .barrier(let id, let ring):

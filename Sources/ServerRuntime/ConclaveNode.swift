@@ -81,13 +81,14 @@ public final class ConclaveNode: Service {
             logger.notice("no cluster secret configured: this node cannot link with others (docs/cluster.md)")
             return (0..<32).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.joined()
         }()
+        let linkTLS = try loadLinkTLS()
         let listenConfiguration = try DatabaseURL.connectionConfiguration(try configuration.resolvedDatabaseURL())
         try await withThrowingDiscardingTaskGroup { group in
             let migrator = try Migrator(directory: try configuration.resolvedMigrationsDirectory())
             try await migrator.migrate(client: client, logger: logger)
             let clusterDatabase = ClusterDatabase(client: client, logger: logger)
             let coordinator = ClusterCoordinator(
-                nodeName: configuration.nodeName, secret: secret,
+                nodeName: configuration.nodeName, secret: secret, linkTLS: linkTLS,
                 settings: .init(
                     leaseSeconds: configuration.cluster.leaseSeconds, heartbeatSeconds: configuration.cluster.heartbeatSeconds
                 ),
@@ -234,6 +235,21 @@ public final class ConclaveNode: Service {
         text.add("conclave_stale_writes_total", "counter", "Room writes refused because another node owns the room.", Double(counters.staleWrites))
         text.add("conclave_room_inputs_forwarded_total", "counter", "Room input forwarded to the owner node.", Double(counters.forwarded))
         return text.rendered
+    }
+
+    /// Mutual TLS for node links when `cluster.tls_ca` is set.
+    private func loadLinkTLS() throws -> LinkTLS? {
+        guard let ca = configuration.cluster.tlsCA else { return nil }
+        guard let certificate = configuration.cluster.tlsCertificate ?? configuration.tls.certificate,
+            let key = configuration.cluster.tlsKey ?? configuration.tls.key
+        else {
+            throw ConfigurationError("cluster.tls_ca is set but there is no certificate and key (cluster.tls_certificate/tls_key or tls.certificate/key)")
+        }
+        do {
+            return try LinkTLS(certificatePath: certificate, keyPath: key, caPath: ca)
+        } catch {
+            throw ConfigurationError("cannot load the link TLS certificate \(certificate) / key \(key) / CA \(ca): \(error)")
+        }
     }
 
     private func loadTLS() throws -> C2STLS? {

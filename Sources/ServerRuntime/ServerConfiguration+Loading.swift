@@ -37,6 +37,9 @@ extension ServerConfiguration {
             var advertise_host: String?
             var secret: String?
             var secret_file: String?
+            var tls_ca: String?
+            var tls_certificate: String?
+            var tls_key: String?
             var lease_seconds: Double?
             var heartbeat_seconds: Double?
         }
@@ -123,6 +126,9 @@ extension ServerConfiguration {
             if let value = cluster.advertise_host { self.cluster.advertiseHost = value }
             if let value = cluster.secret { self.cluster.secret = value }
             if let value = cluster.secret_file { self.cluster.secretFile = value }
+            if let value = cluster.tls_ca { self.cluster.tlsCA = value }
+            if let value = cluster.tls_certificate { self.cluster.tlsCertificate = value }
+            if let value = cluster.tls_key { self.cluster.tlsKey = value }
             if let value = cluster.lease_seconds { self.cluster.leaseSeconds = value }
             if let value = cluster.heartbeat_seconds { self.cluster.heartbeatSeconds = value }
         }
@@ -193,6 +199,9 @@ extension ServerConfiguration {
         if let value = environment["CONCLAVE_CLUSTER_ADVERTISE_HOST"] { cluster.advertiseHost = value }
         if let value = environment["CONCLAVE_CLUSTER_SECRET"] { cluster.secret = value }
         if let value = environment["CONCLAVE_CLUSTER_SECRET_FILE"] { cluster.secretFile = value }
+        if let value = environment["CONCLAVE_CLUSTER_TLS_CA"] { cluster.tlsCA = value }
+        if let value = environment["CONCLAVE_CLUSTER_TLS_CERTIFICATE"] { cluster.tlsCertificate = value }
+        if let value = environment["CONCLAVE_CLUSTER_TLS_KEY"] { cluster.tlsKey = value }
         if let value = try double("CONCLAVE_CLUSTER_LEASE_SECONDS") { cluster.leaseSeconds = value }
         if let value = try double("CONCLAVE_CLUSTER_HEARTBEAT_SECONDS") { cluster.heartbeatSeconds = value }
         try validateCluster()

@@ -77,6 +77,12 @@ public struct ServerConfiguration: Sendable, Hashable {
         /// is `nil`; with neither, `.conclave/cluster-secret` if present.
         public var secret: String?
         public var secretFile: String?
+        /// Mutual TLS on links: the CA that signed every node's link certificate. Set,
+        /// each node presents `tlsCertificate`/`tlsKey` (default: `tls.certificate`/`tls.key`)
+        /// and accepts only peers whose certificate this CA signed.
+        public var tlsCA: String?
+        public var tlsCertificate: String?
+        public var tlsKey: String?
         /// A node whose heartbeat is older than this is dead.
         public var leaseSeconds = 3.0
         public var heartbeatSeconds = 1.0

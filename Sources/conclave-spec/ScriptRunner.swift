@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import Scansion
+import XMPPDiscovery
 import XMPPCore
 import XMPPStream
 
@@ -30,15 +31,19 @@ final class ScriptRunner {
     let script: ScansionScript
     let nodes: [NodeAddress]
     let options: Options
+    let finder: EndpointFinder?
     private var connections: [String: Connection] = [:]
     private var nextNode = 0
+    /// SRV targets (host names) this script's clients connected to.
+    private var usedEndpoints: Set<String> = []
     private var matcher = StanzaMatcher()
     private let started = ContinuousClock.now
 
-    init(script: ScansionScript, nodes: [NodeAddress], options: Options) {
+    init(script: ScansionScript, nodes: [NodeAddress], options: Options, finder: EndpointFinder? = nil) {
         self.script = script
         self.nodes = nodes
         self.options = options
+        self.finder = finder
     }
 
     func run() async -> ScriptResult.Outcome {
@@ -111,20 +116,54 @@ final class ScriptRunner {
             throw StepFailure(reason: "the client's jid is invalid: \(error)")
         }
         guard let username = jid.localpart else { throw StepFailure(reason: "the client's jid has no localpart") }
-        let target = self.target(for: definition, jid: jid)
         var clientOptions = XMPPClient.Options()
         clientOptions.tls = options.tls
         clientOptions.trust = options.trust
         clientOptions.timeout = options.timeout
-        log(name, "…", "connecting to \(target) as \(jid)")
-        let client: XMPPClient
-        do {
-            client = try await XMPPClient.connect(
-                host: target.host, port: target.port, domain: jid.domainpart, options: clientOptions
-            )
-        } catch {
-            throw StepFailure(reason: "cannot connect to \(target): \(error)")
+        var client: XMPPClient?
+        var target = ""
+        if let fixed = self.target(for: definition, jid: jid) {
+            target = fixed.description
+            log(name, "…", "connecting to \(target) as \(jid)")
+            do {
+                client = try await XMPPClient.connect(
+                    host: fixed.host, port: fixed.port, domain: jid.domainpart, options: clientOptions
+                )
+            } catch {
+                throw StepFailure(reason: "cannot connect to \(target): \(error)")
+            }
+        } else if let finder {
+            // DNS SRV (RFC 6120 §3.2.1): each endpoint in order until one accepts.
+            var failures: [String] = []
+            for candidate in spread(await finder.candidates(for: jid.domainpart)) {
+                let endpoint = candidate.endpoint
+                if endpoint.directTLS {
+                    guard options.tls != .none else { continue }
+                    clientOptions.tls = .direct
+                } else {
+                    clientOptions.tls = options.tls
+                }
+                target = "\(endpoint)" + (candidate.address == endpoint.host ? "" : " at \(candidate.address)")
+                log(name, "…", "connecting to \(target) as \(jid)")
+                do {
+                    client = try await XMPPClient.connect(
+                        host: candidate.address, port: endpoint.port, domain: jid.domainpart, options: clientOptions
+                    )
+                    await finder.connected(endpoint)
+                    usedEndpoints.insert(endpoint.host)
+                    break
+                } catch {
+                    log(name, "…", "\(target) failed (\(error)); trying the next record")
+                    await finder.refused(endpoint)
+                    failures.append("\(target): \(error)")
+                }
+            }
+            if client == nil {
+                let tried = failures.isEmpty ? "no endpoint to try" : failures.joined(separator: "; ")
+                throw StepFailure(reason: "cannot connect to \(jid.domainpart): \(tried)")
+            }
         }
+        guard let client else { throw StepFailure(reason: "no address to connect to") }
         do {
             try await client.authenticate(username: username, password: definition.password)
             let full = try await client.bind(resource: definition.resource ?? jid.resourcepart)
@@ -136,9 +175,10 @@ final class ScriptRunner {
         }
     }
 
-    /// Round robin over `--node`, in the order clients first connect; else the
-    /// client's own connect_host/port; else its domain on 5222.
-    private func target(for definition: ClientDefinition, jid: JID) -> NodeAddress {
+    /// The client's own connect_host/port; else round robin over `--node`, in the
+    /// order clients first connect; else nil: DNS SRV (or, without a finder, the
+    /// domain on 5222).
+    private func target(for definition: ClientDefinition, jid: JID) -> NodeAddress? {
         if definition.connectHost != nil || definition.connectPort != nil {
             return NodeAddress(host: definition.connectHost ?? jid.domainpart, port: definition.connectPort ?? 5222)
         }
@@ -146,7 +186,30 @@ final class ScriptRunner {
             defer { nextNode += 1 }
             return nodes[nextNode % nodes.count]
         }
-        return NodeAddress(host: jid.domainpart, port: 5222)
+        return finder == nil ? NodeAddress(host: jid.domainpart, port: 5222) : nil
+    }
+
+    /// The SRV order, except that within a priority the targets (hosts) no client of
+    /// this script uses yet come first: a script's clients land on different nodes as
+    /// long as there are unused ones (the weights still decide which, and the order
+    /// among the used ones).
+    private func spread(_ candidates: [EndpointFinder.Candidate]) -> [EndpointFinder.Candidate] {
+        guard finder?.spread == true else { return candidates }
+        var result: [EndpointFinder.Candidate] = []
+        var index = 0
+        while index < candidates.count {
+            let priority = candidates[index].endpoint.priority
+            var band: [EndpointFinder.Candidate] = []
+            while index < candidates.count, candidates[index].endpoint.priority == priority {
+                band.append(candidates[index])
+                index += 1
+            }
+            let used = { (candidate: EndpointFinder.Candidate) in
+                self.usedEndpoints.contains(candidate.endpoint.host)
+            }
+            result += band.filter { !used($0) } + band.filter(used)
+        }
+        return result
     }
 
     private func connected(_ name: String) throws -> Connection {

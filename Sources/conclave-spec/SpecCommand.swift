@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NIOCore
 import Scansion
+import XMPPDiscovery
 import XMPPStream
 
 /// `conclave-spec`: runs scansion scripts against one node, a cluster, or any XMPP server.
@@ -11,10 +12,16 @@ struct SpecCommand: AsyncParsableCommand {
         commandName: "conclave-spec",
         abstract: "Run scansion spec scripts (.scs) against an XMPP server or a Conclave cluster.",
         discussion: """
-            Clients connect to the --node addresses, assigned round robin in the order of their first \
-            'connects' (so the clients of a script spread over a cluster); without --node, to the client's \
-            connect_host/connect_port, else to its JID's domain on port 5222. The accounts named in the \
-            scripts must exist: 'conclave user add-from-scripts FILE…' creates them on a Conclave database.
+            A client connects to its connect_host/connect_port when the script gives one; else to the \
+            --node addresses, assigned round robin in the order of their first 'connects' (so the clients \
+            of a script spread over a cluster); else to what the DNS SRV records of its JID's domain (or \
+            of --domain) name: _xmpps-client._tcp (Direct TLS) and _xmpp-client._tcp (STARTTLS), lower \
+            priority first, a weighted random choice within a priority, Direct TLS first at equal \
+            priority, the next record when one fails, and the domain on port 5222 when there are no \
+            records. Within a priority, the endpoints no other client of the script uses come first \
+            (--no-spread: every connection chooses on its own). Names under localhost are only looked up \
+            with --dns-server. The accounts named in the scripts must exist: 'conclave user \
+            add-from-scripts FILE…' creates them on a Conclave database.
             """
     )
 
@@ -23,6 +30,18 @@ struct SpecCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("node"), help: "HOST:PORT of a node (repeatable).")
     var nodes: [String] = []
+
+    @Option(help: "Look up the SRV records of this domain instead of each client's JID domain.")
+    var domain: String?
+
+    @Option(help: "HOST[:PORT] of the DNS server for SRV lookups (default: the first nameserver of /etc/resolv.conf).")
+    var dnsServer: String?
+
+    @Option(help: "Seed for the weighted random choice among SRV records (repeatable runs).")
+    var srvSeed: UInt64?
+
+    @Flag(help: "Every connection makes its own weighted SRV choice, even onto a node another client of the script uses.")
+    var noSpread = false
 
     @Option(help: "Verify the servers' certificates against this PEM CA file (default: accept any certificate).")
     var caFile: String?
@@ -78,6 +97,19 @@ struct SpecCommand: AsyncParsableCommand {
             return
         }
         let targets = try nodes.map(NodeAddress.init(parsing:))
+        if !targets.isEmpty, domain != nil || dnsServer != nil {
+            throw ValidationError("--node connects to fixed addresses; --domain and --dns-server are for SRV lookups without --node")
+        }
+        var finder: EndpointFinder?
+        if targets.isEmpty {
+            let server: DNSServerAddress?
+            do {
+                server = try dnsServer.map(DNSServerAddress.init(parsing:))
+            } catch {
+                throw ValidationError("--dns-server takes HOST[:PORT], not '\(dnsServer ?? "")'")
+            }
+            finder = EndpointFinder(domain: domain, server: server, seed: srvSeed, spread: !noSpread)
+        }
         var options = ScriptRunner.Options()
         options.timeout = .nanoseconds(Int64(timeout * 1e9))
         options.nothingWindow = .nanoseconds(Int64(nothingWindow * 1e9))
@@ -102,7 +134,7 @@ struct SpecCommand: AsyncParsableCommand {
                 if (!only.isEmpty && tags.isDisjoint(with: only)) || !tags.isDisjoint(with: skip) {
                     result = ScriptResult(path: file, title: script.title, outcome: .skipped, duration: .zero)
                 } else {
-                    let runner = ScriptRunner(script: script, nodes: targets, options: options)
+                    let runner = ScriptRunner(script: script, nodes: targets, options: options, finder: finder)
                     let outcome = await runner.run()
                     result = ScriptResult(path: file, title: script.title, outcome: outcome, duration: .now - started)
                 }
@@ -122,6 +154,14 @@ struct SpecCommand: AsyncParsableCommand {
         let passed = results.filter { $0.outcome == .passed }.count
         let failed = results.filter { if case .failed = $0.outcome { true } else { false } }.count
         let skipped = results.filter { $0.outcome == .skipped }.count
+        if let finder {
+            let lines = await finder.summary()
+            if !lines.isEmpty {
+                print("connections by endpoint (DNS server \(await finder.serverDescription)):")
+                for line in lines { print(line) }
+            }
+            for problem in await finder.problems { print("  DNS: \(problem)") }
+        }
         print("\(passed) passed, \(failed) failed" + (skipped > 0 ? ", \(skipped) skipped" : ""))
         if let junit {
             try JUnitReport(results: results).xml.write(toFile: junit, atomically: true, encoding: .utf8)

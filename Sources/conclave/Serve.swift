@@ -26,6 +26,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Node-to-node link port (default: the c2s port + 2).") var linkPort: Int?
     @Option(help: "Address other nodes use to reach this node's link (default: --link-host).") var advertiseHost: String?
     @Option(help: "File holding the shared cluster secret.") var clusterSecretFile: String?
+    @Option(help: "PEM CA that signed every node's certificate: node links use mutual TLS.") var clusterTlsCa: String?
     @Option(help: "Seconds without a heartbeat before a node is declared dead.") var leaseSeconds: Double?
     @Option(help: "Seconds between heartbeats.") var heartbeatSeconds: Double?
 
@@ -49,6 +50,7 @@ struct Serve: AsyncParsableCommand {
         if let linkPort { configuration.cluster.linkPort = linkPort }
         if let advertiseHost { configuration.cluster.advertiseHost = advertiseHost }
         if let clusterSecretFile { configuration.cluster.secretFile = clusterSecretFile }
+        if let clusterTlsCa { configuration.cluster.tlsCA = clusterTlsCa }
         if let leaseSeconds { configuration.cluster.leaseSeconds = leaseSeconds }
         if let heartbeatSeconds { configuration.cluster.heartbeatSeconds = heartbeatSeconds }
         let logger = common.makeLogger(configuration)

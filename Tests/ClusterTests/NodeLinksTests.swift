@@ -1,4 +1,5 @@
 import Cluster
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -44,9 +45,9 @@ import XMPPCore
         )
     }
 
-    func makeLinks(_ name: String, secret: String, received: Received, bounced: Received? = nil) -> NodeLinks {
+    func makeLinks(_ name: String, secret: String, tls: LinkTLS? = nil, received: Received, bounced: Received? = nil) -> NodeLinks {
         NodeLinks(
-            name: name, incarnation: 1, secret: secret, group: MultiThreadedEventLoopGroup.singleton,
+            name: name, incarnation: 1, secret: secret, tls: tls, group: MultiThreadedEventLoopGroup.singleton,
             logger: Logger(label: "test"),
             handler: { frame, from in received.add(frame, from: from) },
             bounce: { frame in bounced?.add(frame, from: "bounce") }
@@ -117,6 +118,74 @@ import XMPPCore
         for n in 21...40 { a.send(Self.message(n), to: "b") }
         await atB.wait(for: 40)
         #expect(atB.bodies == (1...40).map(String.init))
+        await a.shutdown()
+        await b.shutdown()
+    }
+
+    // MARK: - Mutual TLS
+
+    /// Certificates made by `make certs` (deploy/local/certs.sh) into a fresh directory:
+    /// a CA and `count` node certificates.
+    static func makeCertificates(count: Int) throws -> URL {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("conclave-link-tls-\(UUID().uuidString)")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [root.appendingPathComponent("deploy/local/certs.sh").path, String(count)]
+        process.environment = ProcessInfo.processInfo.environment.merging(["CONCLAVE_TLS_DIR": directory.path]) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        return directory
+    }
+
+    static func tls(_ directory: URL, node: Int) throws -> LinkTLS {
+        try LinkTLS(
+            certificatePath: directory.appendingPathComponent("node\(node).crt").path,
+            keyPath: directory.appendingPathComponent("node\(node).key").path,
+            caPath: directory.appendingPathComponent("ca.crt").path
+        )
+    }
+
+    @Test func nodesWithCertificatesOfTheClusterCALinkOverMutualTLS() async throws {
+        let certificates = try Self.makeCertificates(count: 2)
+        defer { try? FileManager.default.removeItem(at: certificates) }
+        let atB = Received()
+        let a = makeLinks("a", secret: "s", tls: try Self.tls(certificates, node: 1), received: Received())
+        let b = makeLinks("b", secret: "s", tls: try Self.tls(certificates, node: 2), received: atB)
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
+        for n in 1...200 { a.send(Self.message(n), to: "b") }
+        await atB.wait(for: 200)
+        #expect(atB.bodies == (1...200).map(String.init))
+        await a.shutdown()
+        await b.shutdown()
+    }
+
+    @Test(arguments: ["another CA", "no TLS"])
+    func aNodeWithoutACertificateOfTheClusterCAIsRefused(_ intruder: String) async throws {
+        let cluster = try Self.makeCertificates(count: 1)
+        let other = try Self.makeCertificates(count: 1)
+        defer {
+            try? FileManager.default.removeItem(at: cluster)
+            try? FileManager.default.removeItem(at: other)
+        }
+        let atB = Received()
+        let bounced = Received()
+        // The right secret, but a certificate of another CA, or none at all.
+        let a = makeLinks(
+            "a", secret: "s", tls: intruder == "no TLS" ? nil : try Self.tls(other, node: 1), received: Received(), bounced: bounced
+        )
+        let b = makeLinks("b", secret: "s", tls: try Self.tls(cluster, node: 1), received: atB)
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
+        a.send(Self.message(1), to: "b")
+        try await Task.sleep(for: .milliseconds(300))  // give the refused handshake a chance to (wrongly) pass
+        a.update(peers: [])
+        await bounced.wait(for: 1)
+        #expect(atB.frames.withLock { $0.isEmpty })
+        #expect(bounced.bodies == ["1"])
         await a.shutdown()
         await b.shutdown()
     }

@@ -16,6 +16,8 @@
 #                                  one, the database `make run` uses
 #   CONCLAVE_CLUSTER_DIR           logs, pid files and state (default .conclave/cluster)
 #   CONCLAVE_LOG_LEVEL             the nodes' log level (default info)
+#   CONCLAVE_TLS_DIR               the CA and node certificates (default .conclave/tls;
+#                                  created by deploy/local/certs.sh, i.e. `make certs`)
 # Other CONCLAVE_* variables (docs/configuration.md) reach every node as usual.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -25,6 +27,7 @@ bin="${CONCLAVE_BIN:-$root/.build/debug/conclave}"
 base="${CONCLAVE_CLUSTER_BASE_PORT:-5222}"
 level="${CONCLAVE_LOG_LEVEL:-info}"
 secret="$root/.conclave/cluster-secret"
+tls="${CONCLAVE_TLS_DIR:-$root/.conclave/tls}"
 dir="${CONCLAVE_CLUSTER_DIR:-.conclave/cluster}"
 case "$dir" in /*) ;; *) dir="$root/$dir" ;; esac
 # State kept between `up` and `down`/`status`:
@@ -153,7 +156,9 @@ up() {
     fi
     echo "$url" >"$url_file"
 
-    "$root/deploy/local/cert.sh" localhost || exit 1
+    # Certificates: a local CA and one per node (make certs); clients verify the
+    # nodes against ca.crt, and the nodes link with each other over mutual TLS.
+    "$root/deploy/local/certs.sh" "$count" || exit 1
 
     # The shared secret the nodes authenticate their links with: created once, read
     # by the owner only, and the same for every cluster of this working copy.
@@ -187,7 +192,7 @@ up() {
         $detach "$bin" serve --database-url "$url" --node-name "$name" \
             --host 127.0.0.1 --port "$starttls" --direct-tls-port "$direct" \
             --link-host 127.0.0.1 --link-port "$link" --http-port "$((link + 1))" --cluster-secret-file "$secret" \
-            --tls-certificate "$root/.conclave/tls/localhost.crt" --tls-key "$root/.conclave/tls/localhost.key" \
+            --tls-certificate "$tls/$name.crt" --tls-key "$tls/$name.key" --cluster-tls-ca "$tls/ca.crt" \
             --allow-plaintext-on-loopback --log-level "$level" </dev/null >"$log" 2>&1 &
         echo $! >"$dir/$name.pid"
     done
@@ -232,7 +237,7 @@ $(table)
 Add a user (from this directory; every node sees it, they share the database):
     $(show "$bin") user add romeo@localhost --password secret$db_option
 Connect an XMPP client as romeo@localhost to any node's STARTTLS or Direct TLS port
-(self-signed certificate: .conclave/tls/localhost.crt); rooms are at conference.localhost.
+(certificates signed by the local CA $(show "$tls/ca.crt")); rooms are at conference.localhost.
 Watch the cluster:
     $(show "$bin") cluster status$db_option
 Stop it:

@@ -81,4 +81,6 @@ else
     done
     echo "cluster of $count nodes:$addresses (logs: $cluster_dir/)"
 fi
-"$spec" "${nodes[@]}" --junit "$state/spec-junit.xml" ${SPEC_OPTS:-} "${scripts[@]}"
+trust=()
+[ "$count" = 1 ] || trust=(--ca-file "$state/tls/ca.crt")  # the cluster's nodes have CA-signed certificates
+"$spec" "${nodes[@]}" "${trust[@]}" --junit "$state/spec-junit.xml" ${SPEC_OPTS:-} "${scripts[@]}"

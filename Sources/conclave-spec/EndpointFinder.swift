@@ -1,0 +1,110 @@
+import Foundation
+import XMPPDiscovery
+
+/// Finds where a client connects when no --node is given: the SRV records of the
+/// domain (XMPPDiscovery), looked up once per domain and run, ordered afresh for each
+/// connection; and counts which endpoint each connection used, for the summary.
+actor EndpointFinder {
+    struct Candidate: Sendable {
+        var endpoint: XMPPEndpoint
+        /// The address to connect to: the endpoint's host as the named DNS server
+        /// resolves it, else the host name itself (for the system resolver).
+        var address: String
+    }
+
+    /// The domain every lookup uses instead of the client's (--domain).
+    let domainOverride: String?
+    /// The DNS server named with --dns-server (nil: the system's).
+    let explicitServer: DNSServerAddress?
+    private let discovery: XMPPServiceDiscovery?
+    private var generator: any RandomNumberGenerator
+    private var cache: [String: XMPPServiceRecords] = [:]
+    private var addresses: [String: String] = [:]
+    private(set) var problems: [String] = []
+
+    struct Tally: Sendable {
+        var endpoint: XMPPEndpoint
+        var connections = 0
+        var refusals = 0
+    }
+    private var tallies: [String: Tally] = [:]
+    private var order: [String] = []
+
+    /// Clients of one script prefer endpoints the others do not use (--no-spread: off).
+    let spread: Bool
+
+    init(domain: String?, server: DNSServerAddress?, seed: UInt64?, spread: Bool) {
+        self.spread = spread
+        domainOverride = domain
+        explicitServer = server
+        let chosen = server ?? DNSServerAddress.system()
+        discovery = chosen.map { XMPPServiceDiscovery(client: DNSClient(server: $0)) }
+        generator = seed.map { SeededGenerator(seed: $0) as any RandomNumberGenerator } ?? SystemRandomNumberGenerator()
+    }
+
+    /// Where a client of `domain` tries to connect, in order.
+    func candidates(for clientDomain: String) async -> [Candidate] {
+        let domain = domainOverride ?? clientDomain
+        let records: XMPPServiceRecords
+        if let cached = cache[domain] {
+            records = cached
+        } else if let discovery, explicitServer != nil || !Self.isLocalhost(domain) {
+            records = await discovery.records(for: domain)
+            problems += records.problems
+            cache[domain] = records
+        } else {
+            // No resolver, or `localhost` without a named server: names under
+            // localhost are not looked up in the DNS (RFC 6761 §6.3).
+            records = XMPPServiceRecords(directTLS: [], startTLS: [])
+            cache[domain] = records
+        }
+        var candidates: [Candidate] = []
+        for endpoint in records.endpoints(domain: domain, using: &generator) {
+            candidates.append(Candidate(endpoint: endpoint, address: await address(of: endpoint)))
+        }
+        return candidates
+    }
+
+    private func address(of endpoint: XMPPEndpoint) async -> String {
+        guard endpoint.fromSRV, explicitServer != nil, let discovery else { return endpoint.host }
+        if let known = addresses[endpoint.host] { return known }
+        let found = await discovery.address(of: endpoint.host) ?? endpoint.host
+        addresses[endpoint.host] = found
+        return found
+    }
+
+    func connected(_ endpoint: XMPPEndpoint) { tally(endpoint) { $0.connections += 1 } }
+    func refused(_ endpoint: XMPPEndpoint) { tally(endpoint) { $0.refusals += 1 } }
+
+    private func tally(_ endpoint: XMPPEndpoint, _ change: (inout Tally) -> Void) {
+        let key = endpoint.description
+        if tallies[key] == nil {
+            tallies[key] = Tally(endpoint: endpoint)
+            order.append(key)
+        }
+        change(&tallies[key]!)
+    }
+
+    /// One line per endpoint used, SRV targets by priority then name.
+    func summary() -> [String] {
+        let rows = order.compactMap { tallies[$0] }.sorted {
+            ($0.endpoint.priority, $0.endpoint.host, $0.endpoint.port) < ($1.endpoint.priority, $1.endpoint.host, $1.endpoint.port)
+        }
+        return rows.map { row in
+            var line = "  \(row.endpoint)"
+            line += row.endpoint.fromSRV ? " priority \(row.endpoint.priority) weight \(row.endpoint.weight)" : " (no SRV records)"
+            line += ": \(row.connections) connection\(row.connections == 1 ? "" : "s")"
+            if row.refusals > 0 { line += ", \(row.refusals) refused" }
+            return line
+        }
+    }
+
+    var serverDescription: String {
+        explicitServer.map { "\($0)" } ?? DNSServerAddress.system().map { "\($0) (resolv.conf)" } ?? "no DNS server"
+    }
+
+    static func isLocalhost(_ domain: String) -> Bool {
+        let lower = domain.lowercased()
+        return lower == "localhost" || lower.hasSuffix(".localhost")
+    }
+}
