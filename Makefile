@@ -57,6 +57,12 @@ TEST_SPEC_SCRIPTS ?= spec $(SEED_DIR)
 test: build-tests
 	./deploy/local/test.sh
 	./deploy/local/spec.sh $(TEST_SPEC_SCRIPTS)
+	./deploy/local/dns-test.sh $(TEST_SPEC_SCRIPTS)
+
+# spec/ and the seed through DNS SRV only: dnsmasq serves the records of a local
+# 3-node cluster (needs `apt-get install dnsmasq`). Part of `make test`.
+dns-test: build
+	./deploy/local/dns-test.sh $(TEST_SPEC_SCRIPTS)
 
 # spec/ and ../shared/seed/ against a freshly started local node.
 spec: build

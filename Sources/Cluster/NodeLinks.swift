@@ -31,7 +31,9 @@ public final class NodeLinks: Sendable {
     let handler: Handler
     let bounce: @Sendable (LinkFrame) -> Void
     /// Mutual TLS, when the cluster has a CA; else plain TCP (HMAC-authenticated).
-    let tls: LinkTLS?
+    /// Replaceable (a certificate reload): new connections use the new one.
+    private let tlsState: Mutex<LinkTLS?>
+    var tls: LinkTLS? { tlsState.withLock { $0 } }
     private let outbound = Mutex<[String: OutboundLink]>([:])
     /// The last sequence number handled per sending link: sender, its incarnation, and
     /// the incarnation of this node it addressed (a link to an earlier run of this node
@@ -45,7 +47,7 @@ public final class NodeLinks: Sendable {
         name: String, incarnation: Int64, secret: String, tls: LinkTLS? = nil, group: any EventLoopGroup, logger: Logger,
         handler: @escaping Handler, bounce: @escaping @Sendable (LinkFrame) -> Void
     ) {
-        self.tls = tls
+        self.tlsState = Mutex(tls)
         self.name = name
         self.incarnation = Mutex(incarnation)
         self.secret = SymmetricKey(data: Data(secret.utf8))
@@ -54,6 +56,9 @@ public final class NodeLinks: Sendable {
         self.handler = handler
         self.bounce = bounce
     }
+
+    /// Uses `tls` for the links opened from now on.
+    public func replaceTLS(_ tls: LinkTLS) { tlsState.withLock { $0 = tls } }
 
     /// A new incarnation (the node rejoined): links from others start afresh.
     public func setIncarnation(_ value: Int64) {
@@ -71,7 +76,7 @@ public final class NodeLinks: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tls = self.tls {
+                    if let tls = self.tls {  // read per connection: a reload applies to the next one
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.server))
                     }
                     try channel.pipeline.syncOperations.addHandler(InboundLinkHandler(links: self))

@@ -102,6 +102,8 @@ public final class MUCService: Sendable {
         public var handOvers = 0
         public var staleWrites = 0
         public var forwarded = 0
+        /// Room stanzas handed to occupants' nodes: one per recipient (fan-out).
+        public var deliveries = 0
     }
 
     enum WriteItem: Sendable {
@@ -565,6 +567,8 @@ public final class MUCService: Sendable {
             if case .history = change { return false }
             return true
         }
+        let copies = groups.reduce(0) { $0 + $1.recipients.count }
+        counterState.withLock { $0.deliveries += copies }
         guard durable || slot.deferred > 0, let fence = slot.fence else {
             for group in groups { output.deliver(group.stanza, to: group.recipients, node: group.node) }
             return

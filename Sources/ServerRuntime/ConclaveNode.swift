@@ -7,6 +7,7 @@ import Storage
 import StoragePostgres
 import Synchronization
 import XMPPCore
+import UnixSignals
 import XMPPStream
 import MUCService
 import Cluster
@@ -132,21 +133,6 @@ public final class ConclaveNode: Service {
             for await _ in listening {}
             try await coordinator.start(linkAddress: linkAddress)
             let background = Task { await coordinator.run() }
-            var httpPort: Int?
-            if let port = configuration.http.resolvedPort(c2sPort: configuration.c2s.port) {
-                let (bound, boundContinuation) = AsyncStream.makeStream(of: Int.self)
-                let app = AdminHTTP.application(
-                    host: configuration.http.host, port: port, logger: logger,
-                    metrics: { Self.metrics(router: router, muc: muc, coordinator: coordinator, bus: bus) },
-                    readiness: { [logger] in await Self.readiness(client: client, coordinator: coordinator, bus: bus, logger: logger) },
-                    running: { port in
-                        boundContinuation.yield(port)
-                        boundContinuation.finish()
-                    }
-                )
-                group.addTask { try await app.run() }
-                for await port in bound { httpPort = port }
-            }
             var options = C2SConfiguration.Options()
             options.allowPlaintextOnLoopback = configuration.c2s.allowPlaintextOnLoopback
             options.idleTimeout = .seconds(Int64(configuration.c2s.idleTimeoutSeconds))
@@ -156,8 +142,26 @@ public final class ConclaveNode: Service {
             options.authFailuresBeforeDelay = configuration.auth.failuresBeforeDelay
             options.offerChannelBinding = configuration.auth.channelBinding
             options.softwareVersion = ConclaveVersion.current
+            let c2sConfiguration = C2SConfiguration(domain: domain, tls: tls, options: options)
+            var httpPort: Int?
+            if let port = configuration.http.resolvedPort(c2sPort: configuration.c2s.port) {
+                let (bound, boundContinuation) = AsyncStream.makeStream(of: Int.self)
+                let app = AdminHTTP.application(
+                    host: configuration.http.host, port: port, logger: logger,
+                    metrics: {
+                        Self.metrics(router: router, muc: muc, coordinator: coordinator, bus: bus, c2sMetrics: c2sConfiguration.metrics)
+                    },
+                    readiness: { [logger] in await Self.readiness(client: client, coordinator: coordinator, bus: bus, logger: logger) },
+                    running: { port in
+                        boundContinuation.yield(port)
+                        boundContinuation.finish()
+                    }
+                )
+                group.addTask { try await app.run() }
+                for await port in bound { httpPort = port }
+            }
             let server = C2SServer(
-                configuration: C2SConfiguration(domain: domain, tls: tls, options: options),
+                configuration: c2sConfiguration,
                 delegate: router,
                 group: MultiThreadedEventLoopGroup.singleton,
                 logger: logger
@@ -175,6 +179,12 @@ public final class ConclaveNode: Service {
                     "domain": "\(domain)", "muc_domain": "\(mucDomain)", "port": "\(starttlsPort)", "link": "\(linkAddress)",
                 ]
             )
+            // SIGHUP: load the certificates again (renewed ones take effect for new
+            // connections and links without a restart).
+            let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
+            group.addTask { [self] in
+                for await _ in reloadSignals { reloadCertificates(c2s: c2sConfiguration.tlsSource, links: coordinator.links) }
+            }
             readyContinuation.yield(BoundPorts(starttls: starttlsPort, directTLS: directPort, link: linkPort, http: httpPort))
             readyContinuation.finish()
             // Run until asked to stop; then drain: rooms move to other nodes first, then
@@ -217,7 +227,9 @@ public final class ConclaveNode: Service {
             : AdminHTTP.Readiness(ready: false, detail: problems.joined(separator: "; "))
     }
 
-    static func metrics(router: LocalRouter, muc: MUCService, coordinator: ClusterCoordinator, bus: ControlBus) -> String {
+    static func metrics(
+        router: LocalRouter, muc: MUCService, coordinator: ClusterCoordinator, bus: ControlBus, c2sMetrics: C2SMetrics
+    ) -> String {
         var text = AdminHTTP.MetricsText()
         let counters = muc.counters
         text.add("conclave_sessions", "gauge", "Bound client sessions on this node.", Double(router.sessionCount))
@@ -234,7 +246,38 @@ public final class ConclaveNode: Service {
         text.add("conclave_handovers_total", "counter", "Rooms handed over to another node.", Double(counters.handOvers))
         text.add("conclave_stale_writes_total", "counter", "Room writes refused because another node owns the room.", Double(counters.staleWrites))
         text.add("conclave_room_inputs_forwarded_total", "counter", "Room input forwarded to the owner node.", Double(counters.forwarded))
+        text.add(
+            "conclave_fanout_deliveries_total", "counter", "Room stanza copies sent to occupants (one per recipient).",
+            Double(counters.deliveries)
+        )
+        let c2s = c2sMetrics
+        text.add("conclave_connections_opened_total", "counter", "Client connections accepted.", Double(c2s.connectionsOpened))
+        text.add("conclave_connections", "gauge", "Client connections open now.", Double(c2s.connectionsOpen))
+        text.add(
+            "conclave_stanzas_in_total", "counter", "Stanzas received from bound clients, by kind.",
+            C2SMetrics.Kind.allCases.map { ("kind=\"\($0.rawValue)\"", Double(c2s.stanzasIn($0))) }
+        )
+        text.add(
+            "conclave_stanzas_out_total", "counter", "Stanzas sent to clients, by kind.",
+            C2SMetrics.Kind.allCases.map { ("kind=\"\($0.rawValue)\"", Double(c2s.stanzasOut($0))) }
+        )
+        text.add("conclave_stanza_errors_out_total", "counter", "Stanzas of type error sent to clients.", Double(c2s.errorStanzasOut))
+        text.add(
+            "conclave_stream_errors_total", "counter", "Streams ended with a stream error, by condition.",
+            c2s.streamErrors.sorted { $0.key < $1.key }.map { ("condition=\"\($0.key)\"", Double($0.value)) }
+        )
         return text.rendered
+    }
+
+    /// Loads the configured certificates again; on any error the old ones stay.
+    func reloadCertificates(c2s: C2STLSSource, links: NodeLinks) {
+        do {
+            if let tls = try loadTLS() { c2s.replace(with: tls) }
+            if let linkTLS = try loadLinkTLS() { links.replaceTLS(linkTLS) }
+            logger.notice("certificates reloaded", metadata: ["certificate": "\(configuration.tls.certificate ?? "none")"])
+        } catch {
+            logger.error("certificate reload failed; the old certificates stay in use", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Mutual TLS for node links when `cluster.tls_ca` is set.

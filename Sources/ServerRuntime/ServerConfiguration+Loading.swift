@@ -17,6 +17,7 @@ extension ServerConfiguration {
         var database_url: String?
         var migrations_directory: String?
         var log_level: String?
+        var log_format: String?
         var muc_admins: [String]?
         var muc_restrict_room_creation: Bool?
         var c2s: C2SFile?
@@ -80,6 +81,36 @@ extension ServerConfiguration {
         return configuration
     }
 
+    /// The keys the file may have, per section ("" for the top level): the names of
+    /// `File`'s properties.
+    private static let knownKeys: [String: Set<String>] = {
+        func names(_ value: Any) -> Set<String> { Set(Mirror(reflecting: value).children.compactMap(\.label)) }
+        return [
+            "": names(File()), "c2s": names(File.C2SFile()), "tls": names(File.TLSFile()),
+            "limits": names(File.LimitsFile()), "auth": names(File.AuthFile()), "cluster": names(File.ClusterFile()),
+            "http": names(File.HTTPFile()),
+        ]
+    }()
+
+    /// A misspelt key would otherwise be ignored without a word (and, say, links stay
+    /// unencrypted because `cluster.tls_ca` was written `cluster.tlsca`).
+    private static func checkKeys(_ text: String, source: String) throws {
+        guard let root = try? Yams.compose(yaml: text), let mapping = root.mapping else { return }
+        for (key, value) in mapping {
+            let name = key.string ?? "\(key)"
+            guard knownKeys[""]!.contains(name) else {
+                throw ConfigurationError("\(source): unknown key '\(name)' (docs/configuration.md lists every key)")
+            }
+            if let section = knownKeys[name], let inner = value.mapping {
+                for (innerKey, _) in inner where !section.contains(innerKey.string ?? "") {
+                    throw ConfigurationError(
+                        "\(source): unknown key '\(name).\(innerKey.string ?? "\(innerKey)")' (docs/configuration.md lists every key)"
+                    )
+                }
+            }
+        }
+    }
+
     mutating func apply(yaml text: String, source: String) throws {
         let file: File
         do {
@@ -87,6 +118,7 @@ extension ServerConfiguration {
         } catch {
             throw ConfigurationError("\(source): \(error)")
         }
+        try Self.checkKeys(text, source: source)
         if let value = file.domain {
             let derivedMUC = mucDomain == "conference." + domain
             domain = value
@@ -97,6 +129,7 @@ extension ServerConfiguration {
         if let value = file.database_url { databaseURL = value }
         if let value = file.migrations_directory { migrationsDirectory = value }
         if let value = file.log_level { logLevel = try Self.level(value, key: "log_level") }
+        if let value = file.log_format { logFormat = try Self.format(value, key: "log_format") }
         if let value = file.muc_admins { mucAdmins = value }
         if let value = file.muc_restrict_room_creation { mucRestrictRoomCreation = value }
         if let c2s = file.c2s {
@@ -170,6 +203,7 @@ extension ServerConfiguration {
         if let value = environment["CONCLAVE_DATABASE_URL"] { databaseURL = value }
         if let value = environment["CONCLAVE_MIGRATIONS_DIRECTORY"] { migrationsDirectory = value }
         if let value = environment["CONCLAVE_LOG_LEVEL"] { logLevel = try Self.level(value, key: "CONCLAVE_LOG_LEVEL") }
+        if let value = environment["CONCLAVE_LOG_FORMAT"] { logFormat = try Self.format(value, key: "CONCLAVE_LOG_FORMAT") }
         if let value = environment["CONCLAVE_MUC_ADMINS"] {
             mucAdmins = value.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
         }
@@ -205,6 +239,13 @@ extension ServerConfiguration {
         if let value = try double("CONCLAVE_CLUSTER_LEASE_SECONDS") { cluster.leaseSeconds = value }
         if let value = try double("CONCLAVE_CLUSTER_HEARTBEAT_SECONDS") { cluster.heartbeatSeconds = value }
         try validateCluster()
+    }
+
+    static func format(_ text: String, key: String) throws -> LogFormat {
+        guard let format = LogFormat(rawValue: text) else {
+            throw ConfigurationError("\(key): '\(text)' is not a log format (text, json)")
+        }
+        return format
     }
 
     static func level(_ text: String, key: String) throws -> Logger.Level {

@@ -22,6 +22,12 @@ public struct ServerConfiguration: Sendable, Hashable {
     public var cluster: Cluster
     public var http: HTTP
     public var logLevel: Logger.Level
+    /// `text` (swift-log's key=value lines) or `json` (one object per line).
+    public var logFormat: LogFormat = .text
+
+    public enum LogFormat: String, Sendable, Hashable {
+        case text, json
+    }
     /// Service administrators: owner rights in every room of the MUC domain.
     public var mucAdmins: [String] = []
     /// Only `mucAdmins` may create rooms.

@@ -41,9 +41,13 @@ public struct C2STLS: Sendable {
 public struct C2SConfiguration: Sendable {
     /// The domain users log in to (`localhost`).
     public var domain: JID
-    /// TLS; `nil` means none at all (then plaintext must be allowed).
-    public var tls: C2STLS?
+    /// TLS; `nil` means none at all (then plaintext must be allowed). The certificate
+    /// can be replaced while the server runs (`tlsSource.replace`).
+    public var tls: C2STLS? { tlsSource.tls }
+    public let tlsSource: C2STLSSource
     public var options: Options
+    /// Counters of every connection of the server.
+    public let metrics = C2SMetrics()
 
     public struct Options: Sendable {
         /// Accept authentication without TLS from loopback addresses (local tests).
@@ -72,7 +76,7 @@ public struct C2SConfiguration: Sendable {
 
     public init(domain: JID, tls: C2STLS?, options: Options = Options()) {
         self.domain = domain
-        self.tls = tls
+        self.tlsSource = C2STLSSource(tls)
         self.options = options
     }
 }

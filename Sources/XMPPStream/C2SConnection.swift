@@ -34,6 +34,8 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var phase = Phase.awaitingHeader
     private var headerSent = false
     private var tlsActive: Bool
+    /// The certificate this connection uses (a reload affects later connections only).
+    private let tls: C2STLS?
     private let plaintextAllowed: Bool
     private var authenticated: JID?
     private var streamID = ""
@@ -52,10 +54,12 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         configuration: C2SConfiguration,
         delegate: any C2SDelegate,
         throttle: AuthThrottle,
+        tls: C2STLS?,
         directTLS: Bool,
         remoteIsLoopback: Bool,
         logger: Logger
     ) {
+        self.tls = tls
         self.configuration = configuration
         self.delegate = delegate
         self.throttle = throttle
@@ -67,10 +71,12 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        configuration.metrics.connectionOpened()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        configuration.metrics.connectionClosed()
     }
 
     // MARK: - Input
@@ -199,7 +205,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
             )
             return features
         }
-        if !tlsActive, configuration.tls != nil {
+        if !tlsActive, tls != nil {
             var starttls = XMLElement("starttls", namespace: Namespace.tls)
             if !plaintextAllowed { starttls.append(XMLElement("required", namespace: Namespace.tls)) }
             features.append(starttls)
@@ -230,7 +236,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private var offeredMechanisms: [SASLMechanism] {
-        let plus = tlsActive && configuration.tls != nil && configuration.options.offerChannelBinding
+        let plus = tlsActive && tls != nil && configuration.options.offerChannelBinding
         plusOffered = plus
         return SASLMechanism.allCases.filter { !$0.usesChannelBinding || plus }
     }
@@ -260,7 +266,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func startTLS() {
-        guard let tls = configuration.tls, !tlsActive, authenticated == nil, let context else {
+        guard let tls, !tlsActive, authenticated == nil, let context else {
             send(XMLElement("failure", namespace: Namespace.tls))
             write("</stream:stream>")
             close()
@@ -310,7 +316,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         }
         var exchange = SCRAMServerExchange(
             mechanism: mechanism,
-            channelBindingData: tlsActive ? configuration.tls?.serverEndPoint : nil
+            channelBindingData: tlsActive ? tls?.serverEndPoint : nil
         )
         let username: String
         do {
@@ -477,6 +483,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: - Stanzas
 
     private func stanza(_ element: XMLElement, session: C2SSession) {
+        configuration.metrics.received(element.name)
         guard element.stanzaKind != nil else {
             return fail(StreamError(.unsupportedStanzaType, text: "<\(element.name)/> in \(element.namespace)"))
         }
@@ -523,6 +530,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     func send(_ element: XMLElement) {
         guard !isClosed else { return }
+        configuration.metrics.sent(element.name, isError: element[attribute: "type"] == "error")
         write(element.serialized(parentNamespace: Namespace.client))
     }
 
@@ -536,6 +544,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     func fail(_ error: StreamError) {
         guard !isClosed else { return }
         logger.info("stream error", metadata: ["condition": "\(error.condition.rawValue)"])
+        configuration.metrics.streamError(error.condition.rawValue)
         if !headerSent {
             write(
                 "<?xml version='1.0'?><stream:stream xmlns='\(Namespace.client)' xmlns:stream='\(Namespace.stream)' "

@@ -60,7 +60,8 @@ public final class C2SServer: Sendable {
                     let remote = channel.remoteAddress
                     connectionLogger[metadataKey: "remote"] = "\(remote?.description ?? "?")"
                     let sync = channel.pipeline.syncOperations
-                    if listener.directTLS, let tls = configuration.tls {
+                    let tls = configuration.tls
+                    if listener.directTLS, let tls {
                         try sync.addHandler(NIOSSLServerHandler(context: tls.context))
                     }
                     try sync.addHandler(
@@ -71,6 +72,7 @@ public final class C2SServer: Sendable {
                             configuration: configuration,
                             delegate: delegate,
                             throttle: throttle,
+                            tls: tls,
                             directTLS: listener.directTLS,
                             remoteIsLoopback: remote?.isLoopback ?? false,
                             logger: connectionLogger

@@ -28,6 +28,9 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String?
 
+    @Option(name: .long, help: "Log format: text (key=value) or json (one object per line).")
+    var logFormat: String?
+
     func load() throws -> ServerConfiguration {
         let environment = ProcessInfo.processInfo.environment
         var path = config ?? environment["CONCLAVE_CONFIG"]
@@ -40,14 +43,25 @@ struct CommonOptions: ParsableArguments {
             }
             configuration.logLevel = level
         }
+        if let logFormat {
+            guard let format = ServerConfiguration.LogFormat(rawValue: logFormat) else {
+                throw ValidationError("unknown log format \(logFormat) (text, json)")
+            }
+            configuration.logFormat = format
+        }
         return configuration
     }
 
     func makeLogger(_ configuration: ServerConfiguration) -> Logger {
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = configuration.logLevel
-            return handler
+            switch configuration.logFormat {
+            case .json:
+                return JSONLogHandler(label: label, level: configuration.logLevel)
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = configuration.logLevel
+                return handler
+            }
         }
         return Logger(label: "conclave")
     }

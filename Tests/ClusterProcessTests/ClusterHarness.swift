@@ -455,7 +455,7 @@ final class Cluster: Sendable {
         let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         _ = FileManager.default.createFile(atPath: cluster.secretFile, contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600])
         do {
-            try await cluster.startNodes((1...count).map { "node\($0)" })
+            try await cluster.startNodes((0..<count).map { "node\($0 + 1)" })
             try await body(cluster)
         } catch {
             report("[\(test)] FAILED: \(error)")
@@ -584,7 +584,7 @@ final class Cluster: Sendable {
 
     /// Starts `conclave serve` as node `name` and waits for its "node ready" line.
     @discardableResult
-    func start(_ name: String) async throws -> NodeProcess {
+    func start(_ name: String, arguments extra: [String] = []) async throws -> NodeProcess {
         let run = state.withLock { state -> Int in
             state.restarts[name, default: 0] += 1
             return state.restarts[name]!
@@ -601,7 +601,7 @@ final class Cluster: Sendable {
             "--heartbeat-seconds", "\(heartbeatSeconds)",
             // CONCLAVE_TEST_NODE_LOG_LEVEL=debug: more detail in the node logs.
             "--log-level", ProcessInfo.processInfo.environment["CONCLAVE_TEST_NODE_LOG_LEVEL"] ?? "info",
-        ]
+        ] + extra
         process.environment = ClusterTestEnvironment.childEnvironment
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.standardInput = FileHandle.nullDevice

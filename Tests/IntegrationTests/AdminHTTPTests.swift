@@ -43,6 +43,74 @@ struct AdminHTTPTests {
         }
     }
 
+    /// A sample's value in Prometheus text, e.g. `conclave_stanzas_in_total{kind="iq"}`.
+    static func sample(_ name: String, in text: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+            return Double(line.dropFirst(name.count + 1))
+        }
+        return nil
+    }
+
+    @Test func trafficShowsInConnectionStanzaFanOutAndErrorCounters() async throws {
+        let romeo = try await TestDatabase.shared.makeAccount()
+        let juliet = try await TestDatabase.shared.makeAccount()
+        try await withNode { node in
+            let port = try #require(node.ports.http)
+            let first = try await Self.get("/metrics", port: port).body
+            #expect(Self.sample("conclave_connections", in: first) == 0, "\(first)")
+            #expect(Self.sample("conclave_fanout_deliveries_total", in: first) == 0, "\(first)")
+
+            let a = try await node.login(romeo)
+            let b = try await node.login(juliet)
+            let room = "counted\(UInt32.random(in: 0...UInt32.max))@conference.localhost"
+            for (client, nick) in [(a, "Romeo"), (b, "Juliet")] {
+                client.send(
+                    XMLElement(
+                        "presence", namespace: Namespace.client, ["to": "\(room)/\(nick)"],
+                        children: [XMLElement("x", namespace: Namespace.muc)]
+                    )
+                )
+                _ = try await client.receive { $0.child("subject") != nil }
+                if client === a {
+                    // Unlock the new room (an instant room).
+                    let form = XMLElement("x", namespace: "jabber:x:data", ["type": "submit"])
+                    let unlocked = try await a.iq("set", to: room, XMLElement("query", namespace: Namespace.mucOwner, children: [form]))
+                    #expect(unlocked.type == "result")
+                }
+            }
+            a.send(
+                XMLElement(
+                    "message", namespace: Namespace.client, ["to": room, "type": "groupchat"],
+                    children: [XMLElement("body", namespace: Namespace.client, text: "hello")]
+                )
+            )
+            _ = try await b.receive { $0.child("body")?.text == "hello" }
+            // An IQ for a user who does not exist: an error stanza comes back.
+            let answer = try await a.iq("get", to: "nobody@localhost/x", XMLElement("ping", namespace: Namespace.ping))
+            #expect(answer.type == "error")
+            // Garbage on a raw connection: a stream error.
+            let raw = try await RawConnection.connect(port: node.ports.starttls)
+            _ = try await raw.exchange("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'><message><body>unclosed</message>")
+
+            let text = try await Self.get("/metrics", port: port).body
+            // Romeo, Juliet and the raw connection (closed again by the time it answered).
+            #expect(Self.sample("conclave_connections_opened_total", in: text) == 3, "\(text)")
+            #expect(Self.sample("conclave_connections", in: text) == 2, "\(text)")
+            #expect(Self.sample("conclave_stanzas_in_total{kind=\"presence\"}", in: text) == 2, "\(text)")
+            #expect(Self.sample("conclave_stanzas_in_total{kind=\"message\"}", in: text) == 1, "\(text)")
+            #expect(Self.sample("conclave_stanzas_in_total{kind=\"iq\"}", in: text) == 2, "\(text)")
+            #expect((Self.sample("conclave_stanzas_out_total{kind=\"presence\"}", in: text) ?? 0) >= 4, "\(text)")
+            #expect((Self.sample("conclave_stanzas_out_total{kind=\"message\"}", in: text) ?? 0) >= 4, "\(text)")
+            #expect(Self.sample("conclave_stanza_errors_out_total", in: text) == 1, "\(text)")
+            // Room output, one per recipient: Romeo's join (self-presence, subject), Juliet's
+            // (her presence to both, Romeo's to her, the subject), the message to both.
+            #expect((Self.sample("conclave_fanout_deliveries_total", in: text) ?? 0) >= 8, "\(text)")
+            #expect(Self.sample("conclave_stream_errors_total{condition=\"not-well-formed\"}", in: text) == 1, "\(text)")
+            await a.close()
+            await b.close()
+        }
+    }
+
     @Test func aDrainingNodeIsNotReady() async throws {
         try await withNode { node in
             let port = try #require(node.ports.http)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServerRuntime
+import Synchronization
 import Testing
 
 /// The YAML file, then CONCLAVE_* variables, each overriding the one before
@@ -59,6 +60,79 @@ import Testing
         #expect(configuration.tls.certificate == "/etc/c.crt")
         #expect(configuration.limits.maxStanzaBytes == 1000)
         #expect(configuration.auth.channelBinding)
+    }
+
+    @Test func linkTLSAndLogFormatFromTheFileAndTheEnvironment() throws {
+        let path = try file(
+            """
+            log_format: json
+            cluster:
+              tls_ca: /etc/conclave/ca.crt
+              tls_certificate: /etc/conclave/node1.crt
+              tls_key: /etc/conclave/node1.key
+            """
+        )
+        let configuration = try ServerConfiguration.load(path: path, environment: [:])
+        #expect(configuration.logFormat == .json)
+        #expect(configuration.cluster.tlsCA == "/etc/conclave/ca.crt")
+        #expect(configuration.cluster.tlsCertificate == "/etc/conclave/node1.crt")
+        #expect(configuration.cluster.tlsKey == "/etc/conclave/node1.key")
+        let overridden = try ServerConfiguration.load(
+            path: path, environment: ["CONCLAVE_LOG_FORMAT": "text", "CONCLAVE_CLUSTER_TLS_CA": "/other/ca.crt"]
+        )
+        #expect(overridden.logFormat == .text)
+        #expect(overridden.cluster.tlsCA == "/other/ca.crt")
+        #expect(throws: ConfigurationError.self) {
+            try ServerConfiguration.load(path: nil, environment: ["CONCLAVE_LOG_FORMAT": "xml"])
+        }
+    }
+
+    @Test(arguments: [
+        ("domian: example.org\n", "unknown key 'domian'"),
+        ("cluster:\n  tlsca: /etc/ca.crt\n", "unknown key 'cluster.tlsca'"),
+        ("c2s:\n  port: 5222\n  direct_tls: 5223\n", "unknown key 'c2s.direct_tls'"),
+    ])
+    func aMisspeltKeyIsAnErrorNamingIt(_ text: String, _ message: String) throws {
+        let path = try file(text)
+        let error = try #require(throws: ConfigurationError.self) { try ServerConfiguration.load(path: path, environment: [:]) }
+        #expect(error.description.contains(message), "\(error)")
+    }
+
+    @Test func jsonLogLinesCarryTheMessageLevelAndMetadata() throws {
+        let lines = Mutex<[String]>([])
+        var logger = Logger(label: "conclave") { label in
+            JSONLogHandler(label: label, level: .info) { line in lines.withLock { $0.append(line) } }
+        }
+        logger[metadataKey: "node"] = "node1"
+        logger.debug("not logged")
+        logger.info("room activated", metadata: ["room": "lobby@conference.localhost", "jid": "romeo@localhost/\"x\"\n"])
+        let logged = lines.withLock { $0 }
+        #expect(logged.count == 1)
+        let line = try #require(logged.first)
+        #expect(line.hasSuffix("}\n"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
+        #expect(object["msg"] == "room activated")
+        #expect(object["level"] == "info")
+        #expect(object["node"] == "node1")
+        #expect(object["room"] == "lobby@conference.localhost")
+        #expect(object["jid"] == "romeo@localhost/\"x\"\n")
+        #expect(object["ts"]?.hasPrefix("20") == true)
+    }
+
+    /// The configuration files the repository ships (deploy/local for `make run`, the
+    /// per-node examples of docs/deploy.md) load without an error.
+    @Test func theShippedConfigurationFilesLoad() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let example = root.appendingPathComponent("deploy/example")
+        let files = try FileManager.default.contentsOfDirectory(atPath: example.path).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(files == ["node1.yaml", "node2.yaml", "node3.yaml"])
+        for (index, name) in files.enumerated() {
+            let configuration = try ServerConfiguration.load(path: example.appendingPathComponent(name).path, environment: [:])
+            #expect(configuration.nodeName == "node\(index + 1)")
+            #expect(configuration.domain == "example.org")
+            #expect(configuration.cluster.tlsCA != nil, "the examples link over mutual TLS")
+        }
+        _ = try ServerConfiguration.load(path: root.appendingPathComponent("deploy/local/conclave.yaml").path, environment: [:])
     }
 
     @Test func environmentOverridesTheFile() throws {

@@ -1,0 +1,88 @@
+import Synchronization
+
+/// What a node's client connections have done, for `/metrics`: connections, stanzas in
+/// and out by kind, error stanzas sent, stream errors by condition. Counted with
+/// atomics on the connections' event loops; read at any time.
+public final class C2SMetrics: Sendable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case message, presence, iq
+    }
+
+    private let opened = Atomic<Int>(0)
+    private let closed = Atomic<Int>(0)
+    private let messagesIn = Atomic<Int>(0)
+    private let presencesIn = Atomic<Int>(0)
+    private let iqsIn = Atomic<Int>(0)
+    private let messagesOut = Atomic<Int>(0)
+    private let presencesOut = Atomic<Int>(0)
+    private let iqsOut = Atomic<Int>(0)
+    private let errorsOut = Atomic<Int>(0)
+    private let streamErrorCounts = Mutex<[String: Int]>([:])
+
+    public init() {}
+
+    func connectionOpened() { opened.add(1, ordering: .relaxed) }
+    func connectionClosed() { closed.add(1, ordering: .relaxed) }
+
+    func received(_ name: String) {
+        switch name {
+        case "message": messagesIn.add(1, ordering: .relaxed)
+        case "presence": presencesIn.add(1, ordering: .relaxed)
+        case "iq": iqsIn.add(1, ordering: .relaxed)
+        default: break
+        }
+    }
+
+    func sent(_ name: String, isError: Bool) {
+        switch name {
+        case "message": messagesOut.add(1, ordering: .relaxed)
+        case "presence": presencesOut.add(1, ordering: .relaxed)
+        case "iq": iqsOut.add(1, ordering: .relaxed)
+        default: return
+        }
+        if isError { errorsOut.add(1, ordering: .relaxed) }
+    }
+
+    func streamError(_ condition: String) {
+        streamErrorCounts.withLock { $0[condition, default: 0] += 1 }
+    }
+
+    /// Connections accepted so far.
+    public var connectionsOpened: Int { opened.load(ordering: .relaxed) }
+    /// Connections open now.
+    public var connectionsOpen: Int { opened.load(ordering: .relaxed) - closed.load(ordering: .relaxed) }
+
+    public func stanzasIn(_ kind: Kind) -> Int {
+        switch kind {
+        case .message: messagesIn.load(ordering: .relaxed)
+        case .presence: presencesIn.load(ordering: .relaxed)
+        case .iq: iqsIn.load(ordering: .relaxed)
+        }
+    }
+
+    public func stanzasOut(_ kind: Kind) -> Int {
+        switch kind {
+        case .message: messagesOut.load(ordering: .relaxed)
+        case .presence: presencesOut.load(ordering: .relaxed)
+        case .iq: iqsOut.load(ordering: .relaxed)
+        }
+    }
+
+    /// Stanzas of type "error" sent to clients.
+    public var errorStanzasOut: Int { errorsOut.load(ordering: .relaxed) }
+
+    /// Stream errors sent, by condition.
+    public var streamErrors: [String: Int] { streamErrorCounts.withLock { $0 } }
+}
+
+/// The TLS certificate client connections use, replaceable while the node runs (a
+/// reload): connections accepted afterwards use the new one; open ones keep theirs.
+public final class C2STLSSource: Sendable {
+    private let current: Mutex<C2STLS?>
+
+    public init(_ tls: C2STLS?) { current = Mutex(tls) }
+
+    public var tls: C2STLS? { current.withLock { $0 } }
+
+    public func replace(with tls: C2STLS) { current.withLock { $0 = tls } }
+}
