@@ -5,7 +5,7 @@ TEST_DB := conclave_test
 
 NODES ?= 3
 
-.PHONY: certs dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
+.PHONY: certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
 
 help:
 	@echo "make run             build and run one node (embedded PostgreSQL under .conclave/)"
@@ -14,6 +14,7 @@ help:
 	@echo "make cluster-status  which nodes of the local cluster run, with their ports"
 	@echo "make cluster-down    drain and stop the local cluster"
 	@echo "make certs           a local CA and NODES=$(NODES) node certificates in .conclave/tls/"
+	@echo "make cluster-dns     serve DNS SRV records for the local cluster (dnsmasq, 127.0.0.1:5353)"
 
 build:
 	$(SWIFT) build
@@ -41,6 +42,15 @@ cluster-up: build
 
 cluster-down:
 	./deploy/local/cluster.sh down
+
+# DNS SRV records for the local cluster, served by dnsmasq on 127.0.0.1:5353
+# (CONCLAVE_DNS_PORT; weights in CONCLAVE_DNS_WEIGHTS, e.g. "1 1 2"): clients find the
+# nodes with conclave-spec --domain localhost --dns-server 127.0.0.1:5353.
+cluster-dns:
+	./deploy/local/dns.sh start
+
+cluster-dns-stop:
+	./deploy/local/dns.sh stop
 
 # A local CA and one certificate per node, signed by it (deploy/local/certs.sh).
 certs:

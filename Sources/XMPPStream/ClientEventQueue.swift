@@ -17,6 +17,8 @@ public enum XMPPClientEvent: Sendable, Hashable {
 
 /// An unbounded queue between the connection's event loop and the task reading it.
 final class ClientEventQueue: Sendable {
+    /// The error that ended the connection (a failed TLS handshake, say), if one did.
+    let failure = Mutex<String?>(nil)
     private struct State {
         var buffer: [XMPPClientEvent] = []
         var head = 0

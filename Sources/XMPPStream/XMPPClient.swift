@@ -292,6 +292,9 @@ public final class XMPPClient: Sendable {
         case .element(let element) where element.namespace == Namespace.stream && element.name == "error":
             throw XMPPClientError.streamError(StreamError(element: element) ?? StreamError(.undefinedCondition))
         case .streamClosed, .disconnected:
+            // Say why, when the connection failed rather than closed (a certificate the
+            // trust settings refuse shows up here).
+            if let failure = queue.failure.withLock({ $0 }) { throw XMPPClientError.unexpected("connection failed: \(failure)") }
             throw XMPPClientError.closed
         case .parseError(let message):
             throw XMPPClientError.unexpected("unparsable input: \(message)")
@@ -387,6 +390,7 @@ final class ClientStreamHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        queue.failure.withLock { $0 = $0 ?? "\(error)" }
         context.close(promise: nil)
     }
 }

@@ -246,6 +246,8 @@ MSG
 }
 
 down() {
+    # DNS records served for this cluster (deploy/local/dns.sh) go with it.
+    [ -f "$dir/dnsmasq.pid" ] && CONCLAVE_CLUSTER_DIR="$dir" "$root/deploy/local/dns.sh" stop
     if [ -d "$dir" ]; then
         [ -n "$(pid_names)" ] || echo "no node running"
         stop_nodes 30

@@ -22,15 +22,13 @@ port="${CONCLAVE_DNS_TEST_PORT:-16222}"   # node1's STARTTLS port; node i on +10
 dns_port="${CONCLAVE_DNS_PORT:-16053}"
 state="$root/.conclave"
 cluster_dir=".conclave/dns-cluster"
-dnslog="$state/dns-test-dnsmasq.log"
 
 seed="$root/../shared/seed"
 [ -d "$seed" ] || seed="$root/spec/seed"
 if [ $# -gt 0 ]; then scripts=("$@"); else scripts=(spec "$seed"); fi
 seed_script="$seed/muc_members_only_change.scs"
 
-dnsmasq=$(command -v dnsmasq || ls /usr/sbin/dnsmasq /sbin/dnsmasq 2>/dev/null | head -1)
-if [ -z "$dnsmasq" ]; then
+if ! command -v dnsmasq >/dev/null && [ ! -x /usr/sbin/dnsmasq ] && [ ! -x /sbin/dnsmasq ]; then
     echo "dns-test: dnsmasq is needed (Debian: apt-get install dnsmasq)" >&2
     exit 1
 fi
@@ -41,10 +39,10 @@ dns_cluster() {
 }
 
 started=0
-dns_pid=""
+dns_started=0
 cluster_up=0
 cleanup() {
-    [ -n "$dns_pid" ] && kill "$dns_pid" 2>/dev/null && wait "$dns_pid" 2>/dev/null
+    [ "$dns_started" = 1 ] && CONCLAVE_CLUSTER_DIR="$cluster_dir" "$root/deploy/local/dns.sh" stop >/dev/null
     [ "$cluster_up" = 1 ] && dns_cluster down >/dev/null
     [ "$started" = 1 ] && "$db" stop >/dev/null
     return 0
@@ -60,27 +58,12 @@ url=$("$db" recreate conclave_dns)
 cluster_up=1
 dns_cluster up 3 >/dev/null || exit 1
 
-# The zone: Direct TLS and STARTTLS records of equal priority for each node (clients
-# prefer Direct TLS), weights 1, 1, 2; the node names resolve to 127.0.0.1.
-records=()
-for i in 1 2 3; do
-    starttls=$((port + 10 * (i - 1)))
-    weight=1
-    [ "$i" = 3 ] && weight=2
-    records+=(--srv-host="_xmpps-client._tcp.localhost,node$i.localhost,$((starttls + 1)),10,$weight")
-    records+=(--srv-host="_xmpp-client._tcp.localhost,node$i.localhost,$starttls,10,$weight")
-    records+=(--host-record="node$i.localhost,127.0.0.1")
-done
-"$dnsmasq" --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
-    --listen-address=127.0.0.1 --bind-interfaces --port="$dns_port" --log-queries --log-facility=- \
-    "${records[@]}" >"$dnslog" 2>&1 &
-dns_pid=$!
-for _ in $(seq 1 100); do
-    grep -q "started" "$dnslog" 2>/dev/null && break
-    kill -0 "$dns_pid" 2>/dev/null || { echo "dnsmasq did not start:" >&2; cat "$dnslog" >&2; exit 1; }
-    sleep 0.05
-done
-echo "dnsmasq on 127.0.0.1:$dns_port serves the SRV records of localhost for 3 nodes (weights 1, 1, 2; log: ${dnslog#"$root"/})"
+# The zone (deploy/local/dns.sh): Direct TLS and STARTTLS records of equal priority for
+# each node (clients prefer Direct TLS), weights 1, 1, 2; the node names resolve to
+# 127.0.0.1.
+CONCLAVE_CLUSTER_DIR="$cluster_dir" CONCLAVE_DNS_PORT="$dns_port" CONCLAVE_DNS_WEIGHTS="1 1 2" \
+    "$root/deploy/local/dns.sh" start || exit 1
+dns_started=1
 
 run_spec() {
     local out=$1
