@@ -59,6 +59,20 @@ public struct ClusterDatabase: Sendable {
         return incarnation
     }
 
+    /// Ends the lease of `name` if it is still running: a previous run of the node that
+    /// crashed and was started again before its lease ran out. `true` if there was one.
+    public func endLeaseIfAlive(name: String) async throws -> Bool {
+        let rows = try await client.query(
+            """
+            UPDATE cluster_nodes SET lease_until = now() - interval '1 second'
+            WHERE name = \(name) AND state <> 'left' AND lease_until > now()
+            RETURNING 1
+            """,
+            logger: logger
+        ).decode(Int.self).all()
+        return !rows.isEmpty
+    }
+
     /// Extends the lease. `false`: the lease had already expired, or another run of the
     /// node registered since — the node must consider itself dead and start over.
     public func heartbeat(name: String, incarnation: Int64, leaseSeconds: Double) async throws -> Bool {

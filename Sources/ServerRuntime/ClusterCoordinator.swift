@@ -266,7 +266,17 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     // MARK: - Lifecycle
 
     /// Registers the node, takes the first membership, and starts the links.
-    func start(linkAddress: String) async throws {
+    /// `rejoining`: this process lost its lease and starts over.
+    func start(linkAddress: String, rejoining: Bool = false) async throws {
+        // The sessions of an earlier run of this node (crashed and started again within
+        // its lease, or this process after losing its lease) are gone, but the other
+        // nodes learn that only by seeing the node unreachable: end that run's lease and
+        // give every node a membership read (one heartbeat) to notice, so that its
+        // occupants leave their rooms before this run's sessions can join them again.
+        if try await database.endLeaseIfAlive(name: nodeName) || rejoining {
+            logger.notice("an earlier run of this node held a lease: waiting until the other nodes have seen it end")
+            try await Task.sleep(for: .seconds(settings.heartbeatSeconds * 2) + .milliseconds(200))
+        }
         let started = ContinuousClock.now
         let incarnation = try await database.register(name: nodeName, linkAddress: linkAddress, leaseSeconds: settings.leaseSeconds)
         links.setIncarnation(incarnation)
@@ -331,7 +341,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         service?.dropAll()
         router.withLock { $0 }?.closeAll(with: StreamError(.reset, text: "this node rejoined the cluster; reconnect"))
         do {
-            try await start(linkAddress: linkAddress)
+            try await start(linkAddress: linkAddress, rejoining: true)
         } catch {
             logger.error("rejoining failed", metadata: ["error": "\(error)"])
         }
