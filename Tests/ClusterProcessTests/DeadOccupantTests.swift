@@ -9,15 +9,7 @@ extension ClusterProcessTests {
         @Test func occupantsOfAKilledNodeLeaveWithAnUnavailablePresence() async throws {
             try await Cluster.run(test: "deadoccupant", nodes: 3) { cluster in
                 let room = "wake@conference.localhost"
-                try await cluster.addUser("romeo@localhost")
-                try await cluster.addUser("mercutio@localhost")
-                let owner = try #require(try await cluster.roomWhere(room).ringOwner)
-                let others = cluster.nodeNames.filter { $0 != owner }
-                let romeo = try await cluster.connect("romeo@localhost", to: others[0], resource: "balcony")
-                let mercutio = try await cluster.connect("mercutio@localhost", to: others[1], resource: "street")
-                try await romeo.join(room, nick: "Romeo")
-                try await romeo.configure(room, [("muc#roomconfig_roomname", "Wake")])  // unlock it
-                try await mercutio.join(room, nick: "Mercutio")
+                let (romeo, _, others) = try await cluster.romeoAndMercutioOffTheOwner(of: room)
                 let mark = romeo.count
                 let killed = ContinuousClock.now
                 try await cluster.crash(others[1])
@@ -36,5 +28,22 @@ extension ClusterProcessTests {
                 _ = try await romeo.waitFor("the echo", after: echo) { MUCStanza.isNumbered($0, "romeo", 1) }
             }
         }
+    }
+}
+
+extension Cluster {
+    /// Romeo on one node and Mercutio on another, neither of them the owner of `room`,
+    /// both in it (Romeo created and unlocked it). Returns the two non-owner nodes too.
+    func romeoAndMercutioOffTheOwner(of room: String) async throws -> (romeo: Session, mercutio: Session, others: [String]) {
+        try await addUser("romeo@localhost")
+        try await addUser("mercutio@localhost")
+        let owner = try #require(try await roomWhere(room).ringOwner)
+        let others = nodeNames.filter { $0 != owner }
+        let romeo = try await connect("romeo@localhost", to: others[0], resource: "balcony")
+        let mercutio = try await connect("mercutio@localhost", to: others[1], resource: "street")
+        try await romeo.join(room, nick: "Romeo")
+        try await romeo.configure(room, [("muc#roomconfig_roomname", "Room")])  // unlock it
+        try await mercutio.join(room, nick: "Mercutio")
+        return (romeo, mercutio, others)
     }
 }

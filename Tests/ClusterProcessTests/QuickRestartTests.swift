@@ -11,15 +11,7 @@ extension ClusterProcessTests {
         @Test func occupantsOfANodeRestartedWithinItsLeaseLeave() async throws {
             try await Cluster.run(test: "quickrestart", nodes: 3, leaseSeconds: 5) { cluster in
                 let room = "vigil@conference.localhost"
-                try await cluster.addUser("romeo@localhost")
-                try await cluster.addUser("mercutio@localhost")
-                let owner = try #require(try await cluster.roomWhere(room).ringOwner)
-                let others = cluster.nodeNames.filter { $0 != owner }
-                let romeo = try await cluster.connect("romeo@localhost", to: others[0], resource: "balcony")
-                let mercutio = try await cluster.connect("mercutio@localhost", to: others[1], resource: "street")
-                try await romeo.join(room, nick: "Romeo")
-                try await romeo.configure(room, [("muc#roomconfig_roomname", "Vigil")])  // unlock it
-                try await mercutio.join(room, nick: "Mercutio")
+                let (romeo, _, others) = try await cluster.romeoAndMercutioOffTheOwner(of: room)
                 let mark = romeo.count
                 // Killed and started again at once, well within its 5 s lease.
                 try await cluster.crash(others[1])
