@@ -12,6 +12,9 @@ let package = Package(
     products: [
         .executable(name: "conclave", targets: ["conclave"]),
         .executable(name: "conclave-spec", targets: ["conclave-spec"]),
+        .executable(name: "conclave-bench", targets: ["conclave-bench"]),
+        // For the allocation benchmarks in Benchmarks/ (a nested package).
+        .library(name: "ConclaveBenchmarkTargets", targets: ["XMPPCore", "XMPPXMLParser", "MUC", "Cluster"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
@@ -77,6 +80,15 @@ let package = Package(
                 "Scansion", "XMPPCore", "XMPPXMLParser", "XMPPStream", "XMPPDiscovery",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .executableTarget(
+            name: "conclave-bench",
+            dependencies: [
+                "XMPPCore", "XMPPStream", "XMPPDiscovery",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: upcoming

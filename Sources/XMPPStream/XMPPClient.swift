@@ -34,6 +34,8 @@ public final class XMPPClient: Sendable {
         public var trust: Trust = .noVerification
         /// How long `next` and negotiation steps wait.
         public var timeout: TimeAmount = .seconds(10)
+        /// The local address to connect from (e.g. 127.0.0.2, for more source ports).
+        public var sourceAddress: String?
         public init() {}
     }
 
@@ -82,7 +84,9 @@ public final class XMPPClient: Sendable {
     ) async throws -> XMPPClient {
         let queue = ClientEventQueue()
         let tlsContext = try makeTLSContext(options.trust)
-        let channel = try await ClientBootstrap(group: group)
+        var bootstrap = ClientBootstrap(group: group)
+        if let source = options.sourceAddress { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
+        let channel = try await bootstrap
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(options.timeout)
             .channelInitializer { channel in

@@ -11,7 +11,7 @@ import XMPPStream
 struct User: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage accounts.",
-        subcommands: [Add.self, AddFromScripts.self, Passwd.self, Delete.self, List.self]
+        subcommands: [Add.self, AddFromScripts.self, AddFromFile.self, Passwd.self, Delete.self, List.self]
     )
 
     struct Add: AsyncParsableCommand {
@@ -56,23 +56,42 @@ struct User: AsyncParsableCommand {
                     accounts[jid] = client.password
                 }
             }
-            let configuration = try common.load()
-            let iterations = configuration.auth.scramIterations
             let list = accounts.sorted { $0.key < $1.key }
-            let created = try await withAccounts(common) { store in
-                var created = 0
-                for (jid, password) in list {
-                    let credentials = StoredCredentials.derive(password: password, iterations: iterations)
-                    do {
-                        try await store.createAccount(jid, credentials: credentials)
-                        created += 1
-                    } catch AccountStoreError.accountExists {
-                        try await store.updateCredentials(jid, credentials: credentials)
-                    }
-                }
-                return created
-            }
+            let created = try await addOrReset(list, common)
             print("\(list.count) accounts from the scripts: \(created) created, \(list.count - created) already existed")
+        }
+    }
+
+    struct AddFromFile: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "add-from-file",
+            abstract: "Create (or reset the password of) the accounts listed in a file of 'jid<TAB>password' lines.",
+            discussion: "'-' reads standard input, e.g. 'conclave-bench accounts --count 1000 | conclave user add-from-file -'."
+        )
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "The file ('-': standard input).") var file: String
+
+        func run() async throws {
+            let text: String
+            if file == "-" {
+                text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            } else {
+                guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else { throw CommandError("cannot read \(file)") }
+                text = contents
+            }
+            var accounts: [JID: String] = [:]
+            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+                let parts = line.split(separator: "\t", maxSplits: 1)
+                guard parts.count == 2, !parts[1].isEmpty else {
+                    throw CommandError("\(file):\(number + 1): expected 'jid<TAB>password'")
+                }
+                accounts[try parseAccount(String(parts[0]))] = String(parts[1])
+            }
+            let list = accounts.sorted { $0.key < $1.key }
+            let created = try await addOrReset(list, common)
+            print("\(list.count) accounts: \(created) created, \(list.count - created) already existed")
         }
     }
 
@@ -158,4 +177,22 @@ func withAccounts<Result: Sendable>(
 struct CommandError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Creates each account, or resets its password when it exists; returns how many were new.
+private func addOrReset(_ list: [(key: JID, value: String)], _ common: CommonOptions) async throws -> Int {
+    let iterations = try common.load().auth.scramIterations
+    return try await withAccounts(common) { store in
+        var created = 0
+        for (jid, password) in list {
+            let credentials = StoredCredentials.derive(password: password, iterations: iterations)
+            do {
+                try await store.createAccount(jid, credentials: credentials)
+                created += 1
+            } catch AccountStoreError.accountExists {
+                try await store.updateCredentials(jid, credentials: credentials)
+            }
+        }
+        return created
+    }
 }

@@ -35,6 +35,7 @@ enum ClusterTestEnvironment {
 
     static var conclave: String { root + "/.build/debug/conclave" }
     static var conclaveSpec: String { root + "/.build/debug/conclave-spec" }
+    static var conclaveBench: String { root + "/.build/debug/conclave-bench" }
     static var dbScript: String { root + "/deploy/local/db.sh" }
 
     /// `../shared/seed` next to the repository, else the copy in `spec/seed`.

@@ -1,26 +1,26 @@
 import Foundation
-import XMPPDiscovery
 
-/// Finds where a client connects when no --node is given: the SRV records of the
-/// domain (XMPPDiscovery), looked up once per domain and run, ordered afresh for each
-/// connection; and counts which endpoint each connection used, for the summary.
-actor EndpointFinder {
-    struct Candidate: Sendable {
-        var endpoint: XMPPEndpoint
+
+/// Finds where clients connect (conclave-spec without --node, conclave-bench): the SRV
+/// records of the domain, looked up once per domain, ordered afresh for each
+/// connection; and counts which endpoint each connection used, for a summary.
+public actor EndpointFinder {
+    public struct Candidate: Sendable {
+        public var endpoint: XMPPEndpoint
         /// The address to connect to: the endpoint's host as the named DNS server
         /// resolves it, else the host name itself (for the system resolver).
-        var address: String
+        public var address: String
     }
 
     /// The domain every lookup uses instead of the client's (--domain).
-    let domainOverride: String?
+    public nonisolated let domainOverride: String?
     /// The DNS server named with --dns-server (nil: the system's).
-    let explicitServer: DNSServerAddress?
+    public nonisolated let explicitServer: DNSServerAddress?
     private let discovery: XMPPServiceDiscovery?
     private var generator: any RandomNumberGenerator
     private var cache: [String: XMPPServiceRecords] = [:]
     private var addresses: [String: String] = [:]
-    private(set) var problems: [String] = []
+    public private(set) var problems: [String] = []
 
     struct Tally: Sendable {
         var endpoint: XMPPEndpoint
@@ -31,9 +31,9 @@ actor EndpointFinder {
     private var order: [String] = []
 
     /// Clients of one script prefer endpoints the others do not use (--no-spread: off).
-    let spread: Bool
+    public nonisolated let spread: Bool
 
-    init(domain: String?, server: DNSServerAddress?, seed: UInt64?, spread: Bool) {
+    public init(domain: String?, server: DNSServerAddress?, seed: UInt64?, spread: Bool = false) {
         self.spread = spread
         domainOverride = domain
         explicitServer = server
@@ -43,7 +43,7 @@ actor EndpointFinder {
     }
 
     /// Where a client of `domain` tries to connect, in order.
-    func candidates(for clientDomain: String) async -> [Candidate] {
+    public func candidates(for clientDomain: String) async -> [Candidate] {
         let domain = domainOverride ?? clientDomain
         let records: XMPPServiceRecords
         if let cached = cache[domain] {
@@ -73,8 +73,8 @@ actor EndpointFinder {
         return found
     }
 
-    func connected(_ endpoint: XMPPEndpoint) { tally(endpoint) { $0.connections += 1 } }
-    func refused(_ endpoint: XMPPEndpoint) { tally(endpoint) { $0.refusals += 1 } }
+    public func connected(_ endpoint: XMPPEndpoint) { tally(endpoint) { $0.connections += 1 } }
+    public func refused(_ endpoint: XMPPEndpoint) { tally(endpoint) { $0.refusals += 1 } }
 
     private func tally(_ endpoint: XMPPEndpoint, _ change: (inout Tally) -> Void) {
         let key = endpoint.description
@@ -86,7 +86,7 @@ actor EndpointFinder {
     }
 
     /// One line per endpoint used, SRV targets by priority then name.
-    func summary() -> [String] {
+    public func summary() -> [String] {
         let rows = order.compactMap { tallies[$0] }.sorted {
             ($0.endpoint.priority, $0.endpoint.host, $0.endpoint.port) < ($1.endpoint.priority, $1.endpoint.host, $1.endpoint.port)
         }
@@ -99,11 +99,11 @@ actor EndpointFinder {
         }
     }
 
-    var serverDescription: String {
+    public var serverDescription: String {
         explicitServer.map { "\($0)" } ?? DNSServerAddress.system().map { "\($0) (resolv.conf)" } ?? "no DNS server"
     }
 
-    static func isLocalhost(_ domain: String) -> Bool {
+    public static func isLocalhost(_ domain: String) -> Bool {
         let lower = domain.lowercased()
         return lower == "localhost" || lower.hasSuffix(".localhost")
     }

@@ -1,0 +1,330 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import Synchronization
+import XMPPCore
+import XMPPDiscovery
+import XMPPStream
+
+/// `conclave-bench fanout`: R rooms of S occupants each; messages at a fixed rate per
+/// room, each carrying its send time; every occupant's copy is timed on arrival.
+struct Fanout: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rooms of a given size, messages at a given rate per room: deliveries/s, time to deliver, loss, join cost.",
+        discussion: """
+            Users PREFIX1 … PREFIX(rooms×room-size) log in and join their rooms (the first of each \
+            creates it, as an instant room); then each room receives --rate messages per second for \
+            --warmup + --duration seconds, sent in turn by its first --senders occupants. Each body \
+            carries the send time (CLOCK_MONOTONIC), so every receiver computes the time to deliver. \
+            Only messages sent during --duration count; copies still arriving --drain seconds after \
+            it are counted, later ones are lost. --server-pid names the server's processes, whose CPU \
+            time and memory (from /proc) are reported per delivery and per session.
+            """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "Rooms.") var rooms = 1
+    @Option(help: "Occupants per room.") var roomSize = 10
+    @Option(help: "Messages per second per room.") var rate = 10.0
+    @Option(help: "Seconds measured.") var duration = 10.0
+    @Option(help: "Seconds of traffic before measuring.") var warmup = 2.0
+    @Option(help: "Seconds to wait for copies after the last measured message.") var drain = 2.0
+    @Option(help: "Occupants per room that take turns sending.") var senders = 1
+    @Option(name: .customLong("server-pid"), help: "A server process to read CPU time and memory of (repeatable).") var serverPIDs: [Int32] = []
+    @Option(help: "A label for the result (e.g. the server's name).") var label = "server"
+    @Option(help: "Write the result as JSON to this file.") var json: String?
+    @Flag(help: "No progress lines on standard error.") var quiet = false
+
+    func validate() throws {
+        guard rooms >= 1, roomSize >= 1, rate > 0, duration > 0, warmup >= 0, drain >= 0 else {
+            throw ValidationError("rooms, room size, rate and duration must be positive")
+        }
+        guard (1...roomSize).contains(senders) else { throw ValidationError("--senders must be between 1 and --room-size") }
+    }
+
+    func run() async throws {
+        let run = FanoutRun(command: self, clientOptions: try connection.clientOptions())
+        let result = try await run.execute()
+        print(result.table)
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(result).write(to: URL(fileURLWithPath: json))
+        }
+        if result.lost > 0 || result.failedJoins > 0 { throw ExitCode(2) }
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the same clock in every process of the machine.
+func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}
+
+/// Counters the progress line reads while the run goes on.
+final class LiveCounters: Sendable {
+    let sent = Atomic<Int>(0)
+    let received = Atomic<Int>(0)
+    let loggedIn = Atomic<Int>(0)
+    let joined = Atomic<Int>(0)
+}
+
+struct FanoutResult: Codable, Sendable {
+    var label: String
+    var rooms: Int
+    var roomSize: Int
+    var ratePerRoom: Double
+    var durationSeconds: Double
+    var sessions: Int
+    var sent: Int
+    var expectedDeliveries: Int
+    var deliveries: Int
+    var lost: Int
+    var deliveriesPerSecond: Double
+    var latencyMilliseconds: [String: Double]
+    var joinMilliseconds: [String: Double]
+    var failedJoins: Int
+    var serverCPUSeconds: Double?
+    var serverCPUMicrosecondsPerDelivery: Double?
+    var serverRSSKiB: Int?
+    var serverRSSKiBPerSession: Double?
+    var machine: String
+
+    var table: String {
+        func ms(_ key: String, _ values: [String: Double]) -> String { values[key].map { String(format: "%.2f", $0) } ?? "-" }
+        var lines = [
+            "\(label): \(rooms) room(s) × \(roomSize) occupants, \(ratePerRoom) msg/s per room, \(durationSeconds) s measured",
+            "  deliveries       \(deliveries) of \(expectedDeliveries) (lost \(lost)), \(String(format: "%.0f", deliveriesPerSecond))/s",
+            "  time to deliver  p50 \(ms("p50", latencyMilliseconds)) ms, p99 \(ms("p99", latencyMilliseconds)) ms, "
+                + "p99.9 \(ms("p99.9", latencyMilliseconds)) ms, max \(ms("max", latencyMilliseconds)) ms",
+            "  join             p50 \(ms("p50", joinMilliseconds)) ms, p99 \(ms("p99", joinMilliseconds)) ms, max \(ms("max", joinMilliseconds)) ms"
+                + (failedJoins > 0 ? ", \(failedJoins) FAILED" : ""),
+        ]
+        if let cpu = serverCPUSeconds, let perDelivery = serverCPUMicrosecondsPerDelivery {
+            lines.append("  server CPU       \(String(format: "%.2f", cpu)) s, \(String(format: "%.2f", perDelivery)) µs per delivery")
+        }
+        if let rss = serverRSSKiB, let perSession = serverRSSKiBPerSession {
+            lines.append("  server memory    \(rss) KiB RSS, \(String(format: "%.1f", perSession)) KiB per session")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Percentiles of a sample, in milliseconds (`p50`, `p90`, `p99`, `p99.9`, `max`).
+func percentiles(_ nanoseconds: [UInt64]) -> [String: Double] {
+    guard !nanoseconds.isEmpty else { return [:] }
+    let sorted = nanoseconds.sorted()
+    func at(_ fraction: Double) -> Double {
+        let index = min(sorted.count - 1, Int((Double(sorted.count) * fraction).rounded(.up)) - 1)
+        return Double(sorted[max(0, index)]) / 1e6
+    }
+    return ["p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "p99.9": at(0.999), "max": Double(sorted.last!) / 1e6]
+}
+
+/// A process's CPU time (user + system) and resident memory, from /proc.
+struct ProcessSample {
+    var cpuSeconds: Double
+    var rssKiB: Int
+
+    init?(pid: Int32) {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        // Fields after "(comm)": state is field 3; utime and stime are fields 14 and 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        cpuSeconds = (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        rssKiB = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
+            .flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") } ?? 0
+    }
+
+    static func total(_ pids: [Int32]) -> ProcessSample? {
+        let samples = pids.compactMap(ProcessSample.init(pid:))
+        guard !samples.isEmpty, samples.count == pids.count else { return nil }
+        return samples.dropFirst().reduce(samples[0]) { ProcessSample(cpuSeconds: $0.cpuSeconds + $1.cpuSeconds, rssKiB: $0.rssKiB + $1.rssKiB) }
+    }
+
+    init(cpuSeconds: Double, rssKiB: Int) {
+        self.cpuSeconds = cpuSeconds
+        self.rssKiB = rssKiB
+    }
+}
+
+/// One run of the fan-out workload.
+struct FanoutRun: Sendable {
+    let rooms: Int
+    let roomSize: Int
+    let rate: Double
+    let duration: Double
+    let warmup: Double
+    let drain: Double
+    let senders: Int
+    let serverPIDs: [Int32]
+    let label: String
+    let quiet: Bool
+    let connection: ConnectionOptions
+    let clientOptions: XMPPClient.Options
+    let live = LiveCounters()
+
+    init(command: Fanout, clientOptions: XMPPClient.Options) {
+        rooms = command.rooms
+        roomSize = command.roomSize
+        rate = command.rate
+        duration = command.duration
+        warmup = command.warmup
+        drain = command.drain
+        senders = command.senders
+        serverPIDs = command.serverPIDs
+        label = command.label
+        quiet = command.quiet
+        connection = command.connection
+        self.clientOptions = clientOptions
+    }
+
+    func execute() async throws -> FanoutResult {
+        let sessions = rooms * roomSize
+        let baseline = ProcessSample.total(serverPIDs)
+        let progress = quiet ? nil : Task { await showProgress(total: sessions) }
+        defer { progress?.cancel() }
+
+        // Log in every user.
+        let logins = Logins(connection: connection, options: clientOptions)
+        let clients = try await logins.all(count: sessions, counters: live)
+        defer { Task { await Logins.closeAll(clients) } }
+        let idle = ProcessSample.total(serverPIDs)
+
+        // Join: the first occupant of each room creates it, then the others join.
+        let run = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        let roomJIDs = (0..<rooms).map { "bench-\(run)-\($0)@\(connection.muc)" }
+        var joinTimes: [UInt64] = []
+        var failedJoins = 0
+        for room in 0..<rooms {
+            let creator = clients[room * roomSize]
+            switch await Joins.join(creator, room: roomJIDs[room], nick: "o0", create: true) {
+            case .success(let time): joinTimes.append(time)
+            case .failure(let error):
+                FileHandle.standardError.write(Data("creating \(roomJIDs[room]) failed: \(error)\n".utf8))
+                failedJoins += 1
+            }
+            live.joined.add(1, ordering: .relaxed)
+        }
+        let others = (0..<rooms).flatMap { room in (1..<roomSize).map { (room, $0) } }
+        let (times, failures) = await Joins.joinAll(others, clients: clients, rooms: roomJIDs, roomSize: roomSize, counters: live)
+        joinTimes += times
+        failedJoins += failures
+        let joined = ProcessSample.total(serverPIDs)
+
+        // Traffic: the receivers start first, then the senders.
+        let start = monotonicNanoseconds() + 200_000_000
+        let measureStart = start + UInt64(warmup * 1e9)
+        let measureEnd = measureStart + UInt64(duration * 1e9)
+        let stopReading = measureEnd + UInt64(drain * 1e9)
+        let window = Window(start: measureStart, end: measureEnd)
+        var before: ProcessSample?
+        var after: ProcessSample?
+        let (latencies, sentMeasured): ([UInt64], Int) = await withTaskGroup(of: Outcome.self) { group in
+            for client in clients {
+                group.addTask { .received(await Receiver.read(client, window: window, until: stopReading, counters: live)) }
+            }
+            for room in 0..<rooms {
+                let roomClients = Array(clients[(room * roomSize)..<(room * roomSize + senders)])
+                group.addTask {
+                    .sent(
+                        await Sender.send(
+                            roomClients, room: roomJIDs[room], index: room, rate: rate, from: start, until: measureEnd,
+                            window: window, counters: live
+                        )
+                    )
+                }
+            }
+            group.addTask {
+                await sleep(until: measureStart)
+                return .sample(0, ProcessSample.total(serverPIDs))
+            }
+            group.addTask {
+                await sleep(until: measureEnd)
+                return .sample(1, ProcessSample.total(serverPIDs))
+            }
+            var latencies: [UInt64] = []
+            var sent = 0
+            for await outcome in group {
+                switch outcome {
+                case .received(let values): latencies += values
+                case .sent(let count): sent += count
+                case .sample(0, let sample): before = sample
+                case .sample(_, let sample): after = sample
+                }
+            }
+            return (latencies, sent)
+        }
+
+        let expected = sentMeasured * roomSize
+        var result = FanoutResult(
+            label: label, rooms: rooms, roomSize: roomSize, ratePerRoom: rate, durationSeconds: duration, sessions: sessions,
+            sent: sentMeasured, expectedDeliveries: expected, deliveries: latencies.count, lost: max(0, expected - latencies.count),
+            deliveriesPerSecond: Double(latencies.count) / duration, latencyMilliseconds: percentiles(latencies),
+            joinMilliseconds: percentiles(joinTimes), failedJoins: failedJoins, machine: Machine.description
+        )
+        if let before, let after {
+            result.serverCPUSeconds = after.cpuSeconds - before.cpuSeconds
+            if !latencies.isEmpty { result.serverCPUMicrosecondsPerDelivery = (after.cpuSeconds - before.cpuSeconds) / Double(latencies.count) * 1e6 }
+        }
+        if let baseline, let idle, let joined {
+            result.serverRSSKiB = joined.rssKiB
+            result.serverRSSKiBPerSession = Double(idle.rssKiB - baseline.rssKiB) / Double(sessions)
+        }
+        return result
+    }
+
+    enum Outcome: Sendable {
+        case received([UInt64])
+        case sent(Int)
+        case sample(Int, ProcessSample?)
+    }
+
+    private func showProgress(total: Int) async {
+        let started = ContinuousClock.now
+        var lastSent = 0
+        var lastReceived = 0
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            if Task.isCancelled { return }
+            let sent = live.sent.load(ordering: .relaxed)
+            let received = live.received.load(ordering: .relaxed)
+            let elapsed = (ContinuousClock.now - started).components.seconds
+            FileHandle.standardError.write(
+                Data(
+                    ("  \(elapsed) s: logged in \(live.loggedIn.load(ordering: .relaxed))/\(total), joined "
+                        + "\(live.joined.load(ordering: .relaxed))/\(total), sent \(sent - lastSent)/s, delivered \(received - lastReceived)/s\n").utf8
+                )
+            )
+            lastSent = sent
+            lastReceived = received
+        }
+    }
+}
+
+extension ProcessSample: Sendable {}
+
+/// The measured interval, in CLOCK_MONOTONIC nanoseconds.
+struct Window: Sendable {
+    var start: UInt64
+    var end: UInt64
+    func contains(_ time: UInt64) -> Bool { time >= start && time < end }
+}
+
+func sleep(until deadline: UInt64) async {
+    let now = monotonicNanoseconds()
+    if deadline > now { try? await Task.sleep(nanoseconds: deadline - now) }
+}
+
+enum Machine {
+    static var description: String {
+        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n")
+            .first { $0.hasPrefix("model name") }.map { String($0.split(separator: ":", maxSplits: 1).last ?? "").trimmingCharacters(in: .whitespaces) }
+        return "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(cpu ?? "unknown CPU"), "
+            + "\(ProcessInfo.processInfo.physicalMemory / 1_073_741_824) GiB"
+    }
+}
