@@ -34,9 +34,10 @@ struct Logins: Sendable {
         var clients = [XMPPClient?](repeating: nil, count: count)
         try await withThrowingTaskGroup(of: (Int, XMPPClient).self) { group in
             var next = 0
+            var done = 0
             let limit = max(1, connection.loginConcurrency)
             while next < count || !group.isEmpty {
-                while next < count, next < limit + clients.count(where: { $0 != nil }) {
+                while next < count, next < limit + done {
                     let index = next
                     next += 1
                     group.addTask {
@@ -45,6 +46,7 @@ struct Logins: Sendable {
                 }
                 guard let (index, client) = try await group.next() else { break }
                 clients[index] = client
+                done += 1
                 counters.loggedIn.add(1, ordering: .relaxed)
             }
         }
