@@ -5,7 +5,7 @@ TEST_DB := conclave_test
 
 NODES ?= 3
 
-.PHONY: certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
+.PHONY: bench-compare certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
 
 help:
 	@echo "make run             build and run one node (embedded PostgreSQL under .conclave/)"
@@ -51,6 +51,12 @@ cluster-dns:
 
 cluster-dns-stop:
 	./deploy/local/dns.sh stop
+
+# The same load against a Conclave node, a 3-node cluster and Prosody (when installed;
+# installs nothing), and the table in docs/benchmarks.md (deploy/bench/compare.sh).
+bench-compare:
+	$(SWIFT) build -c release
+	./deploy/bench/compare.sh
 
 # A local CA and one certificate per node, signed by it (deploy/local/certs.sh).
 certs:

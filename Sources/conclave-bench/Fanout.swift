@@ -34,6 +34,10 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: "A label for the result (e.g. the server's name).") var label = "server"
     @Option(help: "Write the result as JSON to this file.") var json: String?
     @Flag(help: "No progress lines on standard error.") var quiet = false
+    @Flag(help: "Find the highest rate with nothing lost and p99 under --p99-limit (from --rate, doubling, then bisecting), then measure at half of it.")
+    var search = false
+    @Option(help: "With --search: the p99 time to deliver (ms) a sustained rate stays under.") var p99Limit = 100.0
+    @Option(help: "With --search: bisection steps after the first failure.") var searchSteps = 3
 
     func validate() throws {
         guard rooms >= 1, roomSize >= 1, rate > 0, duration > 0, warmup >= 0, drain >= 0 else {
@@ -44,14 +48,35 @@ struct Fanout: AsyncParsableCommand {
 
     func run() async throws {
         let run = FanoutRun(command: self, clientOptions: try connection.clientOptions())
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        if search {
+            let (best, half, tried) = try await run.search(p99Limit: p99Limit, steps: searchSteps)
+            if let best {
+                print("highest sustained (p99 < \(p99Limit) ms, nothing lost):")
+                print(best.table)
+            } else {
+                print("not even --rate \(rate) was sustained:")
+                if let first = tried.first { print(first.table) }
+            }
+            if let half {
+                print("at half of it:")
+                print(half.table)
+            }
+            if let json { try encoder.encode(SearchResult(best: best, half: half, tried: tried)).write(to: URL(fileURLWithPath: json)) }
+            if best == nil { throw ExitCode(2) }
+            return
+        }
         let result = try await run.execute()
         print(result.table)
-        if let json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(result).write(to: URL(fileURLWithPath: json))
-        }
+        if let json { try encoder.encode(result).write(to: URL(fileURLWithPath: json)) }
         if result.lost > 0 || result.failedJoins > 0 { throw ExitCode(2) }
+    }
+
+    struct SearchResult: Codable {
+        var best: FanoutResult?
+        var half: FanoutResult?
+        var tried: [FanoutResult]
     }
 }
 
@@ -85,6 +110,8 @@ struct FanoutResult: Codable, Sendable {
     var latencyMilliseconds: [String: Double]
     var joinMilliseconds: [String: Double]
     var failedJoins: Int
+    /// Sessions the server ended during the measured phase (it should end none).
+    var sessionsEnded = 0
     var serverCPUSeconds: Double?
     var serverCPUMicrosecondsPerDelivery: Double?
     var serverRSSKiB: Int?
@@ -101,6 +128,7 @@ struct FanoutResult: Codable, Sendable {
             "  join             p50 \(ms("p50", joinMilliseconds)) ms, p99 \(ms("p99", joinMilliseconds)) ms, max \(ms("max", joinMilliseconds)) ms"
                 + (failedJoins > 0 ? ", \(failedJoins) FAILED" : ""),
         ]
+        if sessionsEnded > 0 { lines.append("  sessions ended by the server during the run: \(sessionsEnded)") }
         if let cpu = serverCPUSeconds, let perDelivery = serverCPUMicrosecondsPerDelivery {
             lines.append("  server CPU       \(String(format: "%.2f", cpu)) s, \(String(format: "%.2f", perDelivery)) µs per delivery")
         }
@@ -183,16 +211,34 @@ struct FanoutRun: Sendable {
         self.clientOptions = clientOptions
     }
 
-    func execute() async throws -> FanoutResult {
+    /// The sessions and rooms, ready for traffic.
+    struct Setup: Sendable {
+        var clients: [XMPPClient]
+        var roomJIDs: [String]
+        var joinTimes: [UInt64]
+        var failedJoins: Int
+        var baseline: ProcessSample?
+        var idle: ProcessSample?
+        var joined: ProcessSample?
+    }
+
+    /// What one traffic phase measured.
+    struct Traffic: Sendable {
+        var rate: Double
+        var sent: Int
+        var latencies: [UInt64]
+        /// Sessions the server ended during the phase.
+        var ended = 0
+        var before: ProcessSample?
+        var after: ProcessSample?
+    }
+
+    /// Logs every user in and has them join their rooms.
+    func setUp() async throws -> Setup {
         let sessions = rooms * roomSize
         let baseline = ProcessSample.total(serverPIDs)
-        let progress = quiet ? nil : Task { await showProgress(total: sessions) }
-        defer { progress?.cancel() }
-
-        // Log in every user.
         let logins = Logins(connection: connection, options: clientOptions)
         let clients = try await logins.all(count: sessions, counters: live)
-        defer { Task { await Logins.closeAll(clients) } }
         let idle = ProcessSample.total(serverPIDs)
 
         // Join: the first occupant of each room creates it, then the others join.
@@ -201,8 +247,7 @@ struct FanoutRun: Sendable {
         var joinTimes: [UInt64] = []
         var failedJoins = 0
         for room in 0..<rooms {
-            let creator = clients[room * roomSize]
-            switch await Joins.join(creator, room: roomJIDs[room], nick: "o0", create: true) {
+            switch await Joins.join(clients[room * roomSize], room: roomJIDs[room], nick: "o0", create: true) {
             case .success(let time): joinTimes.append(time)
             case .failure(let error):
                 FileHandle.standardError.write(Data("creating \(roomJIDs[room]) failed: \(error)\n".utf8))
@@ -212,29 +257,37 @@ struct FanoutRun: Sendable {
         }
         let others = (0..<rooms).flatMap { room in (1..<roomSize).map { (room, $0) } }
         let (times, failures) = await Joins.joinAll(others, clients: clients, rooms: roomJIDs, roomSize: roomSize, counters: live)
-        joinTimes += times
-        failedJoins += failures
-        let joined = ProcessSample.total(serverPIDs)
+        return Setup(
+            clients: clients, roomJIDs: roomJIDs, joinTimes: joinTimes + times, failedJoins: failedJoins + failures,
+            baseline: baseline, idle: idle, joined: ProcessSample.total(serverPIDs)
+        )
+    }
 
-        // Traffic: the receivers start first, then the senders.
+    /// `rate` messages per second per room for warm-up + duration; the receivers read
+    /// until the drain time after the window.
+    func traffic(_ setup: Setup, rate: Double) async -> Traffic {
         let start = monotonicNanoseconds() + 200_000_000
         let measureStart = start + UInt64(warmup * 1e9)
         let measureEnd = measureStart + UInt64(duration * 1e9)
         let stopReading = measureEnd + UInt64(drain * 1e9)
         let window = Window(start: measureStart, end: measureEnd)
-        var before: ProcessSample?
-        var after: ProcessSample?
-        let (latencies, sentMeasured): ([UInt64], Int) = await withTaskGroup(of: Outcome.self) { group in
-            for client in clients {
-                group.addTask { .received(await Receiver.read(client, window: window, until: stopReading, counters: live)) }
+        let (roomSize, senders, serverPIDs, live) = (self.roomSize, self.senders, self.serverPIDs, self.live)
+        var traffic = Traffic(rate: rate, sent: 0, latencies: [])
+        await withTaskGroup(of: Outcome.self) { group in
+            for client in setup.clients {
+                group.addTask {
+                    let (latencies, ended) = await Receiver.read(client, window: window, until: stopReading, counters: live)
+                    return .received(latencies, ended)
+                }
             }
-            for room in 0..<rooms {
-                let roomClients = Array(clients[(room * roomSize)..<(room * roomSize + senders)])
+            for room in 0..<setup.roomJIDs.count {
+                let roomClients = Array(setup.clients[(room * roomSize)..<(room * roomSize + senders)])
+                let jid = setup.roomJIDs[room]
                 group.addTask {
                     .sent(
                         await Sender.send(
-                            roomClients, room: roomJIDs[room], index: room, rate: rate, from: start, until: measureEnd,
-                            window: window, counters: live
+                            roomClients, room: jid, index: room, rate: rate, from: start, until: measureEnd, window: window,
+                            counters: live
                         )
                     )
                 }
@@ -247,39 +300,114 @@ struct FanoutRun: Sendable {
                 await sleep(until: measureEnd)
                 return .sample(1, ProcessSample.total(serverPIDs))
             }
-            var latencies: [UInt64] = []
-            var sent = 0
             for await outcome in group {
                 switch outcome {
-                case .received(let values): latencies += values
-                case .sent(let count): sent += count
-                case .sample(0, let sample): before = sample
-                case .sample(_, let sample): after = sample
+                case .received(let values, let ended):
+                    traffic.latencies += values
+                    if ended { traffic.ended += 1 }
+                case .sent(let count): traffic.sent += count
+                case .sample(0, let sample): traffic.before = sample
+                case .sample(_, let sample): traffic.after = sample
                 }
             }
-            return (latencies, sent)
         }
+        return traffic
+    }
 
-        let expected = sentMeasured * roomSize
+    func result(_ setup: Setup, _ traffic: Traffic) -> FanoutResult {
+        let sessions = rooms * roomSize
+        let expected = traffic.sent * roomSize
+        let latencies = traffic.latencies
         var result = FanoutResult(
-            label: label, rooms: rooms, roomSize: roomSize, ratePerRoom: rate, durationSeconds: duration, sessions: sessions,
-            sent: sentMeasured, expectedDeliveries: expected, deliveries: latencies.count, lost: max(0, expected - latencies.count),
+            label: label, rooms: rooms, roomSize: roomSize, ratePerRoom: traffic.rate, durationSeconds: duration, sessions: sessions,
+            sent: traffic.sent, expectedDeliveries: expected, deliveries: latencies.count, lost: max(0, expected - latencies.count),
             deliveriesPerSecond: Double(latencies.count) / duration, latencyMilliseconds: percentiles(latencies),
-            joinMilliseconds: percentiles(joinTimes), failedJoins: failedJoins, machine: Machine.description
+            joinMilliseconds: percentiles(setup.joinTimes), failedJoins: setup.failedJoins, machine: Machine.description
         )
-        if let before, let after {
+        result.sessionsEnded = traffic.ended
+        if let before = traffic.before, let after = traffic.after {
             result.serverCPUSeconds = after.cpuSeconds - before.cpuSeconds
             if !latencies.isEmpty { result.serverCPUMicrosecondsPerDelivery = (after.cpuSeconds - before.cpuSeconds) / Double(latencies.count) * 1e6 }
         }
-        if let baseline, let idle, let joined {
+        if let baseline = setup.baseline, let idle = setup.idle, let joined = setup.joined {
             result.serverRSSKiB = joined.rssKiB
             result.serverRSSKiBPerSession = Double(idle.rssKiB - baseline.rssKiB) / Double(sessions)
         }
         return result
     }
 
+    /// One run at `rate`.
+    func execute() async throws -> FanoutResult {
+        let progress = quiet ? nil : Task { await showProgress(total: rooms * roomSize) }
+        defer { progress?.cancel() }
+        let setup = try await setUp()
+        defer { Task { await Logins.closeAll(setup.clients) } }
+        return result(setup, await traffic(setup, rate: rate))
+    }
+
+    /// Whether a phase sustained its load: nothing lost, p99 under the limit.
+    static func sustained(_ result: FanoutResult, p99Limit: Double) -> Bool {
+        result.lost == 0 && result.failedJoins == 0 && result.sessionsEnded == 0
+            && (result.latencyMilliseconds["p99"] ?? .infinity) < p99Limit
+    }
+
+    /// The highest rate that is sustained: from `rate`, doubling until a phase fails,
+    /// then `steps` bisections between the last success and the failure; then a phase
+    /// at half of that rate, for the time to deliver under ordinary load.
+    func search(p99Limit: Double, steps: Int) async throws -> (best: FanoutResult?, half: FanoutResult?, tried: [FanoutResult]) {
+        let progress = quiet ? nil : Task { await showProgress(total: rooms * roomSize) }
+        defer { progress?.cancel() }
+        var setup = try await setUp()
+        var tried: [FanoutResult] = []
+        func phase(_ rate: Double) async throws -> FanoutResult {
+            let measured = await traffic(setup, rate: rate)
+            let outcome = result(setup, measured)
+            tried.append(outcome)
+            if measured.ended > 0 {
+                // The server dropped sessions (overloaded): start the next phase afresh.
+                FileHandle.standardError.write(Data("the server ended \(measured.ended) session(s): logging in again\n".utf8))
+                await Logins.closeAll(setup.clients)
+                setup = try await setUp()
+            }
+            let verdict = Self.sustained(outcome, p99Limit: p99Limit) ? "sustained" : "not sustained"
+            FileHandle.standardError.write(
+                Data(
+                    ("rate \(String(format: "%.1f", rate))/s per room: \(String(format: "%.0f", outcome.deliveriesPerSecond)) deliveries/s, "
+                        + "p99 \(String(format: "%.2f", outcome.latencyMilliseconds["p99"] ?? .nan)) ms, lost \(outcome.lost): \(verdict)\n").utf8
+                )
+            )
+            // Let a backlog drain before the next phase.
+            try? await Task.sleep(for: .seconds(1))
+            return outcome
+        }
+        var best: FanoutResult?
+        var low = 0.0
+        var high = rate
+        while true {
+            let outcome = try await phase(high)
+            guard Self.sustained(outcome, p99Limit: p99Limit) else { break }
+            best = outcome
+            low = high
+            high *= 2
+        }
+        for _ in 0..<max(0, steps) where low > 0 {
+            let middle = (low + high) / 2
+            let outcome = try await phase(middle)
+            if Self.sustained(outcome, p99Limit: p99Limit) {
+                best = outcome
+                low = middle
+            } else {
+                high = middle
+            }
+        }
+        var half: FanoutResult?
+        if let best { half = try await phase(best.ratePerRoom / 2) }
+        await Logins.closeAll(setup.clients)
+        return (best, half, tried)
+    }
+
     enum Outcome: Sendable {
-        case received([UInt64])
+        case received([UInt64], Bool)
         case sent(Int)
         case sample(Int, ProcessSample?)
     }

@@ -189,11 +189,13 @@ enum Joins {
 /// Reads one client's stream during the run: every room message from the bench is
 /// timed; those sent inside the window are kept.
 enum Receiver {
-    static func read(_ client: XMPPClient, window: Window, until stop: UInt64, counters: LiveCounters) async -> [UInt64] {
+    /// The times to deliver, and whether the server ended the session meanwhile.
+    static func read(_ client: XMPPClient, window: Window, until stop: UInt64, counters: LiveCounters) async -> (latencies: [UInt64], ended: Bool) {
         var latencies: [UInt64] = []
         while true {
             let now = monotonicNanoseconds()
             guard now < stop, let event = await client.next(timeout: .nanoseconds(Int64(stop - now))) else { break }
+            if event == .streamClosed || event == .disconnected { return (latencies, true) }
             guard case .element(let element) = event, element.name == "message",
                 let body = element.child("body")?.text, body.hasPrefix("bench|")
             else { continue }
@@ -203,7 +205,7 @@ enum Receiver {
             guard fields.count == 4, let sent = UInt64(fields[3]), arrived >= sent else { continue }
             if window.contains(sent) { latencies.append(arrived - sent) }
         }
-        return latencies
+        return (latencies, false)
     }
 }
 
