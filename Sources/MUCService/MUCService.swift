@@ -96,6 +96,8 @@ public final class MUCService: Sendable {
     let rooms = Mutex<[JID: RoomBox]>([:])
     private let writes = WriteQueue<WriteItem>()
     let counterState = Mutex(Counters())
+    /// Counted on every room output, so an atomic rather than `counterState`'s lock.
+    let deliveryCount = Atomic<Int>(0)
 
     public struct Counters: Sendable {
         public var activations = 0
@@ -161,7 +163,11 @@ public final class MUCService: Sendable {
     }
 
     /// What this node's rooms have done so far (for `/metrics`).
-    public var counters: Counters { counterState.withLock { $0 } }
+    public var counters: Counters {
+        var counters = counterState.withLock { $0 }
+        counters.deliveries = deliveryCount.load(ordering: .relaxed)
+        return counters
+    }
 
     /// Rooms this node serves now.
     public var roomCount: Int { rooms.withLock { $0.count } }
@@ -568,7 +574,7 @@ public final class MUCService: Sendable {
             return true
         }
         let copies = groups.reduce(0) { $0 + $1.recipients.count }
-        counterState.withLock { $0.deliveries += copies }
+        deliveryCount.add(copies, ordering: .relaxed)
         guard durable || slot.deferred > 0, let fence = slot.fence else {
             for group in groups { output.deliver(group.stanza, to: group.recipients, node: group.node) }
             return

@@ -5,11 +5,13 @@ import Foundation
 /// records of the domain, looked up once per domain, ordered afresh for each
 /// connection; and counts which endpoint each connection used, for a summary.
 public actor EndpointFinder {
-    public struct Candidate: Sendable {
+    public struct Candidate: Sendable, CustomStringConvertible {
         public var endpoint: XMPPEndpoint
         /// The address to connect to: the endpoint's host as the named DNS server
         /// resolves it, else the host name itself (for the system resolver).
         public var address: String
+
+        public var description: String { "\(endpoint)" + (address == endpoint.host ? "" : " at \(address)") }
     }
 
     /// The domain every lookup uses instead of the client's (--domain).
@@ -71,6 +73,37 @@ public actor EndpointFinder {
         let found = await discovery.address(of: endpoint.host) ?? endpoint.host
         addresses[endpoint.host] = found
         return found
+    }
+
+    /// No endpoint of the domain accepted: why each one failed.
+    public struct Unreachable: Error, CustomStringConvertible {
+        public var domain: String
+        public var failures: [String]
+        public var description: String {
+            "cannot connect to \(domain): " + (failures.isEmpty ? "no endpoint to try" : failures.joined(separator: "; "))
+        }
+    }
+
+    /// Tries the endpoints of `domain` in order (as `order` rearranges them) until
+    /// `attempt` succeeds (RFC 6120 §3.2.1: the next record when one fails), and
+    /// tallies each try. `attempt` returns nil to skip an endpoint.
+    public nonisolated func connect<Connection: Sendable>(
+        to domain: String,
+        order: ([Candidate]) -> [Candidate] = { $0 },
+        _ attempt: (Candidate) async throws -> Connection?
+    ) async throws -> (Connection, Candidate) {
+        var failures: [String] = []
+        for candidate in order(await candidates(for: domain)) {
+            do {
+                guard let connection = try await attempt(candidate) else { continue }
+                await connected(candidate.endpoint)
+                return (connection, candidate)
+            } catch {
+                await refused(candidate.endpoint)
+                failures.append("\(candidate): \(error)")
+            }
+        }
+        throw Unreachable(domain: domain, failures: failures)
     }
 
     public func connected(_ endpoint: XMPPEndpoint) { tally(endpoint) { $0.connections += 1 } }

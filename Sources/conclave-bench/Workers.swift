@@ -57,29 +57,23 @@ struct Logins: Sendable {
         var options = self.options
         if !connection.sources.isEmpty { options.sourceAddress = connection.sources[index % connection.sources.count] }
         let user = "\(connection.userPrefix)\(index + 1)"
-        var client: XMPPClient?
-        var failures: [String] = []
+        let client: XMPPClient
         if !servers.isEmpty {
             let server = servers[index % servers.count]
             client = try await XMPPClient.connect(host: server.host, port: server.port, domain: connection.domain, options: options)
         } else if let finder {
             let base = options.tls
-            for candidate in await finder.candidates(for: connection.domain) {
-                if candidate.endpoint.directTLS, base == .none { continue }
-                options.tls = candidate.endpoint.directTLS ? .direct : base
-                do {
-                    client = try await XMPPClient.connect(
-                        host: candidate.address, port: candidate.endpoint.port, domain: connection.domain, options: options
-                    )
-                    await finder.connected(candidate.endpoint)
-                    break
-                } catch {
-                    await finder.refused(candidate.endpoint)
-                    failures.append("\(candidate.endpoint): \(error)")
-                }
+            (client, _) = try await finder.connect(to: connection.domain) { candidate in
+                if candidate.endpoint.directTLS, base == .none { return nil }
+                var attemptOptions = options
+                attemptOptions.tls = candidate.endpoint.directTLS ? .direct : base
+                return try await XMPPClient.connect(
+                    host: candidate.address, port: candidate.endpoint.port, domain: connection.domain, options: attemptOptions
+                )
             }
+        } else {
+            throw ValidationError("\(user): no server to connect to")
         }
-        guard let client else { throw ValidationError("\(user): cannot connect: \(failures.joined(separator: "; "))") }
         do {
             try await client.authenticate(username: user, password: connection.password, preferred: mechanisms)
             _ = try await client.bind(resource: "bench")

@@ -134,33 +134,30 @@ final class ScriptRunner {
             }
         } else if let finder {
             // DNS SRV (RFC 6120 §3.2.1): each endpoint in order until one accepts.
-            var failures: [String] = []
-            for candidate in spread(await finder.candidates(for: jid.domainpart)) {
-                let endpoint = candidate.endpoint
-                if endpoint.directTLS {
-                    guard options.tls != .none else { continue }
-                    clientOptions.tls = .direct
-                } else {
-                    clientOptions.tls = options.tls
+            do {
+                let (connected, candidate) = try await finder.connect(to: jid.domainpart, order: spread) { candidate -> XMPPClient? in
+                    let endpoint = candidate.endpoint
+                    if endpoint.directTLS {
+                        guard options.tls != .none else { return nil }
+                        clientOptions.tls = .direct
+                    } else {
+                        clientOptions.tls = options.tls
+                    }
+                    log(name, "…", "connecting to \(candidate) as \(jid)")
+                    do {
+                        return try await XMPPClient.connect(
+                            host: candidate.address, port: endpoint.port, domain: jid.domainpart, options: clientOptions
+                        )
+                    } catch {
+                        log(name, "…", "\(candidate) failed (\(error)); trying the next record")
+                        throw error
+                    }
                 }
-                target = "\(endpoint)" + (candidate.address == endpoint.host ? "" : " at \(candidate.address)")
-                log(name, "…", "connecting to \(target) as \(jid)")
-                do {
-                    client = try await XMPPClient.connect(
-                        host: candidate.address, port: endpoint.port, domain: jid.domainpart, options: clientOptions
-                    )
-                    await finder.connected(endpoint)
-                    usedEndpoints.insert(endpoint.host)
-                    break
-                } catch {
-                    log(name, "…", "\(target) failed (\(error)); trying the next record")
-                    await finder.refused(endpoint)
-                    failures.append("\(target): \(error)")
-                }
-            }
-            if client == nil {
-                let tried = failures.isEmpty ? "no endpoint to try" : failures.joined(separator: "; ")
-                throw StepFailure(reason: "cannot connect to \(jid.domainpart): \(tried)")
+                client = connected
+                target = "\(candidate)"
+                usedEndpoints.insert(candidate.endpoint.host)
+            } catch {
+                throw StepFailure(reason: "\(error)")
             }
         }
         guard let client else { throw StepFailure(reason: "no address to connect to") }
