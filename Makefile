@@ -5,7 +5,7 @@ TEST_DB := conclave_test
 
 NODES ?= 3
 
-.PHONY: bench-compare certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
+.PHONY: bench-alloc bench-compare certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
 
 help:
 	@echo "make run             build and run one node (embedded PostgreSQL under .conclave/)"
@@ -51,6 +51,12 @@ cluster-dns:
 
 cluster-dns-stop:
 	./deploy/local/dns.sh stop
+
+# Allocation benchmarks (malloc calls per parsed stanza, per delivered copy of a room
+# message, per hash-ring lookup) in the nested package Benchmarks/, with
+# ordo-one/benchmark; the figures are in docs/benchmarks.md.
+bench-alloc:
+	cd Benchmarks && $(SWIFT) package benchmark --no-progress
 
 # The same load against a Conclave node, a 3-node cluster and Prosody (when installed;
 # installs nothing), and the table in docs/benchmarks.md (deploy/bench/compare.sh).

@@ -14,7 +14,7 @@ let package = Package(
         .executable(name: "conclave-spec", targets: ["conclave-spec"]),
         .executable(name: "conclave-bench", targets: ["conclave-bench"]),
         // For the allocation benchmarks in Benchmarks/ (a nested package).
-        .library(name: "ConclaveBenchmarkTargets", targets: ["XMPPCore", "XMPPXMLParser", "MUC", "Cluster"]),
+        .library(name: "ConclaveBenchmarkTargets", targets: ["XMPPCore", "XMPPXMLParser", "XMPPStream", "MUC", "Cluster"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
@@ -87,8 +87,10 @@ let package = Package(
         .executableTarget(
             name: "conclave-bench",
             dependencies: [
-                "XMPPCore", "XMPPStream", "XMPPDiscovery",
+                "XMPPCore", "XMPPStream", "XMPPDiscovery", "ServerRuntime",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: upcoming

@@ -77,14 +77,18 @@ public struct ClusterDatabase: Sendable {
     /// node registered since — the node must consider itself dead and start over.
     public func heartbeat(name: String, incarnation: Int64, leaseSeconds: Double) async throws -> Bool {
         let rows = try await client.query(
-            """
-            UPDATE cluster_nodes SET lease_until = now() + make_interval(secs => \(leaseSeconds)), heartbeat_at = now()
-            WHERE name = \(name) AND incarnation = \(incarnation) AND conclave_alive(lease_until) AND state <> 'left'
-            RETURNING 1
-            """,
-            logger: logger
+            Self.heartbeatStatement(name: name, incarnation: incarnation, leaseSeconds: leaseSeconds), logger: logger
         ).decode(Int.self).all()
         return !rows.isEmpty
+    }
+
+    /// Renews the lease of this incarnation while it is alive; returns a row if it did.
+    public static func heartbeatStatement(name: String, incarnation: Int64, leaseSeconds: Double) -> PostgresQuery {
+        """
+        UPDATE cluster_nodes SET lease_until = now() + make_interval(secs => \(leaseSeconds)), heartbeat_at = now()
+        WHERE name = \(name) AND incarnation = \(incarnation) AND conclave_alive(lease_until) AND state <> 'left'
+        RETURNING 1
+        """
     }
 
     public func setState(name: String, _ state: String) async throws -> Bool {

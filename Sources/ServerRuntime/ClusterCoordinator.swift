@@ -35,6 +35,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         var incarnation: Int64 = 0
         var leaseValidUntil = ContinuousClock.now
         var draining = false
+        /// The lease was lost and the node is joining again: no heartbeats meanwhile.
+        var rejoining = false
     }
 
     struct RemoteItem: Sendable {
@@ -43,10 +45,14 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         var bounce: (@Sendable (XMLElement) -> Void)?
     }
 
+    /// Renews the lease apart from everything else (nil: the heartbeat loop does).
+    private let renewer: LeaseRenewer?
+
     init(
         nodeName: String, secret: String, linkTLS: LinkTLS? = nil, settings: Settings, database: ClusterDatabase,
-        group: any EventLoopGroup, logger: Logger
+        leaseConnection: PostgresConnection.Configuration? = nil, group: any EventLoopGroup, logger: Logger
     ) {
+        renewer = leaseConnection.map { LeaseRenewer(configuration: $0, logger: logger) }
         self.nodeName = nodeName
         self.settings = settings
         self.database = database
@@ -297,9 +303,41 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
 
     /// Heartbeats, membership, remote routing and directory writes, until cancelled.
     func run() async {
+        startRenewer()
         await withDiscardingTaskGroup { group in
             group.addTask { await self.runRemoteRouting() }
             group.addTask { await self.heartbeatLoop() }
+        }
+        await renewer?.stop()
+    }
+
+    /// The lease renewed on its own thread and connection (`LeaseRenewer`).
+    private func startRenewer() {
+        guard let renewer else { return }
+        let (nodeName, leaseSeconds) = (self.nodeName, settings.leaseSeconds)
+        renewer.start(every: .seconds(settings.heartbeatSeconds)) { [self] in
+            let (incarnation, paused) = state.withLock { ($0.incarnation, $0.rejoining) }
+            guard incarnation > 0, !paused else { return nil }
+            return ClusterDatabase.heartbeatStatement(name: nodeName, incarnation: incarnation, leaseSeconds: leaseSeconds)
+        } done: { [self] result, sent in
+            renewed(result, sent: sent)
+        }
+    }
+
+    private func renewed(_ result: Result<Bool, any Error>, sent: ContinuousClock.Instant) {
+        switch result {
+        case .success(true):
+            let wasServing = canServe
+            state.withLock { $0.leaseValidUntil = sent + .seconds(settings.leaseSeconds) - .milliseconds(200) }
+            if !wasServing { service?.resumeHeld() }
+        case .success(false):
+            state.withLock { $0.rejoining = true }
+            Task {
+                await leaseLost()
+                state.withLock { $0.rejoining = false }
+            }
+        case .failure(let error):
+            logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
         }
     }
 
@@ -313,14 +351,18 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             try? await Task.sleep(for: .seconds(settings.heartbeatSeconds))
             if Task.isCancelled { return }
             let sent = ContinuousClock.now
+            // While the renewer's lost lease is being taken again, start() reads the membership.
+            if state.withLock({ $0.rejoining }) { continue }
             do {
-                let incarnation = self.incarnation
-                if try await database.heartbeat(name: nodeName, incarnation: incarnation, leaseSeconds: settings.leaseSeconds) {
-                    let wasServing = canServe
-                    state.withLock { $0.leaseValidUntil = sent + .seconds(settings.leaseSeconds) - .milliseconds(200) }
-                    if !wasServing { service?.resumeHeld() }
-                } else {
-                    await leaseLost()
+                if renewer == nil {
+                    let incarnation = self.incarnation
+                    if try await database.heartbeat(name: nodeName, incarnation: incarnation, leaseSeconds: settings.leaseSeconds) {
+                        let wasServing = canServe
+                        state.withLock { $0.leaseValidUntil = sent + .seconds(settings.leaseSeconds) - .milliseconds(200) }
+                        if !wasServing { service?.resumeHeld() }
+                    } else {
+                        await leaseLost()
+                    }
                 }
                 try await refreshMembership()
                 beats += 1

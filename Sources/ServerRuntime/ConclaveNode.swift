@@ -93,7 +93,8 @@ public final class ConclaveNode: Service {
                 settings: .init(
                     leaseSeconds: configuration.cluster.leaseSeconds, heartbeatSeconds: configuration.cluster.heartbeatSeconds
                 ),
-                database: clusterDatabase, group: MultiThreadedEventLoopGroup.singleton, logger: logger
+                database: clusterDatabase, leaseConnection: listenConfiguration,
+                group: MultiThreadedEventLoopGroup.singleton, logger: logger
             )
             let router = LocalRouter(
                 domain: domain,

@@ -310,6 +310,19 @@ public final class LocalRouter: C2SDelegate {
     /// Copies of `stanza` for local sessions (room output from any node).
     func deliverLocal(_ stanza: XMLElement, to recipients: [JID]) {
         let sessions = table.withLock { table in recipients.map { table.sessions[$0]?.session } }
+        if stanza.stanzaKind == .message, MUCInternal.leftToken(stanza) == nil {
+            // A message (a room's groupchat copies): serialized once; each copy is written
+            // from it into its session's output.
+            let prepared = PreparedStanza(stanza)
+            var copies: [(session: C2SSession, recipient: JID)] = []
+            copies.reserveCapacity(recipients.count)
+            for (recipient, session) in zip(recipients, sessions) {
+                guard let session else { continue }
+                copies.append((session, recipient))
+            }
+            C2SSession.deliver(prepared, to: copies)
+            return
+        }
         for (recipient, session) in zip(recipients, sessions) {
             var copy = stanza
             copy[attribute: "to"] = recipient.description

@@ -33,6 +33,10 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     private var phase = Phase.awaitingHeader
     private var headerSent = false
+    /// This tick's stanzas, written at its end (`appendOutput`), and the buffer of an
+    /// earlier tick to use again.
+    private var output: ByteBuffer?
+    private var spareOutput: ByteBuffer?
     private var tlsActive: Bool
     /// The certificate this connection uses (a reload affects later connections only).
     private let tls: C2STLS?
@@ -531,11 +535,45 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     func send(_ element: XMLElement) {
         guard !isClosed else { return }
         configuration.metrics.sent(element.name, isError: element[attribute: "type"] == "error")
-        write(element.serialized(parentNamespace: Namespace.client))
+        let text = element.serialized(parentNamespace: Namespace.client)
+        guard case .bound = phase, let context else { return write(text) }
+        appendOutput(context) { $0.writeString(text) }
     }
 
+    /// A room's copy of a prepared stanza, for `recipient`.
+    func send(_ stanza: PreparedStanza, to recipient: JID) {
+        guard !isClosed, case .bound = phase, let context else { return }
+        configuration.metrics.sent(stanza.name, isError: stanza.isError)
+        appendOutput(context) { stanza.write(to: recipient, into: &$0) }
+    }
+
+    /// The stanzas a bound session is sent during one event-loop tick go into one buffer,
+    /// written and flushed at the end of the tick (one run of TLS records, one system
+    /// call). Its memory serves again at a later tick once the channel has let go of it.
+    private func appendOutput(_ context: ChannelHandlerContext, _ body: (inout ByteBuffer) -> Void) {
+        if output == nil {
+            if var buffer = spareOutput.take() {
+                buffer.clear()
+                output = buffer
+            } else {
+                output = context.channel.allocator.buffer(capacity: 1024)
+            }
+            context.eventLoop.assumeIsolated().execute { [self] in flushOutput() }
+        }
+        body(&output!)
+    }
+
+    private func flushOutput() {
+        guard let buffer = output.take(), let context else { return }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        if buffer.capacity <= 64 * 1024 { spareOutput = buffer }
+    }
+
+    /// Written and flushed at once (negotiation, stream errors, the end of the stream),
+    /// after whatever this tick's output holds.
     private func write(_ text: String) {
         guard let context else { return }
+        if let pending = output.take() { context.write(wrapOutboundOut(pending), promise: nil) }
         let buffer = context.channel.allocator.buffer(string: text)
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
@@ -559,6 +597,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     private func close() {
         phase = .closed
+        flushOutput()
         context?.close(promise: nil)
     }
 }

@@ -27,6 +27,29 @@ public final class C2SSession: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Copies of a prepared stanza for sessions that may be on several event loops: one
+    /// task per event loop writes that loop's copies.
+    public static func deliver(_ stanza: PreparedStanza, to copies: [(session: C2SSession, recipient: JID)]) {
+        guard let first = copies.first else { return }
+        if copies.allSatisfy({ $0.session.eventLoop === first.session.eventLoop }) {
+            deliver(stanza, to: copies, on: first.session.eventLoop)
+            return
+        }
+        var byLoop: [ObjectIdentifier: [(session: C2SSession, recipient: JID)]] = [:]
+        for copy in copies { byLoop[ObjectIdentifier(copy.session.eventLoop), default: []].append(copy) }
+        for loopCopies in byLoop.values { deliver(stanza, to: loopCopies, on: loopCopies[0].session.eventLoop) }
+    }
+
+    private static func deliver(_ stanza: PreparedStanza, to copies: [(session: C2SSession, recipient: JID)], on loop: any EventLoop) {
+        if loop.inEventLoop {
+            for copy in copies { copy.session.connection.value.send(stanza, to: copy.recipient) }
+        } else {
+            loop.execute {
+                for copy in copies { copy.session.connection.value.send(stanza, to: copy.recipient) }
+            }
+        }
+    }
+
     /// Ends the session with a stream error (for example `<conflict/>` when another
     /// session binds the same full JID).
     public func close(with error: StreamError) {

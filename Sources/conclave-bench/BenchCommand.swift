@@ -11,8 +11,18 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "conclave-bench",
         abstract: "Measure an XMPP server's Multi-User Chat: fan-out throughput and time to deliver.",
-        subcommands: [Fanout.self, Accounts.self]
+        subcommands: [Fanout.self, Kick.self, Accounts.self]
     )
+
+    static func main() async {
+        // One file descriptor per client: take the hard limit on open files.
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        await main(nil)
+    }
 }
 
 /// Where the clients connect and how they log in (shared by the workloads).

@@ -30,11 +30,15 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: "Seconds of traffic before measuring.") var warmup = 2.0
     @Option(help: "Seconds to wait for copies after the last measured message.") var drain = 2.0
     @Option(help: "Occupants per room that take turns sending.") var senders = 1
+    @Option(help: "A shell command run once during the measured window (e.g. starting another node), at --during-at.")
+    var during: String?
+    @Option(help: "Seconds into the measured window at which --during starts.") var duringAt = 0.0
+    @Option(help: "After the rooms are full: how many times an occupant of the first room leaves and joins again, timed.") var joinProbes = 10
     @Option(name: .customLong("server-pid"), help: "A server process to read CPU time and memory of (repeatable).") var serverPIDs: [Int32] = []
     @Option(help: "A label for the result (e.g. the server's name).") var label = "server"
     @Option(help: "Write the result as JSON to this file.") var json: String?
     @Flag(help: "No progress lines on standard error.") var quiet = false
-    @Flag(help: "Find the highest rate with nothing lost and p99 under --p99-limit (from --rate, doubling, then bisecting), then measure at half of it.")
+    @Flag(help: "Find the highest rate with nothing lost and p99 under --p99-limit (from --rate, doubling, or halving when --rate is too much, then bisecting), then measure at half of it.")
     var search = false
     @Option(help: "With --search: the p99 time to deliver (ms) a sustained rate stays under.") var p99Limit = 100.0
     @Option(help: "With --search: bisection steps after the first failure.") var searchSteps = 3
@@ -44,6 +48,7 @@ struct Fanout: AsyncParsableCommand {
             throw ValidationError("rooms, room size, rate and duration must be positive")
         }
         guard (1...roomSize).contains(senders) else { throw ValidationError("--senders must be between 1 and --room-size") }
+        if during != nil, search { throw ValidationError("--during runs in one measured window: not with --search") }
     }
 
     func run() async throws {
@@ -95,6 +100,13 @@ final class LiveCounters: Sendable {
     let joined = Atomic<Int>(0)
 }
 
+struct During: Codable, Sendable {
+    var command: String
+    var atSeconds: Double
+    var tookMilliseconds: Double
+    var status: Int32
+}
+
 struct FanoutResult: Codable, Sendable {
     var label: String
     var rooms: Int
@@ -109,6 +121,11 @@ struct FanoutResult: Codable, Sendable {
     var deliveriesPerSecond: Double
     var latencyMilliseconds: [String: Double]
     var joinMilliseconds: [String: Double]
+    /// Joins per second while the rooms filled (`--login-concurrency` joins at a time).
+    var joinsPerSecond: Double?
+    /// The time to the self-presence of an occupant that leaves and joins again a room
+    /// holding the other `roomSize - 1` occupants (`--join-probes` times).
+    var rejoinMilliseconds: [String: Double]?
     var failedJoins: Int
     /// Sessions the server ended during the measured phase (it should end none).
     var sessionsEnded = 0
@@ -116,6 +133,10 @@ struct FanoutResult: Codable, Sendable {
     var serverCPUMicrosecondsPerDelivery: Double?
     var serverRSSKiB: Int?
     var serverRSSKiBPerSession: Double?
+    /// (RSS after the joins − RSS after the logins) / (rooms × room size).
+    var serverRSSKiBPerMembership: Double?
+    /// The --during command: when it started in the window, how long it took, its exit status.
+    var during: During?
     var machine: String
 
     var table: String {
@@ -126,14 +147,27 @@ struct FanoutResult: Codable, Sendable {
             "  time to deliver  p50 \(ms("p50", latencyMilliseconds)) ms, p99 \(ms("p99", latencyMilliseconds)) ms, "
                 + "p99.9 \(ms("p99.9", latencyMilliseconds)) ms, max \(ms("max", latencyMilliseconds)) ms",
             "  join             p50 \(ms("p50", joinMilliseconds)) ms, p99 \(ms("p99", joinMilliseconds)) ms, max \(ms("max", joinMilliseconds)) ms"
-                + (failedJoins > 0 ? ", \(failedJoins) FAILED" : ""),
+                + (failedJoins > 0 ? ", \(failedJoins) FAILED" : "")
+                + (joinsPerSecond.map { String(format: ", %.0f joins/s while filling", $0) } ?? ""),
         ]
+        if let rejoin = rejoinMilliseconds {
+            lines.append("  join a full room p50 \(ms("p50", rejoin)) ms, p99 \(ms("p99", rejoin)) ms, max \(ms("max", rejoin)) ms")
+        }
+        if let during {
+            lines.append(
+                String(format: "  during           at %.1f s: exit %d after %.0f ms: ", during.atSeconds, during.status, during.tookMilliseconds)
+                    + during.command
+            )
+        }
         if sessionsEnded > 0 { lines.append("  sessions ended by the server during the run: \(sessionsEnded)") }
         if let cpu = serverCPUSeconds, let perDelivery = serverCPUMicrosecondsPerDelivery {
             lines.append("  server CPU       \(String(format: "%.2f", cpu)) s, \(String(format: "%.2f", perDelivery)) µs per delivery")
         }
         if let rss = serverRSSKiB, let perSession = serverRSSKiBPerSession {
-            lines.append("  server memory    \(rss) KiB RSS, \(String(format: "%.1f", perSession)) KiB per session")
+            lines.append(
+                "  server memory    \(rss) KiB RSS, \(String(format: "%.1f", perSession)) KiB per session"
+                    + (serverRSSKiBPerMembership.map { String(format: ", %.1f KiB per room membership", $0) } ?? "")
+            )
         }
         return lines.joined(separator: "\n")
     }
@@ -189,6 +223,9 @@ struct FanoutRun: Sendable {
     let warmup: Double
     let drain: Double
     let senders: Int
+    let joinProbes: Int
+    let during: String?
+    let duringAt: Double
     let serverPIDs: [Int32]
     let label: String
     let quiet: Bool
@@ -204,6 +241,9 @@ struct FanoutRun: Sendable {
         warmup = command.warmup
         drain = command.drain
         senders = command.senders
+        joinProbes = command.joinProbes
+        during = command.during
+        duringAt = command.duringAt
         serverPIDs = command.serverPIDs
         label = command.label
         quiet = command.quiet
@@ -216,6 +256,8 @@ struct FanoutRun: Sendable {
         var clients: [XMPPClient]
         var roomJIDs: [String]
         var joinTimes: [UInt64]
+        var joinsPerSecond: Double?
+        var rejoinTimes: [UInt64]
         var failedJoins: Int
         var baseline: ProcessSample?
         var idle: ProcessSample?
@@ -231,6 +273,7 @@ struct FanoutRun: Sendable {
         var ended = 0
         var before: ProcessSample?
         var after: ProcessSample?
+        var during: During?
     }
 
     /// Logs every user in and has them join their rooms.
@@ -256,10 +299,33 @@ struct FanoutRun: Sendable {
             live.joined.add(1, ordering: .relaxed)
         }
         let others = (0..<rooms).flatMap { room in (1..<roomSize).map { (room, $0) } }
-        let (times, failures) = await Joins.joinAll(others, clients: clients, rooms: roomJIDs, roomSize: roomSize, counters: live)
+        let filling = monotonicNanoseconds()
+        let (times, failures) = await Joins.joinAll(
+            others, clients: clients, rooms: roomJIDs, roomSize: roomSize, counters: live, concurrency: connection.loginConcurrency
+        )
+        let filled = monotonicNanoseconds()
+        let joined = ProcessSample.total(serverPIDs)
+        // An occupant leaves the full first room and joins again: the cost of joining a
+        // room of this size (the occupant list it receives, the presence to everyone).
+        var rejoinTimes: [UInt64] = []
+        var probeFailures = 0
+        let prober = clients[roomSize - 1]
+        let nick = "o\(roomSize - 1)"
+        for _ in 0..<(roomSize > 1 ? joinProbes : 0) {
+            guard await Joins.leave(prober, room: roomJIDs[0], nick: nick) else {
+                probeFailures += 1
+                break
+            }
+            switch await Joins.join(prober, room: roomJIDs[0], nick: nick, create: false) {
+            case .success(let time): rejoinTimes.append(time)
+            case .failure: probeFailures += 1
+            }
+        }
         return Setup(
-            clients: clients, roomJIDs: roomJIDs, joinTimes: joinTimes + times, failedJoins: failedJoins + failures,
-            baseline: baseline, idle: idle, joined: ProcessSample.total(serverPIDs)
+            clients: clients, roomJIDs: roomJIDs, joinTimes: joinTimes + times,
+            joinsPerSecond: others.isEmpty ? nil : Double(others.count) / (Double(filled - filling) / 1e9),
+            rejoinTimes: rejoinTimes, failedJoins: failedJoins + failures + probeFailures,
+            baseline: baseline, idle: idle, joined: joined
         )
     }
 
@@ -300,6 +366,15 @@ struct FanoutRun: Sendable {
                 await sleep(until: measureEnd)
                 return .sample(1, ProcessSample.total(serverPIDs))
             }
+            if let command = during {
+                let at = duringAt
+                group.addTask {
+                    await sleep(until: measureStart + UInt64(at * 1e9))
+                    let started = monotonicNanoseconds()
+                    let status = await runShell(command)
+                    return .during(During(command: command, atSeconds: at, tookMilliseconds: Double(monotonicNanoseconds() - started) / 1e6, status: status))
+                }
+            }
             for await outcome in group {
                 switch outcome {
                 case .received(let values, let ended):
@@ -308,6 +383,7 @@ struct FanoutRun: Sendable {
                 case .sent(let count): traffic.sent += count
                 case .sample(0, let sample): traffic.before = sample
                 case .sample(_, let sample): traffic.after = sample
+                case .during(let during): traffic.during = during
                 }
             }
         }
@@ -325,6 +401,9 @@ struct FanoutRun: Sendable {
             joinMilliseconds: percentiles(setup.joinTimes), failedJoins: setup.failedJoins, machine: Machine.description
         )
         result.sessionsEnded = traffic.ended
+        result.joinsPerSecond = setup.joinsPerSecond
+        result.during = traffic.during
+        if !setup.rejoinTimes.isEmpty { result.rejoinMilliseconds = percentiles(setup.rejoinTimes) }
         if let before = traffic.before, let after = traffic.after {
             result.serverCPUSeconds = after.cpuSeconds - before.cpuSeconds
             if !latencies.isEmpty { result.serverCPUMicrosecondsPerDelivery = (after.cpuSeconds - before.cpuSeconds) / Double(latencies.count) * 1e6 }
@@ -332,6 +411,7 @@ struct FanoutRun: Sendable {
         if let baseline = setup.baseline, let idle = setup.idle, let joined = setup.joined {
             result.serverRSSKiB = joined.rssKiB
             result.serverRSSKiBPerSession = Double(idle.rssKiB - baseline.rssKiB) / Double(sessions)
+            result.serverRSSKiBPerMembership = Double(joined.rssKiB - idle.rssKiB) / Double(sessions)
         }
         return result
     }
@@ -383,12 +463,32 @@ struct FanoutRun: Sendable {
         var best: FanoutResult?
         var low = 0.0
         var high = rate
-        while true {
-            let outcome = try await phase(high)
-            guard Self.sustained(outcome, p99Limit: p99Limit) else { break }
-            best = outcome
-            low = high
-            high *= 2
+        let first = try await phase(rate)
+        if Self.sustained(first, p99Limit: p99Limit) {
+            // Up: double while sustained.
+            best = first
+            low = rate
+            high = rate * 2
+            while true {
+                let outcome = try await phase(high)
+                guard Self.sustained(outcome, p99Limit: p99Limit) else { break }
+                best = outcome
+                low = high
+                high *= 2
+            }
+        } else {
+            // Down: halve (at most 5 times) until sustained.
+            var lower = rate / 2
+            while lower >= rate / 32 {
+                let outcome = try await phase(lower)
+                if Self.sustained(outcome, p99Limit: p99Limit) {
+                    best = outcome
+                    low = lower
+                    break
+                }
+                high = lower
+                lower /= 2
+            }
         }
         for _ in 0..<max(0, steps) where low > 0 {
             let middle = (low + high) / 2
@@ -410,6 +510,7 @@ struct FanoutRun: Sendable {
         case received([UInt64], Bool)
         case sent(Int)
         case sample(Int, ProcessSample?)
+        case during(During)
     }
 
     private func showProgress(total: Int) async {
@@ -441,6 +542,30 @@ struct Window: Sendable {
     var start: UInt64
     var end: UInt64
     func contains(_ time: UInt64) -> Bool { time >= start && time < end }
+}
+
+/// Runs `command` with /bin/sh and returns its exit status (127 when it cannot start).
+/// (posix_spawn and waitpid on a thread of its own: Foundation's Process notices the end
+/// of a command only once every process that inherited its descriptors is gone, and a
+/// command that starts a server leaves one running.)
+func runShell(_ command: String) async -> Int32 {
+    await withCheckedContinuation { continuation in
+        Thread.detachNewThread {
+            let arguments = ["/bin/sh", "-c", command]
+            var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
+            argv.append(nil)
+            defer { for pointer in argv { free(pointer) } }
+            var pid: pid_t = 0
+            guard posix_spawn(&pid, "/bin/sh", nil, nil, argv, environ) == 0 else {
+                continuation.resume(returning: 127)
+                return
+            }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) == -1, errno == EINTR {}
+            // WIFEXITED / WEXITSTATUS
+            continuation.resume(returning: status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f))
+        }
+    }
 }
 
 func sleep(until deadline: UInt64) async {

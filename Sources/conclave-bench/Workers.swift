@@ -147,6 +147,20 @@ enum Joins {
         }
     }
 
+    /// Leaves `room`; whether the server confirmed it (the unavailable self-presence).
+    static func leave(_ client: XMPPClient, room: String, nick: String) async -> Bool {
+        let full = "\(room)/\(nick)"
+        client.send(XMLElement("presence", namespace: Namespace.client, ["to": full, "type": "unavailable"]))
+        do {
+            while true {
+                let element = try await client.nextElement(timeout: .seconds(30))
+                if element.name == "presence", element[attribute: "from"] == full, element.type == "unavailable" { return true }
+            }
+        } catch {
+            return false
+        }
+    }
+
     /// Occupant `k` of room `r` is client `r * roomSize + k`, nick `o<k>`; a bounded
     /// number join at once.
     static func joinAll(

@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import Testing
 
 extension ClusterProcessTests {
@@ -45,7 +46,98 @@ extension ClusterProcessTests {
                 #expect(result["failedJoins"] as? Int == 0)
                 #expect((result["serverCPUSeconds"] as? Double ?? -1) >= 0, "read from /proc of the nodes")
                 #expect((result["serverRSSKiB"] as? Int ?? 0) > 0)
+                #expect(result["serverRSSKiBPerMembership"] is Double)
+                #expect((result["joinsPerSecond"] as? Double ?? 0) > 0, "6 joins while the rooms filled")
+                let rejoin = try #require(result["rejoinMilliseconds"] as? [String: Double], "10 probes by default")
+                #expect((rejoin["p50"] ?? 0) > 0)
+                #expect(run.output.contains("join a full room p50"), "\(run)")
+            }
+        }
+
+        /// `--during` runs a command inside the measured window and reports it; it is
+        /// refused with `--search`, whose phases would each run it. `kick` needs an
+        /// occupant on another node than the room's owner, and says so on a single node.
+        @Test func duringRunsACommandInTheWindow() async throws {
+            try await Cluster.run(test: "bench-during", nodes: 1) { cluster in
+                try await addBenchAccounts(cluster, count: 2)
+                let marker = cluster.directory + "/during-ran"
+                let json = cluster.directory + "/during.json"
+                let run = try await runCommand(
+                    ClusterTestEnvironment.conclaveBench,
+                    [
+                        "fanout", "--rooms", "1", "--room-size", "2", "--rate", "5", "--duration", "1.5", "--warmup", "0",
+                        "--password", "pw", "--tls", "none", "--quiet", "--join-probes", "0", "--json", json,
+                        "--server", "127.0.0.1:\(try cluster.node("node1").port)",
+                        "--during", "echo here > \(marker); exit 3", "--during-at", "0.5",
+                    ],
+                    directory: cluster.directory
+                )
+                #expect(run.status == 0, "\(run)")
+                #expect(run.output.contains("during           at 0.5 s: exit 3"), "\(run)")
+                #expect((try? String(contentsOfFile: marker, encoding: .utf8)) == "here\n")
+                let result = try #require(
+                    try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+                )
+                let during = try #require(result["during"] as? [String: Any])
+                #expect(during["status"] as? Int == 3)
+                #expect(result["rejoinMilliseconds"] == nil, "--join-probes 0")
+
+                let refused = try await runCommand(
+                    ClusterTestEnvironment.conclaveBench,
+                    ["fanout", "--search", "--during", "true", "--server", "127.0.0.1:\(try cluster.node("node1").port)"],
+                    directory: cluster.directory
+                )
+                #expect(refused.status == 64, "\(refused)")
+                #expect(refused.errors.contains("--during runs in one measured window"), "\(refused)")
+
+                // `kick` on a single node: every occupant is on the room's owner.
+                let alone = try await runCommand(
+                    ClusterTestEnvironment.conclaveBench,
+                    [
+                        "kick", "--kicks", "1", "--password", "pw", "--tls", "none", "--database-url", cluster.url.description,
+                        "--server", "127.0.0.1:\(try cluster.node("node1").port)",
+                    ],
+                    directory: cluster.directory
+                )
+                #expect(alone.status != 0, "\(alone)")
+                #expect(alone.errors.contains("no occupant was on another node"), "\(alone)")
+            }
+        }
+
+        /// `kick`: an outcast written to PostgreSQL reaches occupants on the other node.
+        @Test func kickTimesAnAffiliationChangeAcrossNodes() async throws {
+            try await Cluster.run(test: "bench-kick", nodes: 2) { cluster in
+                try await addBenchAccounts(cluster, count: 7)
+                let json = cluster.directory + "/kick.json"
+                var arguments = [
+                    "kick", "--kicks", "6", "--password", "pw", "--tls", "none", "--database-url", cluster.url.description,
+                    "--json", json,
+                ]
+                for name in cluster.nodeNames { arguments += ["--server", "127.0.0.1:\(try cluster.node(name).port)"] }
+                let run = try await runCommand(ClusterTestEnvironment.conclaveBench, arguments, directory: cluster.directory)
+                #expect(run.status == 0, "\(run)")
+                #expect(run.output.contains("kicks at occupants on other nodes than the owner"), "\(run)")
+                let result = try #require(
+                    try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+                )
+                // Users 2…7 alternate between the two nodes: 3 are away from the owner.
+                #expect(result["measured"] as? Int == 3, "\(result)")
+                #expect(((result["latencyMilliseconds"] as? [String: Double])?["p50"] ?? 0) > 0)
+                let outcasts = try await cluster.sql.scalar(
+                    "SELECT count(*)::int FROM room_affiliations WHERE affiliation = 'outcast'", as: Int32.self
+                )
+                #expect(outcasts == 3, "one outcast row per measured kick")
             }
         }
     }
+}
+
+/// `bench1` … `bench<count>` with the password "pw", made as an operator would.
+func addBenchAccounts(_ cluster: Cluster, count: Int) async throws {
+    let list = cluster.directory + "/accounts.txt"
+    let accounts = try await runCommand(
+        ClusterTestEnvironment.conclaveBench, ["accounts", "--count", "\(count)", "--password", "pw"], directory: cluster.directory
+    )
+    try accounts.output.write(toFile: list, atomically: true, encoding: .utf8)
+    _ = try await cluster.cliOK(["user", "add-from-file", list, "--log-level", "warning"])
 }

@@ -2,6 +2,7 @@
 # A local cluster: N nodes of `conclave serve` in the background, one shared database
 # and one shared cluster secret.
 #   cluster.sh up [N]   start N nodes (default 3) and wait until each one logged "node ready"
+#   cluster.sh add      start one more node (node N+1) in the running cluster
 #   cluster.sh down     drain and stop every node (SIGTERM), and PostgreSQL if `up` started it
 #   cluster.sh status   which nodes run, with their ports
 # Node i is node$i: STARTTLS on 127.0.0.1:BASE+10*(i-1), Direct TLS on the next port,
@@ -125,8 +126,67 @@ table() {
     done <"$nodes_file"
 }
 
+# Starts node$1 against database $2 in the background ($3: setsid or empty) and records
+# it in the nodes file.
+start_node() {
+    local i=$1 url=$2 detach=$3 name starttls direct link
+    name="node$i"
+    starttls=$((base + 10 * (i - 1)))
+    direct=$((starttls + 1))
+    link=$((starttls + 2))
+    echo "$name $starttls $direct $link" >>"$nodes_file"
+    $detach "$bin" serve --database-url "$url" --node-name "$name" \
+        --host 127.0.0.1 --port "$starttls" --direct-tls-port "$direct" \
+        --link-host 127.0.0.1 --link-port "$link" --http-port "$((link + 1))" --cluster-secret-file "$secret" \
+        --tls-certificate "$tls/$name.crt" --tls-key "$tls/$name.key" --cluster-tls-ca "$tls/ca.crt" \
+        --allow-plaintext-on-loopback --log-level "$level" </dev/null >"$dir/$name.log" 2>&1 &
+    echo $! >"$dir/$name.pid"
+}
+
+# Waits (up to 20 s) until each of the nodes numbered in the arguments logged "node
+# ready"; fails, with its log, when one exits first or is not ready in time.
+wait_ready() {
+    local pending="$*" still n name i
+    for ((i = 0; i < 200; i++)); do
+        still=""
+        for n in $pending; do
+            name="node$n"
+            if grep -q "node ready" "$dir/$name.log" 2>/dev/null; then continue; fi
+            if ! alive "$(pid_of "$name")" "$name"; then
+                echo "$name exited before it was ready; its log ($(show "$dir/$name.log")):" >&2
+                cat "$dir/$name.log" >&2
+                return 1
+            fi
+            still="$still $n"
+        done
+        pending=$still
+        [ -z "$pending" ] && return 0
+        sleep 0.1
+    done
+    for n in $pending; do
+        echo "node$n was not ready within 20 s; its log ($(show "$dir/node$n.log")):" >&2
+        cat "$dir/node$n.log" >&2
+    done
+    return 1
+}
+
+# One more node in a running cluster: node(N+1), with its certificate, against the
+# cluster's database; waits until it is ready.
+add() {
+    local count url detach=""
+    [ -s "$nodes_file" ] && [ -s "$url_file" ] || { echo "no cluster in $(show "$dir") to add a node to (make cluster-up first)" >&2; exit 1; }
+    count=$(grep -c . "$nodes_file")
+    url=$(cat "$url_file")
+    "$root/deploy/local/certs.sh" "$((count + 1))" || exit 1
+    command -v setsid >/dev/null && detach=setsid
+    start_node "$((count + 1))" "$url" "$detach"
+    wait_ready "$((count + 1))" || { stop_node "node$((count + 1))" 10; exit 1; }
+    echo "node$((count + 1)) running:"
+    table
+}
+
 up() {
-    local count=${1:-3} name pid i n starttls direct link url log pending still detach=""
+    local count=${1:-3} name pid i url detach=""
     case "$count" in '' | *[!0-9]* | 0) echo "usage: $0 up [N]   (N: how many nodes, at least 1)" >&2; exit 2 ;; esac
     command -v "$bin" >/dev/null || { echo "$bin not found: build first (make build)" >&2; exit 1; }
     mkdir -p "$dir"
@@ -182,47 +242,11 @@ up() {
     # setsid: the nodes outlive this script and ignore a Ctrl-C in its terminal.
     command -v setsid >/dev/null && detach=setsid
     : >"$nodes_file"
-    for ((i = 1; i <= count; i++)); do
-        name="node$i"
-        starttls=$((base + 10 * (i - 1)))
-        direct=$((starttls + 1))
-        link=$((starttls + 2))
-        log="$dir/$name.log"
-        echo "$name $starttls $direct $link" >>"$nodes_file"
-        $detach "$bin" serve --database-url "$url" --node-name "$name" \
-            --host 127.0.0.1 --port "$starttls" --direct-tls-port "$direct" \
-            --link-host 127.0.0.1 --link-port "$link" --http-port "$((link + 1))" --cluster-secret-file "$secret" \
-            --tls-certificate "$tls/$name.crt" --tls-key "$tls/$name.key" --cluster-tls-ca "$tls/ca.crt" \
-            --allow-plaintext-on-loopback --log-level "$level" </dev/null >"$log" 2>&1 &
-        echo $! >"$dir/$name.pid"
-    done
+    for ((i = 1; i <= count; i++)); do start_node "$i" "$url" "$detach"; done
 
     # Wait (up to 20 s) until every node logged "node ready"; a node that exits first
     # fails the whole `up`, with its log.
-    pending=$(seq 1 "$count")
-    for ((i = 0; i < 200; i++)); do
-        still=""
-        for n in $pending; do
-            name="node$n"
-            if grep -q "node ready" "$dir/$name.log" 2>/dev/null; then continue; fi
-            if ! alive "$(pid_of "$name")" "$name"; then
-                echo "$name exited before it was ready; its log ($(show "$dir/$name.log")):" >&2
-                cat "$dir/$name.log" >&2
-                exit 1
-            fi
-            still="$still $n"
-        done
-        pending=$still
-        [ -z "$pending" ] && break
-        sleep 0.1
-    done
-    if [ -n "$pending" ]; then
-        for n in $pending; do
-            echo "node$n was not ready within 20 s; its log ($(show "$dir/node$n.log")):" >&2
-            cat "$dir/node$n.log" >&2
-        done
-        exit 1
-    fi
+    wait_ready $(seq 1 "$count") || exit 1
     started_ok=1
 
     # The CLI finds the embedded database by itself; another one must be named.
@@ -274,7 +298,8 @@ status() {
 
 case "${1:-}" in
 up) shift; up "$@" ;;
+add) add ;;
 down) down ;;
 status) status ;;
-*) echo "usage: $0 up [N]|down|status" >&2; exit 2 ;;
+*) echo "usage: $0 up [N]|add|down|status" >&2; exit 2 ;;
 esac

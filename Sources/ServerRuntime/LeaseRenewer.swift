@@ -1,0 +1,67 @@
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import Synchronization
+
+/// Renews this node's lease on a thread and a PostgreSQL connection of its own. Client
+/// traffic that keeps the event loops, the task pool and the connection pool busy then
+/// cannot hold a heartbeat back until the other nodes declare this one dead (which drops
+/// every session): the statement waits for neither of them.
+final class LeaseRenewer: Sendable {
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let configuration: PostgresConnection.Configuration
+    private let logger: Logger
+    private let connection = Mutex<PostgresConnection?>(nil)
+    private let task = Mutex<RepeatedTask?>(nil)
+
+    init(configuration: PostgresConnection.Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Every `interval`, runs the statement `statement()` gives (none: skip this beat)
+    /// and hands `done` whether it returned a row, with the time it was sent; one beat
+    /// at a time. `done` runs on the renewer's thread.
+    func start(
+        every interval: Duration,
+        statement: @escaping @Sendable () -> PostgresQuery?,
+        done: @escaping @Sendable (Result<Bool, any Error>, ContinuousClock.Instant) -> Void
+    ) {
+        let loop = group.next()
+        let period = TimeAmount.nanoseconds(Int64(interval.components.seconds) * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000)
+        let repeated = loop.scheduleRepeatedAsyncTask(initialDelay: period, delay: period) { [self] _ in
+            guard let query = statement() else { return loop.makeSucceededVoidFuture() }
+            let sent = ContinuousClock.now
+            return connected(on: loop)
+                .flatMap { [logger] connection in connection.query(query, logger: logger) }
+                .map { result in done(.success(!result.rows.isEmpty), sent) }
+                .flatMapError { [self] error in
+                    // A broken connection is opened again at the next beat.
+                    if let broken = connection.withLock({ value -> PostgresConnection? in
+                        defer { value = nil }
+                        return value
+                    }) {
+                        broken.close().whenComplete { _ in }
+                    }
+                    done(.failure(error), sent)
+                    return loop.makeSucceededVoidFuture()
+                }
+        }
+        task.withLock { $0 = repeated }
+    }
+
+    private func connected(on loop: any EventLoop) -> EventLoopFuture<PostgresConnection> {
+        if let open = connection.withLock({ $0 }), !open.isClosed { return loop.makeSucceededFuture(open) }
+        return PostgresConnection.connect(on: loop, configuration: configuration, id: 1, logger: logger).map { [self] open in
+            connection.withLock { $0 = open }
+            return open
+        }
+    }
+
+    func stop() async {
+        task.withLock { $0 }?.cancel()
+        if let open = connection.withLock({ $0 }) { try? await open.close() }
+        try? await group.shutdownGracefully()
+    }
+}
