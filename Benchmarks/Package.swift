@@ -12,6 +12,7 @@ let rootIdentity: String = {
 
 let conclave: Target.Dependency = .product(name: "ConclaveBenchmarkTargets", package: rootIdentity)
 let benchmark: Target.Dependency = .product(name: "Benchmark", package: "benchmark")
+let support: Target.Dependency = "AllocationBenchmarkSupport"
 let plugin: Target.PluginUsage = .plugin(name: "BenchmarkPlugin", package: "benchmark")
 
 let package = Package(
@@ -26,21 +27,22 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
     ],
     targets: [
+        .target(name: "AllocationBenchmarkSupport", dependencies: [benchmark], path: "Sources/AllocationBenchmarkSupport"),
         .executableTarget(
             name: "StanzaParsing",
-            dependencies: [conclave, benchmark],
+            dependencies: [conclave, benchmark, support],
             path: "Benchmarks/StanzaParsing",
             plugins: [plugin]
         ),
         .executableTarget(
             name: "RoomFanout",
-            dependencies: [conclave, benchmark, .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [conclave, benchmark, support, .product(name: "NIOCore", package: "swift-nio")],
             path: "Benchmarks/RoomFanout",
             plugins: [plugin]
         ),
         .executableTarget(
             name: "HashRingLookup",
-            dependencies: [conclave, benchmark],
+            dependencies: [conclave, benchmark, support],
             path: "Benchmarks/HashRingLookup",
             plugins: [plugin]
         ),

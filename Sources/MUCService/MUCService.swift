@@ -136,6 +136,10 @@ public final class MUCService: Sendable {
         var stored: [JID: (Occupant, String)] = [:]
         /// Output waiting in the write queue for a durable change to be stored.
         var deferred = 0
+        /// The recipients' addresses as the room writes them in `to`, parsed: the room
+        /// addresses the same occupants again and again, and parsing a JID (with its
+        /// normalisation) was a tenth of a busy node's time.
+        var addresses: [String: JID] = [:]
     }
 
     final class RoomBox: Sendable {
@@ -547,7 +551,16 @@ public final class MUCService: Sendable {
             if stanza[attribute: "from"] == nil {
                 stanza[attribute: "from"] = request?.stanza[attribute: "to"] ?? room.jid.description
             }
-            guard let to = try? stanza.toJID() else { continue }
+            guard let text = stanza[attribute: "to"] else { continue }
+            let to: JID
+            if let known = slot.addresses[text] {
+                to = known
+            } else {
+                guard let parsed = try? JID(text) else { continue }
+                if slot.addresses.count >= 4096 { slot.addresses.removeAll(keepingCapacity: true) }
+                slot.addresses[text] = parsed
+                to = parsed
+            }
             let node: String? =
                 if let request, to == request.real { request.home } else { slot.homes[to] }
             stanza[attribute: "to"] = nil

@@ -1,5 +1,6 @@
 // HashRing.owner(of:) for room JIDs, as every node asks it for each room input.
 // One scaled iteration = one lookup.
+import AllocationBenchmarkSupport
 import Benchmark
 import Cluster
 
@@ -11,14 +12,7 @@ func ring(ofSize size: Int) -> HashRing {
 }
 
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(
-        metrics: [.mallocCountTotal, .wallClock, .throughput],
-        units: [.mallocCountTotal: .count],
-        warmupIterations: 10,
-        scalingFactor: .kilo,
-        maxDuration: .seconds(2),
-        maxIterations: 10_000
-    )
+    Benchmark.defaultConfiguration = allocationBenchmarkConfiguration(maxDuration: .seconds(2), maxIterations: 10_000)
 
     for size in [3, 16] {
         let ring = ring(ofSize: size)

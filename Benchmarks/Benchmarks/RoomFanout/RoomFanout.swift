@@ -3,6 +3,7 @@
 // 1,000 / occupantCount messages. Whatever a message costs once (the room's
 // stanza-id and occupant-id, the history entry, the effects arrays) is spread over
 // its copies, as it is in the server.
+import AllocationBenchmarkSupport
 import Benchmark
 import MUC
 import NIOCore
@@ -70,14 +71,7 @@ final class Fixture {
 }
 
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(
-        metrics: [.mallocCountTotal, .wallClock, .throughput],
-        units: [.mallocCountTotal: .count],
-        warmupIterations: 5,
-        scalingFactor: .kilo,
-        maxDuration: .seconds(3),
-        maxIterations: 1_000
-    )
+    Benchmark.defaultConfiguration = allocationBenchmarkConfiguration(warmupIterations: 5)
 
     // The room alone: Room.handle makes one XMLElement per occupant, with its `to`.
     let logic = Fixture()

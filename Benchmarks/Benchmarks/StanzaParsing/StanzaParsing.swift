@@ -2,6 +2,7 @@
 // C2SConnection does with every read: the bytes go in through
 // parse(UnsafeRawBufferPointer) and the completed element comes out. One scaled
 // iteration = one stanza.
+import AllocationBenchmarkSupport
 import Benchmark
 import XMPPCore
 import XMPPXMLParser
@@ -60,14 +61,7 @@ func feed(_ parser: XMLStreamParser, _ stanza: [UInt8], _ benchmark: Benchmark) 
 }
 
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(
-        metrics: [.mallocCountTotal, .wallClock, .throughput],
-        units: [.mallocCountTotal: .count],
-        warmupIterations: 10,
-        scalingFactor: .kilo,
-        maxDuration: .seconds(3),
-        maxIterations: 1_000
-    )
+    Benchmark.defaultConfiguration = allocationBenchmarkConfiguration()
 
     let messageParser = openParser(checking: groupchatMessage)
     Benchmark("Parse groupchat message (\(groupchatMessage.count) B), per stanza") { benchmark in
