@@ -566,7 +566,9 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     private func flushOutput() {
         guard let buffer = output.take(), let context else { return }
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        if buffer.capacity <= 64 * 1024 { spareOutput = buffer }
+        // Kept for the next tick only when small: a burst (an occupant list on joining)
+        // must not stay as memory of an idle session.
+        if buffer.capacity <= 4 * 1024 { spareOutput = buffer }
     }
 
     /// Written and flushed at once (negotiation, stream errors, the end of the stream),

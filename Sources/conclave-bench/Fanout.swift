@@ -33,6 +33,10 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: "A shell command run once during the measured window (e.g. starting another node), at --during-at.")
     var during: String?
     @Option(help: "Seconds into the measured window at which --during starts.") var duringAt = 0.0
+    @Option(help: "Share the rooms among this many child processes (each with its own connections and open files), measured as one run.")
+    var processes = 1
+    @Option(help: ArgumentHelp("The first room's number (set for a child process).", visibility: .hidden)) var firstRoom = 0
+    @Option(help: ArgumentHelp("The directory a child process and its parent share.", visibility: .hidden)) var childSync: String?
     @Option(help: "After the rooms are full: how many times an occupant of the first room leaves and joins again, timed.") var joinProbes = 10
     @Option(name: .customLong("server-pid"), help: "A server process to read CPU time and memory of (repeatable).") var serverPIDs: [Int32] = []
     @Option(help: "A label for the result (e.g. the server's name).") var label = "server"
@@ -49,12 +53,23 @@ struct Fanout: AsyncParsableCommand {
         }
         guard (1...roomSize).contains(senders) else { throw ValidationError("--senders must be between 1 and --room-size") }
         if during != nil, search { throw ValidationError("--during runs in one measured window: not with --search") }
+        guard processes >= 1 else { throw ValidationError("--processes must be at least 1") }
+        if processes > 1, search || during != nil { throw ValidationError("--processes runs one window: not with --search or --during") }
     }
 
     func run() async throws {
         let run = FanoutRun(command: self, clientOptions: try connection.clientOptions())
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        if let childSync { return try await ProcessSplit.child(run, sync: childSync, firstRoom: firstRoom) }
+        if processes > 1 {
+            if !quiet { FileHandle.standardError.write(Data("\(processes) processes log in and join, then measure together\n".utf8)) }
+            let result = try await ProcessSplit.parent(self, run: run, processes: processes)
+            print(result.table)
+            if let json { try encoder.encode(result).write(to: URL(fileURLWithPath: json)) }
+            if result.lost > 0 || result.failedJoins > 0 { throw ExitCode(2) }
+            return
+        }
         if search {
             let (best, half, tried) = try await run.search(p99Limit: p99Limit, steps: searchSteps)
             if let best {
@@ -137,12 +152,15 @@ struct FanoutResult: Codable, Sendable {
     var serverRSSKiBPerMembership: Double?
     /// The --during command: when it started in the window, how long it took, its exit status.
     var during: During?
+    /// With --processes: how many child processes shared the rooms.
+    var processes: Int?
     var machine: String
 
     var table: String {
         func ms(_ key: String, _ values: [String: Double]) -> String { values[key].map { String(format: "%.2f", $0) } ?? "-" }
         var lines = [
-            "\(label): \(rooms) room(s) × \(roomSize) occupants, \(ratePerRoom) msg/s per room, \(durationSeconds) s measured",
+            "\(label): \(rooms) room(s) × \(roomSize) occupants, \(ratePerRoom) msg/s per room, \(durationSeconds) s measured"
+                + (processes.map { " (\($0) processes)" } ?? ""),
             "  deliveries       \(deliveries) of \(expectedDeliveries) (lost \(lost)), \(String(format: "%.0f", deliveriesPerSecond))/s",
             "  time to deliver  p50 \(ms("p50", latencyMilliseconds)) ms, p99 \(ms("p99", latencyMilliseconds)) ms, "
                 + "p99.9 \(ms("p99.9", latencyMilliseconds)) ms, max \(ms("max", latencyMilliseconds)) ms",
@@ -224,6 +242,7 @@ struct FanoutRun: Sendable {
     let drain: Double
     let senders: Int
     let joinProbes: Int
+    let firstRoom: Int
     let during: String?
     let duringAt: Double
     let serverPIDs: [Int32]
@@ -242,6 +261,7 @@ struct FanoutRun: Sendable {
         drain = command.drain
         senders = command.senders
         joinProbes = command.joinProbes
+        firstRoom = command.firstRoom
         during = command.during
         duringAt = command.duringAt
         serverPIDs = command.serverPIDs
@@ -281,7 +301,7 @@ struct FanoutRun: Sendable {
         let sessions = rooms * roomSize
         let baseline = ProcessSample.total(serverPIDs)
         let logins = Logins(connection: connection, options: clientOptions)
-        let clients = try await logins.all(count: sessions, counters: live)
+        let clients = try await logins.all(count: sessions, firstUser: firstRoom * roomSize, counters: live)
         let idle = ProcessSample.total(serverPIDs)
 
         // Join: the first occupant of each room creates it, then the others join.
@@ -331,8 +351,8 @@ struct FanoutRun: Sendable {
 
     /// `rate` messages per second per room for warm-up + duration; the receivers read
     /// until the drain time after the window.
-    func traffic(_ setup: Setup, rate: Double) async -> Traffic {
-        let start = monotonicNanoseconds() + 200_000_000
+    func traffic(_ setup: Setup, rate: Double, startAt: UInt64? = nil) async -> Traffic {
+        let start = startAt ?? monotonicNanoseconds() + 200_000_000
         let measureStart = start + UInt64(warmup * 1e9)
         let measureEnd = measureStart + UInt64(duration * 1e9)
         let stopReading = measureEnd + UInt64(drain * 1e9)
@@ -545,27 +565,11 @@ struct Window: Sendable {
 }
 
 /// Runs `command` with /bin/sh and returns its exit status (127 when it cannot start).
-/// (posix_spawn and waitpid on a thread of its own: Foundation's Process notices the end
-/// of a command only once every process that inherited its descriptors is gone, and a
-/// command that starts a server leaves one running.)
+/// (posix_spawn and waitpid, not Foundation's Process: that notices the end of a command
+/// only once every process that inherited its descriptors is gone, and a command that
+/// starts a server leaves one running.)
 func runShell(_ command: String) async -> Int32 {
-    await withCheckedContinuation { continuation in
-        Thread.detachNewThread {
-            let arguments = ["/bin/sh", "-c", command]
-            var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
-            argv.append(nil)
-            defer { for pointer in argv { free(pointer) } }
-            var pid: pid_t = 0
-            guard posix_spawn(&pid, "/bin/sh", nil, nil, argv, environ) == 0 else {
-                continuation.resume(returning: 127)
-                return
-            }
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) == -1, errno == EINTR {}
-            // WIFEXITED / WEXITSTATUS
-            continuation.resume(returning: status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f))
-        }
-    }
+    await ProcessSplit.run("/bin/sh", ["-c", command])
 }
 
 func sleep(until deadline: UInt64) async {

@@ -25,8 +25,8 @@ struct Logins: Sendable {
         }
     }
 
-    /// Users 1…count, logged in and bound, in that order.
-    func all(count: Int, counters: LiveCounters) async throws -> [XMPPClient] {
+    /// Users firstUser+1 … firstUser+count, logged in and bound, in that order.
+    func all(count: Int, firstUser: Int = 0, counters: LiveCounters) async throws -> [XMPPClient] {
         let servers = try servers()
         let dns = try connection.dnsServer.map { try DNSServerAddress(parsing: $0) }
         let finder = servers.isEmpty ? EndpointFinder(domain: connection.domain, server: dns, seed: nil) : nil
@@ -41,7 +41,7 @@ struct Logins: Sendable {
                     let index = next
                     next += 1
                     group.addTask {
-                        (index, try await login(index, servers: servers, finder: finder, mechanisms: mechanisms))
+                        (index, try await login(firstUser + index, servers: servers, finder: finder, mechanisms: mechanisms))
                     }
                 }
                 guard let (index, client) = try await group.next() else { break }

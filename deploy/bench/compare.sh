@@ -16,7 +16,8 @@
 # joining a loaded 2-node cluster (conclave-bench fanout --during 'cluster.sh add').
 # Environment: BENCH_RUNS (default 3), BENCH_DURATION (s per phase, default 5),
 # BENCH_STEPS (bisections, default 2), BENCH_SYSTEMS (default "conclave conclave3 prosody
-# ejabberd"), BENCH_WORKLOADS (default "10 100 1000"), BENCH_WRITE_DOC (default 1).
+# ejabberd"), BENCH_WORKLOADS (default "10 100 1000"), BENCH_WRITE_DOC (default 1),
+# BENCH_KEEP (1: keep the results of earlier runs in .conclave/bench).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
@@ -40,9 +41,16 @@ if ! "$db" status >/dev/null 2>&1; then "$db" start >/dev/null || exit 1; starte
 prosody_pid=""
 ejabberd_dir="$root/.conclave/bench-ejabberd"
 ejabberd_up=0
+# As root: ejabberd's user through setpriv, not su, whose PAM session would bring the
+# limit of open files back to 1,024 (too few for 1,000 sessions: "too many open files").
 ejabberdctl_() {
-    ejabberdctl --config "$ejabberd_dir/ejabberd.yml" --ctl-config "$ejabberd_dir/ejabberdctl.cfg" \
-        --spool "$ejabberd_dir/spool" --logs "$ejabberd_dir/logs" "$@"
+    local as=()
+    [ "$(id -u)" = 0 ] && as=(env HOME=/var/lib/ejabberd setpriv --reuid=ejabberd --regid=ejabberd --init-groups)
+    (
+        ulimit -n 65536 2>/dev/null || true
+        "${as[@]}" ejabberdctl --config "$ejabberd_dir/ejabberd.yml" --ctl-config "$ejabberd_dir/ejabberdctl.cfg" \
+            --spool "$ejabberd_dir/spool" --logs "$ejabberd_dir/logs" "$@"
+    )
 }
 cluster_() { CONCLAVE_CLUSTER_DIR=$cluster_dir "$cluster" "$@"; }
 cleanup() {
@@ -206,7 +214,8 @@ cluster_figures() {
 # One certificate for every system: node1's, signed by the local CA (deploy/local/certs.sh).
 tls="${CONCLAVE_TLS_DIR:-$root/.conclave/tls}"
 "$root/deploy/local/certs.sh" 3 >/dev/null || exit 1
-rm -f "$out"/*.json "$out/lease-lost.log"
+# BENCH_KEEP=1 keeps the results of earlier runs (to run one system or workload again).
+[ "${BENCH_KEEP:-0}" = 1 ] || rm -f "$out"/*.json "$out/lease-lost.log"
 rm -rf "$ejabberd_dir/spool.accounts"
 started=$(date +%s)
 for workload in $workloads; do
