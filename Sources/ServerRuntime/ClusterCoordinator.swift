@@ -45,14 +45,14 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         var bounce: (@Sendable (XMLElement) -> Void)?
     }
 
-    /// Renews the lease apart from everything else (nil: the heartbeat loop does).
-    private let renewer: LeaseRenewer?
+    /// Renews the lease apart from everything else.
+    private let renewer: LeaseRenewer
 
     init(
         nodeName: String, secret: String, linkTLS: LinkTLS? = nil, settings: Settings, database: ClusterDatabase,
-        leaseConnection: PostgresConnection.Configuration? = nil, group: any EventLoopGroup, logger: Logger
+        leaseConnection: PostgresConnection.Configuration, group: any EventLoopGroup, logger: Logger
     ) {
-        renewer = leaseConnection.map { LeaseRenewer(configuration: $0, logger: logger) }
+        renewer = LeaseRenewer(configuration: leaseConnection, logger: logger)
         self.nodeName = nodeName
         self.settings = settings
         self.database = database
@@ -308,12 +308,11 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             group.addTask { await self.runRemoteRouting() }
             group.addTask { await self.heartbeatLoop() }
         }
-        await renewer?.stop()
+        await renewer.stop()
     }
 
     /// The lease renewed on its own thread and connection (`LeaseRenewer`).
     private func startRenewer() {
-        guard let renewer else { return }
         let (nodeName, leaseSeconds) = (self.nodeName, settings.leaseSeconds)
         renewer.start(every: .seconds(settings.heartbeatSeconds)) { [self] in
             let (incarnation, paused) = state.withLock { ($0.incarnation, $0.rejoining) }
@@ -350,20 +349,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(settings.heartbeatSeconds))
             if Task.isCancelled { return }
-            let sent = ContinuousClock.now
             // While the renewer's lost lease is being taken again, start() reads the membership.
             if state.withLock({ $0.rejoining }) { continue }
             do {
-                if renewer == nil {
-                    let incarnation = self.incarnation
-                    if try await database.heartbeat(name: nodeName, incarnation: incarnation, leaseSeconds: settings.leaseSeconds) {
-                        let wasServing = canServe
-                        state.withLock { $0.leaseValidUntil = sent + .seconds(settings.leaseSeconds) - .milliseconds(200) }
-                        if !wasServing { service?.resumeHeld() }
-                    } else {
-                        await leaseLost()
-                    }
-                }
                 try await refreshMembership()
                 beats += 1
                 if beats % 600 == 0 { try? await database.pruneEvents() }
