@@ -48,15 +48,33 @@ start() {
     done <"$nodes_file"
     # As root, dnsmasq drops to an unprivileged user, so the pid file is written by
     # this script (from $!), not by dnsmasq.
+    # Until it says "started", the child is only checked for being alive: right after
+    # the fork it is still this script (not yet dnsmasq in /proc/PID/cmdline).
     "$dnsmasq" --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
         --listen-address=127.0.0.1 --bind-interfaces --port="$port" --log-queries --log-facility=- \
         "${records[@]}" </dev/null >"$log" 2>&1 &
-    echo $! >"$pid_file"
-    for _ in $(seq 1 100); do
+    local pid=$! status
+    echo "$pid" >"$pid_file"
+    for _ in $(seq 1 200); do
         grep -q "started" "$log" 2>/dev/null && break
-        running || { echo "dnsmasq did not start:" >&2; cat "$log" >&2; rm -f "$pid_file"; exit 1; }
+        # A dnsmasq that exited is a zombie until it is waited for: state Z.
+        if ! kill -0 "$pid" 2>/dev/null || [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" = Z ]; then
+            wait "$pid"
+            status=$?
+            echo "dnsmasq did not start (exit status $status):" >&2
+            cat "$log" >&2
+            rm -f "$pid_file"
+            exit 1
+        fi
         sleep 0.05
     done
+    if ! grep -q "started" "$log" 2>/dev/null; then
+        echo "dnsmasq did not say it started within 10 s:" >&2
+        cat "$log" >&2
+        kill "$pid" 2>/dev/null
+        rm -f "$pid_file"
+        exit 1
+    fi
     echo "dnsmasq on 127.0.0.1:$port serves SRV records of localhost for $i node(s) (log: ${log#"$root"/}):"
     printf '  %s\n' "${records[@]#--srv-host=}" | grep -v host-record
 }
