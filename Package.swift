@@ -216,7 +216,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "ServerRuntime", "XMPPStream", "XMPPCore", "Storage", "StoragePostgres", "Cluster",
+                "ServerRuntime", "XMPPStream", "XMPPCore", "Storage", "StoragePostgres", "Cluster", "MUC", "MUCService",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -29,7 +29,7 @@ public final class NodeLinks: Sendable {
     let group: any EventLoopGroup
     let logger: Logger
     let handler: Handler
-    let bounce: @Sendable (LinkFrame) -> Void
+    public let bounce: @Sendable (LinkFrame) -> Void
     /// Mutual TLS, when the cluster has a CA; else plain TCP (HMAC-authenticated).
     /// Replaceable (a certificate reload): new connections use the new one.
     private let tlsState: Mutex<LinkTLS?>
@@ -102,12 +102,17 @@ public final class NodeLinks: Sendable {
 
     /// Sends `frame` to `node` (whose link address is known from membership).
     public func send(_ frame: LinkFrame, to node: String) {
+        if !enqueue(frame, to: node) { bounce(frame) }
+    }
+
+    /// Queues `frame` for `node`, or returns `false` (no link to it, or its queue is
+    /// full) without bouncing it: for callers that hold a lock the bounce would take.
+    public func enqueue(_ frame: LinkFrame, to node: String) -> Bool {
         guard let link = outbound.withLock({ $0[node] }) else {
             logger.warning("no link to node", metadata: ["peer": "\(node)"])
-            bounce(frame)
-            return
+            return false
         }
-        link.send(frame)
+        return link.enqueue(frame)
     }
 
     /// Frames waiting for an acknowledgement, per peer (a metric).
@@ -118,6 +123,12 @@ public final class NodeLinks: Sendable {
     /// Brings the links in line with the membership: links to new peers, new addresses
     /// for restarted ones; the frames for peers no longer reachable are bounced.
     public func update(peers: [(name: String, address: String, incarnation: Int64)]) {
+        for frame in replace(peers: peers) { bounce(frame) }
+    }
+
+    /// `update(peers:)`, returning the frames of the links it closed instead of bouncing
+    /// them, in the order they were sent per peer: the caller re-routes them.
+    public func replace(peers: [(name: String, address: String, incarnation: Int64)]) -> [LinkFrame] {
         var stale: [OutboundLink] = []
         var fresh: [OutboundLink] = []
         outbound.withLock { links in
@@ -137,11 +148,10 @@ public final class NodeLinks: Sendable {
                 fresh.append(link)
             }
         }
-        for link in stale {
-            let unsent = link.close()
-            for frame in unsent { bounce(frame) }
-        }
+        var unsent: [LinkFrame] = []
+        for link in stale { unsent += link.close() }
         for link in fresh { link.start() }
+        return unsent
     }
 
     func mac(nonce: String, node: String, incarnation: Int64) -> String {
@@ -317,17 +327,17 @@ final class OutboundLink: Sendable {
         return unsent
     }
 
-    func send(_ frame: LinkFrame) {
-        let refused = state.withLock { state -> Bool in
-            guard !state.closed, state.unacked.count < NodeLinks.queueLimit else { return true }
+    /// Queues `frame`; `false` when the link is closed or its queue is full.
+    func enqueue(_ frame: LinkFrame) -> Bool {
+        state.withLock { state -> Bool in
+            guard !state.closed, state.unacked.count < NodeLinks.queueLimit else { return false }
             let seq = state.nextSeq
             state.nextSeq += 1
             let bytes = frame.element(seq: seq).serialized(parentNamespace: Namespace.client)
             state.unacked.append((seq, frame, bytes))
             scheduleFlush(&state)
-            return false
+            return true
         }
-        if refused { links.bounce(frame) }
     }
 
     /// Writes what is not yet written on the current connection, once per event-loop tick.

@@ -52,7 +52,7 @@ extension MUCService {
                 ended = true
             }
         }
-        if ended { rooms.withLock { if $0[room] === box { $0[room] = nil } } }
+        if ended { retire(box) }
         logger.info("applied a change made elsewhere", metadata: ["room": "\(room)", "origin": "\(origin ?? "sql")"])
     }
 
@@ -81,7 +81,7 @@ extension MUCService {
                     }
                 }
             }
-            if ended { rooms.withLock { if $0[box.jid] === box { $0[box.jid] = nil } } }
+            if ended { retire(box) }
         }
     }
 
@@ -130,32 +130,20 @@ extension MUCService {
                 delay = min(delay * 2, .seconds(1))
             }
         }
-        let waiting = box.state.withLock { slot in
-            slot.phase = .gone
-            defer { slot.pending = [] }
-            return slot.pending
-        }
-        rooms.withLock { if $0[box.jid] === box { $0[box.jid] = nil } }
+        // What arrived while it was leaving goes to the new owner ahead of anything later.
+        retire(box)
         counterState.withLock { $0.handOvers += 1 }
         logger.info(
             "room handed over",
             metadata: ["room": "\(box.jid)", "to": "\(placement.owner(of: box.jid) ?? "-")", "took": "\(ContinuousClock.now - start)"]
         )
-        for input in waiting { handle(input) }
     }
 
     /// A write was refused: another node owns the room now. Stop serving it.
     func stepDown(_ room: JID, fence: RoomFence) {
         guard let box = rooms.withLock({ $0[room] }) else { return }
-        let waiting = box.state.withLock { slot -> [RoomInput]? in
-            guard slot.fence == fence, slot.phase != .gone else { return nil }
-            slot.phase = .gone
-            defer { slot.pending = [] }
-            return slot.pending
-        }
-        guard let waiting else { return }
-        rooms.withLock { if $0[room] === box { $0[room] = nil } }
-        for input in waiting { handle(input) }
+        guard box.state.withLock({ $0.fence == fence && $0.phase != .gone }) else { return }
+        retire(box)
     }
 
     /// The lease is confirmed again: input held meanwhile is handled, in order.

@@ -44,8 +44,10 @@ public protocol RoomOutput: Sendable {
     /// One copy of `stanza` for each recipient (each with its own `to`), all held by
     /// `node`; `nil`: the recipient is not an occupant, find where it is.
     func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?)
-    /// Input this node will not handle: to the node that owns the room.
-    func forward(_ input: RoomInput, to node: String)
+    /// Input this node will not handle: queued for the node that owns the room, in the
+    /// order of the calls. `false`: that node cannot take it now (no link, a full queue).
+    /// Called while routing is locked: must not route anything itself.
+    func forward(_ input: RoomInput, to node: String) -> Bool
 }
 
 /// Internal markers that travel as stanzas between nodes.
@@ -244,50 +246,117 @@ public final class MUCService: Sendable {
 
     /// A stanza to the MUC domain or one of its rooms.
     public func handle(_ input: RoomInput) {
-        guard let to = try? input.stanza.toJID() else { return }
-        guard to.localpart != nil else { return handleService(input) }
+        guard let next = rooms.withLock({ route(input, in: &$0, behindOthers: false) }) else { return }
+        perform(next)
+    }
+
+    /// What routing an input leaves to do once the rooms lock is released.
+    enum Routed {
+        case service(RoomInput)
+        case process(RoomInput, RoomBox)
+        /// The room was active; what was just queued in it is handled in order.
+        case drain(RoomBox)
+        case activate(RoomBox)
+        /// The node it was forwarded to could not take it now: routed again.
+        case retry(RoomInput)
+        case refuse(RoomInput, StanzaError)
+    }
+
+    /// Routes one input while the rooms lock is held: into a room this node holds, or onto
+    /// the link of the node that owns the room. Decision and hand-off happen under the
+    /// one lock that ring changes and room retirements also take, so that a sender's
+    /// later input can never take a new path while its earlier input still waits on an
+    /// old one. `behindOthers`: the input is older than input the room may be
+    /// processing right now (it waited elsewhere), so it queues instead of being
+    /// processed by the caller directly.
+    func route(_ input: RoomInput, in rooms: inout [JID: RoomBox], behindOthers: Bool) -> Routed? {
+        guard let to = try? input.stanza.toJID() else { return nil }
+        guard to.localpart != nil else { return .service(input) }
         let roomJID = to.bare
-        let me = placement.nodeName
-        enum Next { case process(RoomBox), queued, activate(RoomBox), forward(String), unavailable }
-        let next = rooms.withLock { rooms -> Next in
-            if let box = rooms[roomJID] {
-                return box.state.withLock { slot -> Next in
-                    switch slot.phase {
-                    case .active where !slot.catchingUp: return .process(box)
-                    case .active:
-                        slot.pending.append(input)
-                        return .queued
-                    case .activating, .leaving:
-                        slot.pending.append(input)
-                        return .queued
-                    case .gone: return .unavailable
-                    }
+        if let box = rooms[roomJID] {
+            return box.state.withLock { slot -> Routed? in
+                // A room on its way out (`.gone`) is still in `rooms` until `retire`
+                // takes it out under this lock, and routes what it holds again.
+                guard slot.phase == .active, !slot.catchingUp else {
+                    slot.pending.append(input)
+                    return nil
                 }
+                guard behindOthers else { return .process(input, box) }
+                slot.pending.append(input)
+                slot.catchingUp = true
+                return .drain(box)
             }
-            // Only a room this node does not hold needs the ring (not every stanza).
-            guard let owner = placement.owner(of: roomJID) else { return .unavailable }
-            guard owner == me else { return .forward(owner) }
-            let box = RoomBox(roomJID)
-            box.state.withLock { $0.pending = [input] }
-            rooms[roomJID] = box
-            return .activate(box)
         }
-        switch next {
-        case .process(let box):
-            process(input, in: box)
-        case .queued:
-            break
-        case .activate(let box):
-            Task { await self.activate(box) }
-        case .forward(let node):
-            guard input.hops < 4 else { return refuse(input, StanzaError(.serviceUnavailable, text: "the room is moving; try again")) }
+        // Only a room this node does not hold needs the ring (not every stanza).
+        guard let owner = placement.owner(of: roomJID) else {
+            return .refuse(input, StanzaError(.serviceUnavailable, text: "no node can serve the room now"))
+        }
+        guard owner == placement.nodeName else {
+            guard input.hops < 4 else { return .refuse(input, StanzaError(.serviceUnavailable, text: "the room is moving; try again")) }
             counterState.withLock { $0.forwarded += 1 }
             var forwarded = input
             forwarded.hops += 1
-            output.forward(forwarded, to: node)
-        case .unavailable:
-            refuse(input, StanzaError(.serviceUnavailable, text: "no node can serve the room now"))
+            return output.forward(forwarded, to: owner) ? nil : .retry(forwarded)
         }
+        let box = RoomBox(roomJID)
+        box.state.withLock { $0.pending = [input] }
+        rooms[roomJID] = box
+        return .activate(box)
+    }
+
+    func perform(_ next: Routed) {
+        switch next {
+        case .service(let input): handleService(input)
+        case .process(let input, let box): process(input, in: box)
+        case .drain(let box): drainPending(box)
+        case .activate(let box): Task { await self.activate(box) }
+        case .retry(let input): handle(input)
+        case .refuse(let input, let error): refuse(input, error)
+        }
+    }
+
+    /// Routes inputs that waited (in a room that stopped, on a link to a node that went
+    /// away) ahead of anything routed after them; `change` runs first, under the same
+    /// lock (a ring change), and may hand back more of them.
+    func reroute(_ inputs: [RoomInput], after change: () -> [RoomInput] = { [] }) {
+        var actions: [Routed] = []
+        rooms.withLock { rooms in
+            for input in inputs + change() {
+                if let next = route(input, in: &rooms, behindOthers: true) { actions.append(next) }
+            }
+        }
+        for next in actions { perform(next) }
+    }
+
+    /// Changes where rooms live (the ring, the links) while no input is being routed, and
+    /// routes the room input `change` returns (frames queued for nodes that went away)
+    /// before any input that arrives after the change.
+    public func changeRoutes(_ change: () -> [RoomInput]) {
+        reroute([], after: change)
+    }
+
+    /// Takes a room that stopped here out of `rooms`, and routes what waited in it, in
+    /// order, ahead of later input (or refuses it all with `error`).
+    func retire(_ box: RoomBox, refusing error: StanzaError? = nil) {
+        var actions: [Routed] = []
+        var refused: [RoomInput] = []
+        rooms.withLock { rooms in
+            if rooms[box.jid] === box { rooms[box.jid] = nil }
+            let waiting = box.state.withLock { slot in
+                slot.phase = .gone
+                defer { slot.pending = [] }
+                return slot.pending
+            }
+            guard error == nil else {
+                refused = waiting
+                return
+            }
+            for input in waiting {
+                if let next = route(input, in: &rooms, behindOthers: true) { actions.append(next) }
+            }
+        }
+        if let error { for input in refused { refuse(input, error) } }
+        for next in actions { perform(next) }
     }
 
     /// Activates `room` without input (its previous owner released it or died), so
@@ -320,8 +389,9 @@ public final class MUCService: Sendable {
         let me = placement.nodeName
         var delay: Duration = .milliseconds(20)
         while true {
-            guard placement.owner(of: box.jid) == me, placement.canServe else {
-                return abandon(box)
+            guard placement.owner(of: box.jid) == me else { return retire(box) }  // not ours after all
+            guard placement.canServe else {
+                return retire(box, refusing: StanzaError(.serviceUnavailable, text: "this node lost its place in the cluster; try again"))
             }
             do {
                 // Writes queued under an earlier epoch of this room (it ended or moved
@@ -332,16 +402,7 @@ public final class MUCService: Sendable {
                 let wantsCreation = pending.contains { Self.isJoin($0.stanza) }
                 if try await store.loadRoom(box.jid) == nil && !wantsCreation {
                     // No such room, and nothing here creates it.
-                    let waiting = box.state.withLock { slot in
-                        slot.phase = .gone
-                        defer { slot.pending = [] }
-                        return slot.pending
-                    }
-                    rooms.withLock { if $0[box.jid] === box { $0[box.jid] = nil } }
-                    for input in waiting where input.stanza.type != "error" && input.stanza.type != "result" {
-                        refuse(input, StanzaError(.itemNotFound, text: "no such room"))
-                    }
-                    return
+                    return retire(box, refusing: StanzaError(.itemNotFound, text: "no such room"))
                 }
                 guard let epoch = try await store.claim(box.jid, node: me) else {
                     // Another live node still holds it (a hand-over in progress).
@@ -361,17 +422,6 @@ public final class MUCService: Sendable {
                 delay = min(delay * 2, .seconds(1))
             }
         }
-    }
-
-    /// The room is not ours after all: what waited goes to its owner.
-    private func abandon(_ box: RoomBox) {
-        let waiting = box.state.withLock { slot in
-            slot.phase = .gone
-            defer { slot.pending = [] }
-            return slot.pending
-        }
-        rooms.withLock { if $0[box.jid] === box { $0[box.jid] = nil } }
-        for input in waiting { handle(input) }
     }
 
     private func install(_ stored: StoredRoom?, fence: RoomFence, in box: RoomBox) {
@@ -446,15 +496,7 @@ public final class MUCService: Sendable {
                 }
                 return (slot.pending.removeFirst(), slot.phase)
             }
-            if phase == .gone {
-                rooms.withLock { if $0[box.jid] === box { $0[box.jid] = nil } }
-                let waiting = box.state.withLock { slot in
-                    defer { slot.pending = [] }
-                    return slot.pending
-                }
-                for input in waiting { handle(input) }
-                return
-            }
+            if phase == .gone { return retire(box) }
             guard let next else { return }
             process(next, in: box)
         }
@@ -529,14 +571,7 @@ public final class MUCService: Sendable {
                 slot.phase = .gone
             }
         }
-        if ended {
-            rooms.withLock { if $0[box.jid] === box { $0[box.jid] = nil } }
-            let waiting = box.state.withLock { slot in
-                defer { slot.pending = [] }
-                return slot.pending
-            }
-            requeue += waiting
-        }
+        if ended { retire(box) }
         for input in requeue { handle(input) }
     }
 

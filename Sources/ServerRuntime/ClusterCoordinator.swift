@@ -217,8 +217,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         }
     }
 
-    func forward(_ input: RoomInput, to node: String) {
-        links.send(.room(input.stanza, real: input.real, home: input.home, hops: input.hops), to: node)
+    func forward(_ input: RoomInput, to node: String) -> Bool {
+        links.enqueue(.room(input.stanza, real: input.real, home: input.home, hops: input.hops), to: node)
     }
 
     // MARK: - RemoteRouting (users on other nodes)
@@ -384,15 +384,38 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         let ringNodes = members.filter { $0.inRing && !(draining && $0.name == nodeName) }.map(\.name)
         let reachable = Set(members.filter(\.reachable).map(\.name))
         let ring = HashRing(nodes: ringNodes)
-        let (ringChanged, lost) = state.withLock { state -> (Bool, Set<String>) in
-            let changed = state.ring != ring
-            let lost = state.reachable.subtracting(reachable)
-            state.ring = ring
-            state.reachable = reachable
-            return (changed, lost)
+        let peers = members.filter { $0.reachable && $0.name != nodeName }.map { ($0.name, $0.linkAddress, $0.incarnation) }
+        var ringChanged = false
+        var lost: Set<String> = []
+        var others: [LinkFrame] = []
+        // The new ring, the links, the barriers it settles, and the room input that was
+        // queued for nodes gone from the links all change at once for the rooms' routing:
+        // that input is routed again before any input routed by the new ring.
+        let change = { [self] () -> [RoomInput] in
+            (ringChanged, lost) = state.withLock { state -> (Bool, Set<String>) in
+                let changed = state.ring != ring
+                let lost = state.reachable.subtracting(reachable)
+                state.ring = ring
+                state.reachable = reachable
+                return (changed, lost)
+            }
+            var inputs: [RoomInput] = []
+            for frame in links.replace(peers: peers) {
+                if case .room(let stanza, let real, let home, let hops) = frame {
+                    inputs.append(RoomInput(stanza: stanza, real: real, home: home, hops: hops + 1))
+                } else {
+                    others.append(frame)
+                }
+            }
+            settleBarriers()
+            return inputs
         }
-        links.update(peers: members.filter { $0.reachable && $0.name != nodeName }.map { ($0.name, $0.linkAddress, $0.incarnation) })
-        settleBarriers()
+        if let service {
+            service.changeRoutes(change)
+        } else {
+            others += change().map { .room($0.stanza, real: $0.real, home: $0.home, hops: $0.hops) }
+        }
+        for frame in others { links.bounce(frame) }
         if !lost.isEmpty {
             logger.info("nodes gone", metadata: ["nodes": "\(lost.sorted())"])
             service?.removeOccupantsOfUnreachableNodes()
