@@ -187,45 +187,71 @@ public final class MUCService: Sendable {
     // MARK: - Writer
 
     /// Writes durable changes until `finishWrites` (run it for the node's lifetime).
+    ///
+    /// What has queued since the last batch is written one transaction per room (each
+    /// room's changes in their order; rooms do not depend on each other), up to the next
+    /// `.run` or `.barrier`, which waits until everything queued before it is stored. A
+    /// room's fence that the store refused drops that room's later changes under it.
     public func runWriter() async {
-        var stale = Set<RoomFence>()
+        struct Key: Hashable {
+            let room: JID
+            let fence: RoomFence
+        }
+        var stale = Set<Key>()
+        var groups: [(key: Key, changes: [StoredRoomChange])] = []
+        var positions: [Key: Int] = [:]
         while let batch = await writes.take() {
             var index = 0
-            while index < batch.count {
-                guard case .change(let room, let fence, _) = batch[index] else {
-                    if case .barrier(let continuation) = batch[index] { continuation.resume() }
-                    if case .run(_, let fence, let body) = batch[index], !stale.contains(fence) { body() }
-                    index += 1
+            while index <= batch.count {
+                let item: WriteItem? = index < batch.count ? batch[index] : nil
+                index += 1
+                if case .change(let room, let fence, let change) = item {
+                    let key = Key(room: room, fence: fence)
+                    guard !stale.contains(key) else { continue }
+                    if let position = positions[key] {
+                        groups[position].changes.append(change)
+                    } else {
+                        positions[key] = groups.count
+                        groups.append((key, [change]))
+                    }
                     continue
                 }
-                var changes: [StoredRoomChange] = []
-                while index < batch.count, case .change(let next, let nextFence, let change) = batch[index], next == room,
-                    nextFence == fence
-                {
-                    changes.append(change)
-                    index += 1
-                }
-                guard !stale.contains(fence) else { continue }
-                var delay: Duration = .milliseconds(50)
-                while true {
-                    do {
-                        let store = self.store
-                        let batch = changes
-                        try await withDeadline(5) { try await store.apply(batch, to: room, fence: fence) }
-                        break
-                    } catch let error as StaleOwnerError {
-                        logger.warning("stale owner: write refused, no longer serving the room", metadata: ["room": "\(room)", "fence": "\(error.fence)"])
-                        stale.insert(fence)
-                        counterState.withLock { $0.staleWrites += 1 }
-                        stepDown(room, fence: fence)
-                        break
-                    } catch {
-                        // PostgreSQL away (restarting): keep the order, try again.
-                        logger.error("storing a room change failed; retrying", metadata: ["room": "\(room)", "error": "\(String(reflecting: error))"])
-                        try? await Task.sleep(for: delay)
-                        delay = min(delay * 2, .seconds(2))
+                // A `.run`, a `.barrier` or the batch's end: store what is grouped first.
+                for group in groups where !stale.contains(group.key) {
+                    if await !store(group.changes, to: group.key.room, fence: group.key.fence) {
+                        stale.insert(group.key)
                     }
                 }
+                groups.removeAll(keepingCapacity: true)
+                positions.removeAll(keepingCapacity: true)
+                switch item {
+                case .barrier(let continuation): continuation.resume()
+                case .run(let room, let fence, let body): if !stale.contains(Key(room: room, fence: fence)) { body() }
+                case .change, nil: break
+                }
+            }
+        }
+    }
+
+    /// Stores one room's changes, retrying while the store is away; `false` when the
+    /// store refused the fence (another node owns the room now: this one steps down).
+    private func store(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async -> Bool {
+        var delay: Duration = .milliseconds(50)
+        while true {
+            do {
+                let store = self.store
+                try await withDeadline(5) { try await store.apply(changes, to: room, fence: fence) }
+                return true
+            } catch let error as StaleOwnerError {
+                logger.warning("stale owner: write refused, no longer serving the room", metadata: ["room": "\(room)", "fence": "\(error.fence)"])
+                counterState.withLock { $0.staleWrites += 1 }
+                stepDown(room, fence: fence)
+                return false
+            } catch {
+                // PostgreSQL away (restarting): keep the order, try again.
+                logger.error("storing a room change failed; retrying", metadata: ["room": "\(room)", "error": "\(String(reflecting: error))"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
             }
         }
     }

@@ -1,0 +1,95 @@
+import Cluster
+import Foundation
+import MUC
+import MUCService
+import PostgresNIO
+import Storage
+import StoragePostgres
+import Synchronization
+import Testing
+import XMPPCore
+
+/// The rooms' writer against the real PostgreSQL: a room whose write is refused (another
+/// node took it) stops only that room's writes, not those of other rooms that happen to
+/// have the same fence (every room's first epoch on a node is 1).
+@Suite(.enabled(if: TestEnvironment.hasDatabase), .timeLimit(.minutes(2)))
+struct RoomWriterTests {
+    @Test func aRefusedRoomDoesNotStopAnotherRoomWithTheSameFence() async throws {
+        let client = try await TestDatabase.shared.connected()
+        let logger = TestEnvironment.logger
+        let node = "writer-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let database = ClusterDatabase(client: client, logger: logger)
+        _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
+        _ = try await database.setState(name: node, "draining")
+
+        let output = RoomMoveOrderTests.Output()
+        let muc = MUCService(
+            domain: try JID("conference.localhost"),
+            store: PostgresRoomStore(client: client, logger: logger),
+            environment: RoomEnvironment(now: { Date().timeIntervalSince1970 }, makeID: { UUID().uuidString }, occupantID: { _, real in real.description }),
+            placement: RoomMoveOrderTests.Placement(nodeName: node), output: output, logger: logger
+        )
+        let writer = Task { await muc.runWriter() }
+        defer {
+            muc.finishWrites()
+            writer.cancel()
+        }
+        let sender = try JID("sender@localhost/desk")
+        let (taken, kept) = (try JID("\(node)-a@conference.localhost"), try JID("\(node)-b@conference.localhost"))
+        for room in [taken, kept] {
+            var join = XMLElement("presence", namespace: Namespace.client, ["from": sender.description, "to": "\(room)/sender"])
+            join.append(XMLElement("x", namespace: Namespace.muc))
+            muc.handle(RoomInput(stanza: join, real: sender, home: node))
+            var configure = XMLElement("iq", namespace: Namespace.client, ["from": sender.description, "to": room.description, "type": "set", "id": "c1"])
+            var query = XMLElement("query", namespace: Namespace.mucOwner)
+            query.append(XMLElement("x", namespace: Namespace.dataForms, ["type": "submit"]))
+            configure.append(query)
+            muc.handle(RoomInput(stanza: configure, real: sender, home: node))
+        }
+        await eventuallyTrue("both rooms to be stored") {
+            let rows = try? await client.query(
+                "SELECT count(*) FROM rooms WHERE jid IN (\(taken.description), \(kept.description)) AND NOT locked", logger: logger
+            )
+                .decode(Int.self).rows()
+            return rows?.first == 2
+        }
+        let fences = try await client.query(
+            "SELECT epoch FROM room_owners WHERE room IN (\(taken.description), \(kept.description)) AND node = \(node)", logger: logger
+        ).decode(Int64.self).rows()
+        #expect(fences == [1, 1], "both rooms hold this node's first epoch")
+
+        // Another node takes the first room (its epoch moves on): this node's next write
+        // there is refused and it steps down from that room.
+        _ = try await client.query("UPDATE room_owners SET epoch = epoch + 1 WHERE room = \(taken.description)", logger: logger).collect()
+        muc.handle(RoomInput(stanza: RoomMoveOrderTests.message(1, to: taken, from: sender), real: sender, home: node))
+        await eventuallyTrue("the taken room to be given up") { muc.roomCount == 1 }
+
+        // The other room, same fence, still writes its history.
+        muc.handle(RoomInput(stanza: RoomMoveOrderTests.message(2, to: kept, from: sender), real: sender, home: node))
+        await muc.flushWrites()
+        let history = try await client.query("SELECT stanza FROM room_history WHERE room = \(kept.description)", logger: logger)
+            .decode(String.self).rows()
+        #expect(history.contains { $0.contains("<body>2</body>") }, "the kept room's message was not stored: \(history)")
+        #expect(output.events.withLock { $0 }.contains("d:2"))
+    }
+
+    func eventuallyTrue(_ what: String, _ condition: () async -> Bool) async {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !(await condition()) {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("timed out waiting for \(what)")
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+}
+
+extension AsyncSequence where Self: Sendable {
+    /// Every element, in order.
+    func rows() async throws -> [Element] {
+        var all: [Element] = []
+        for try await element in self { all.append(element) }
+        return all
+    }
+}
