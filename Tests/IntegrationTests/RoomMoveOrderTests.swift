@@ -48,6 +48,57 @@ struct RoomMoveOrderTests {
         }
     }
 
+    /// A `MUCService` of a node registered in PostgreSQL (draining, so the other
+    /// tests' nodes never send it rooms), with the test's placement and output, and
+    /// its writer running.
+    struct Service {
+        static let sender = try! JID("sender@localhost/desk")
+        let node: String
+        let muc: MUCService
+        let placement: Placement
+        let output: Output
+        let writer: Task<Void, Never>
+
+        static func start(prefix: String) async throws -> Service {
+            let client = try await TestDatabase.shared.connected()
+            let logger = TestEnvironment.logger
+            let node = prefix + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+            let database = ClusterDatabase(client: client, logger: logger)
+            _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
+            _ = try await database.setState(name: node, "draining")
+            let placement = Placement(nodeName: node)
+            let output = Output()
+            let muc = MUCService(
+                domain: try JID("conference.localhost"),
+                store: PostgresRoomStore(client: client, logger: logger),
+                environment: RoomEnvironment(
+                    now: { Date().timeIntervalSince1970 }, makeID: { UUID().uuidString }, occupantID: { _, real in real.description }
+                ),
+                placement: placement, output: output, logger: logger
+            )
+            return Service(node: node, muc: muc, placement: placement, output: output, writer: Task { await muc.runWriter() })
+        }
+
+        /// The sender joins `room`, which creates it, and configures it as an instant room.
+        func createInstantRoom(_ room: JID) {
+            var join = XMLElement("presence", namespace: Namespace.client, ["from": Self.sender.description, "to": "\(room)/sender"])
+            join.append(XMLElement("x", namespace: Namespace.muc))
+            muc.handle(RoomInput(stanza: join, real: Self.sender, home: node))
+            var configure = XMLElement(
+                "iq", namespace: Namespace.client, ["from": Self.sender.description, "to": room.description, "type": "set", "id": "c1"]
+            )
+            var query = XMLElement("query", namespace: Namespace.mucOwner)
+            query.append(XMLElement("x", namespace: Namespace.dataForms, ["type": "submit"]))
+            configure.append(query)
+            muc.handle(RoomInput(stanza: configure, real: Self.sender, home: node))
+        }
+
+        func stop() async {
+            muc.finishWrites()
+            await writer.value
+        }
+    }
+
     static func message(_ number: Int, to room: JID, from sender: JID) -> XMLElement {
         var message = XMLElement(
             "message", namespace: Namespace.client, ["from": sender.description, "to": room.description, "type": "groupchat"]
@@ -58,36 +109,14 @@ struct RoomMoveOrderTests {
 
     @Test(arguments: 1...3)
     func messagesSentWhileARoomIsHandedOverKeepTheirOrder(run: Int) async throws {
-        let client = try await TestDatabase.shared.connected()
-        let logger = TestEnvironment.logger
-        let node = "order-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        // Registered but draining: the other tests' nodes never send this node rooms.
-        let database = ClusterDatabase(client: client, logger: logger)
-        _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
-        _ = try await database.setState(name: node, "draining")
-
-        let placement = Placement(nodeName: node)
-        let output = Output()
-        let muc = MUCService(
-            domain: try JID("conference.localhost"),
-            store: PostgresRoomStore(client: client, logger: logger),
-            environment: RoomEnvironment(now: { Date().timeIntervalSince1970 }, makeID: { UUID().uuidString }, occupantID: { _, real in real.description }),
-            placement: placement, output: output, logger: logger
-        )
-        let writer = Task { await muc.runWriter() }
+        let service = try await Service.start(prefix: "order-")
+        let (muc, placement, output, node) = (service.muc, service.placement, service.output, service.node)
         let room = try JID("\(node)@conference.localhost")
-        let sender = try JID("sender@localhost/desk")
+        let sender = Service.sender
 
         // The sender creates the room (an instant room) and is its only occupant: the
         // room sends each of its messages back to it.
-        var join = XMLElement("presence", namespace: Namespace.client, ["from": sender.description, "to": "\(room)/sender"])
-        join.append(XMLElement("x", namespace: Namespace.muc))
-        muc.handle(RoomInput(stanza: join, real: sender, home: node))
-        var configure = XMLElement("iq", namespace: Namespace.client, ["from": sender.description, "to": room.description, "type": "set", "id": "c1"])
-        var query = XMLElement("query", namespace: Namespace.mucOwner)
-        query.append(XMLElement("x", namespace: Namespace.dataForms, ["type": "submit"]))
-        configure.append(query)
-        muc.handle(RoomInput(stanza: configure, real: sender, home: node))
+        service.createInstantRoom(room)
         try await eventually("the room to be unlocked") { output.unlocked.withLock { $0 } ? true : nil }
 
         // The sender sends on its own thread, as a connection's event loop does, while
@@ -117,8 +146,7 @@ struct RoomMoveOrderTests {
         moved.store(true, ordering: .relaxed)
         var total = 0
         for await count in sentCounts { total = count }
-        muc.finishWrites()
-        await writer.value
+        await service.stop()
 
         let events = output.events.withLock { $0 }
         let delivered = events.filter { $0.hasPrefix("d:") }.compactMap { Int($0.dropFirst(2)) }

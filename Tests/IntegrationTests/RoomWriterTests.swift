@@ -17,35 +17,10 @@ struct RoomWriterTests {
     @Test func aRefusedRoomDoesNotStopAnotherRoomWithTheSameFence() async throws {
         let client = try await TestDatabase.shared.connected()
         let logger = TestEnvironment.logger
-        let node = "writer-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        let database = ClusterDatabase(client: client, logger: logger)
-        _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
-        _ = try await database.setState(name: node, "draining")
-
-        let output = RoomMoveOrderTests.Output()
-        let muc = MUCService(
-            domain: try JID("conference.localhost"),
-            store: PostgresRoomStore(client: client, logger: logger),
-            environment: RoomEnvironment(now: { Date().timeIntervalSince1970 }, makeID: { UUID().uuidString }, occupantID: { _, real in real.description }),
-            placement: RoomMoveOrderTests.Placement(nodeName: node), output: output, logger: logger
-        )
-        let writer = Task { await muc.runWriter() }
-        defer {
-            muc.finishWrites()
-            writer.cancel()
-        }
-        let sender = try JID("sender@localhost/desk")
+        let service = try await RoomMoveOrderTests.Service.start(prefix: "writer-")
+        let (muc, output, node, sender) = (service.muc, service.output, service.node, RoomMoveOrderTests.Service.sender)
         let (taken, kept) = (try JID("\(node)-a@conference.localhost"), try JID("\(node)-b@conference.localhost"))
-        for room in [taken, kept] {
-            var join = XMLElement("presence", namespace: Namespace.client, ["from": sender.description, "to": "\(room)/sender"])
-            join.append(XMLElement("x", namespace: Namespace.muc))
-            muc.handle(RoomInput(stanza: join, real: sender, home: node))
-            var configure = XMLElement("iq", namespace: Namespace.client, ["from": sender.description, "to": room.description, "type": "set", "id": "c1"])
-            var query = XMLElement("query", namespace: Namespace.mucOwner)
-            query.append(XMLElement("x", namespace: Namespace.dataForms, ["type": "submit"]))
-            configure.append(query)
-            muc.handle(RoomInput(stanza: configure, real: sender, home: node))
-        }
+        for room in [taken, kept] { service.createInstantRoom(room) }
         await eventuallyTrue("both rooms to be stored") {
             let rows = try? await client.query(
                 "SELECT count(*) FROM rooms WHERE jid IN (\(taken.description), \(kept.description)) AND NOT locked", logger: logger
@@ -71,6 +46,7 @@ struct RoomWriterTests {
             .decode(String.self).rows()
         #expect(history.contains { $0.contains("<body>2</body>") }, "the kept room's message was not stored: \(history)")
         #expect(output.events.withLock { $0 }.contains("d:2"))
+        await service.stop()
     }
 
     func eventuallyTrue(_ what: String, _ condition: () async -> Bool) async {
