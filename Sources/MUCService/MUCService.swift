@@ -341,32 +341,18 @@ public final class MUCService: Sendable {
         }
     }
 
-    /// Routes inputs that waited (in a room that stopped, on a link to a node that went
-    /// away) ahead of anything routed after them; `change` runs first, under the same
-    /// lock (a ring change), and may hand back more of them.
-    func reroute(_ inputs: [RoomInput], after change: () -> [RoomInput] = { [] }) {
-        var actions: [Routed] = []
-        rooms.withLock { rooms in
-            for input in inputs + change() {
-                if let next = route(input, in: &rooms, behindOthers: true) { actions.append(next) }
-            }
-        }
-        for next in actions { perform(next) }
-    }
-
     /// Changes where rooms live (the ring, the links) while no input is being routed, and
     /// routes the room input `change` returns (frames queued for nodes that went away)
     /// before any input that arrives after the change.
     public func changeRoutes(_ change: () -> [RoomInput]) {
-        reroute([], after: change)
+        routeWaiting { _ in change() }
     }
 
     /// Takes a room that stopped here out of `rooms`, and routes what waited in it, in
     /// order, ahead of later input (or refuses it all with `error`).
     func retire(_ box: RoomBox, refusing error: StanzaError? = nil) {
-        var actions: [Routed] = []
         var refused: [RoomInput] = []
-        rooms.withLock { rooms in
+        routeWaiting { rooms in
             if rooms[box.jid] === box { rooms[box.jid] = nil }
             let waiting = box.state.withLock { slot in
                 slot.phase = .gone
@@ -375,13 +361,22 @@ public final class MUCService: Sendable {
             }
             guard error == nil else {
                 refused = waiting
-                return
+                return []
             }
-            for input in waiting {
+            return waiting
+        }
+        if let error { for input in refused { refuse(input, error) } }
+    }
+
+    /// Runs `take` under the rooms lock and routes the inputs it returns (input that
+    /// waited elsewhere) in their order, before the lock lets any later input through.
+    private func routeWaiting(_ take: (inout [JID: RoomBox]) -> [RoomInput]) {
+        var actions: [Routed] = []
+        rooms.withLock { rooms in
+            for input in take(&rooms) {
                 if let next = route(input, in: &rooms, behindOthers: true) { actions.append(next) }
             }
         }
-        if let error { for input in refused { refuse(input, error) } }
         for next in actions { perform(next) }
     }
 

@@ -413,7 +413,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         if let service {
             service.changeRoutes(change)
         } else {
-            others += change().map { .room($0.stanza, real: $0.real, home: $0.home, hops: $0.hops) }
+            _ = change()  // no rooms here: their queued input has nowhere to go (as a bounce)
         }
         for frame in others { links.bounce(frame) }
         if !lost.isEmpty {
