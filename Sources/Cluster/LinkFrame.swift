@@ -18,6 +18,17 @@ public enum LinkFrame: Sendable, Hashable {
 
     static let namespace = Namespace.client
 
+    /// The frame's element name, for logs.
+    var kind: String {
+        switch self {
+        case .room: "room"
+        case .deliver: "deliver"
+        case .user: "user"
+        case .barrier: "barrier"
+        case .barrierAck: "barrier-ack"
+        }
+    }
+
     /// The frame as an element of the link's stream.
     func element(seq: UInt64) -> XMLElement {
         switch self {

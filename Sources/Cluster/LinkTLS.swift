@@ -1,15 +1,26 @@
 public import NIOSSL
 
 /// Mutual TLS for node links: every node presents its certificate and accepts only
-/// peers whose certificate the cluster's CA signed. Peers are dialled by address, so
-/// host names are not checked; the CA (and, on top, the cluster secret's HMAC) is what
-/// admits a node.
+/// peers whose certificate the cluster's CA signed. Peers are dialled by address, so the
+/// TLS library checks no host name; instead, once a peer has said which node it is, its
+/// certificate must name that node (`verifyNames`, see `LinkCertificateNames`). The
+/// cluster secret is proved on top, bound to both certificates (`LinkHandshake`).
 public struct LinkTLS: Sendable {
     let server: NIOSSLContext
     let client: NIOSSLContext
+    /// This node's own certificate (DER): half of the handshake's channel binding.
+    let certificateDER: [UInt8]
+    /// Whether a peer's certificate must carry the name of the node it claims to be.
+    let verifyNames: Bool
 
-    public init(certificatePath: String, keyPath: String, caPath: String) throws {
-        let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
+    /// - Parameter verifyNames: refuse a peer whose certificate does not name the node it
+    ///   claims to be (`cluster.tls_verify_names`). Turn it off only for a CA that signs
+    ///   node certificates without node names: then any certificate of the CA (with the
+    ///   secret) can speak for any node.
+    public init(certificatePath: String, keyPath: String, caPath: String, verifyNames: Bool = true) throws {
+        let certificates = try NIOSSLCertificate.fromPEMFile(certificatePath)
+        guard let leaf = certificates.first else { throw NIOSSLError.failedToLoadCertificate }
+        let chain = certificates.map { NIOSSLCertificateSource.certificate($0) }
         let key = NIOSSLPrivateKeySource.privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem))
         let roots = NIOSSLTrustRoots.certificates(try NIOSSLCertificate.fromPEMFile(caPath))
 
@@ -26,5 +37,7 @@ public struct LinkTLS: Sendable {
         clientConfiguration.certificateVerification = .noHostnameVerification
         clientConfiguration.trustRoots = roots
         client = try NIOSSLContext(configuration: clientConfiguration)
+        certificateDER = try leaf.toDERBytes()
+        self.verifyNames = verifyNames
     }
 }

@@ -12,6 +12,14 @@ extension Room {
         case .presence:
             return handlePresence(stanza, from: real, nick: nick, environment: environment, isNew: isNew)
         case .message:
+            if nick == nil, stanza.type == "groupchat", stanza.child("body") == nil,
+                let subject = stanza.child("subject"), let error = environment.limits.refusal(subject: subject.text)
+            {
+                // A subject is stored and sent to every joiner: bounded (`RoomLimits`).
+                var effects = RoomEffects()
+                effects.stanzas.append(stanza.errorReply(error))
+                return effects
+            }
             return handleMessage(stanza, from: real, nick: nick, environment: environment)
         case .iq:
             return handleIQ(stanza, from: real, nick: nick, environment: environment)

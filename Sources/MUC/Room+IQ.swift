@@ -62,7 +62,9 @@ extension Room {
             effects.stanzas.append(answer)
             return effects
         }
-        if let payload = iq.elements.first, payload.namespace == Namespace.ping, payload.name == "ping", sender.nick == nick {
+        if let payload = iq.elements.first, payload.namespace == Namespace.ping, payload.name == "ping",
+            sender.nickKey == Nickname.comparisonKey(of: nick)
+        {
             effects.stanzas.append(iq.iqResult())
             return effects
         }
@@ -146,8 +148,22 @@ extension Room {
             effects.stanzas.append(iq.errorReply(StanzaError(.badRequest, text: "a muc#register form is needed")))
             return effects
         }
-        guard let nick = form["muc#register_roomnick"]?.value, !nick.isEmpty, (try? jid.with(resource: nick)) != nil else {
+        guard let requested = form["muc#register_roomnick"]?.value, !requested.isEmpty,
+            (try? jid.with(resource: requested)) != nil
+        else {
             effects.stanzas.append(iq.errorReply(StanzaError(.badRequest, text: "invalid nickname")))
+            return effects
+        }
+        // Reserved in its enforced form (RFC 8266), so that it is compared as joins are.
+        let nick: String
+        do {
+            nick = try Nickname(requested).value
+        } catch {
+            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest, text: error.text)))
+            return effects
+        }
+        if let error = environment.limits.refusal(nick: nick) ?? environment.limits.refusal(storing: user, in: jid) {
+            effects.stanzas.append(iq.errorReply(error))
             return effects
         }
         if let other = occupant(nick: nick), other.realJID.bare != user {
@@ -239,7 +255,7 @@ extension Room {
             effects.stanzas.append(iq.errorReply(StanzaError(.badRequest, text: "submit the form with type='submit'")))
             return effects
         }
-        switch configuration.applying(form) {
+        switch configuration.applying(form, limits: environment.limits) {
         case .failure(let error):
             effects.stanzas.append(iq.errorReply(error))
         case .success(let next):
@@ -352,9 +368,17 @@ extension Room {
         }
         // Validate everything first: the request is applied whole or not at all.
         var operations: [(XMLElement, Bool)] = []
+        var added: Set<JID> = []
         for item in items {
+            let reason = item.child("reason", namespace: Namespace.mucAdmin)?.text
+            if let error = environment.limits.refusal(reason: reason) {
+                effects.stanzas.append(iq.errorReply(error))
+                return effects
+            }
             if item[attribute: "affiliation"] != nil {
-                if let error = checkAffiliationChange(item, actor: real, environment: environment) {
+                if let error = checkAffiliationChange(item, actor: real, environment: environment)
+                    ?? checkAffiliationCount(item, adding: &added, environment: environment)
+                {
                     effects.stanzas.append(iq.errorReply(error))
                     return effects
                 }
@@ -400,6 +424,7 @@ extension Room {
             return StanzaError(.badRequest, text: "an affiliation change needs a jid")
         }
         guard let target = try? JID(jidText) else { return StanzaError(.jidMalformed) }
+        if let error = environment.limits.refusal(storing: target.bare, in: jid) { return error }
         let actorAffiliation = self.affiliation(of: actor, environment: environment)
         let current = affiliations[target.bare]?.affiliation ?? .none
         switch actorAffiliation {
@@ -418,6 +443,22 @@ extension Room {
         default:
             return StanzaError(.notAllowed)
         }
+    }
+
+    /// A room keeps at most `limits.affiliations` affiliations: a change that would add
+    /// one more is refused (`added`: the JIDs earlier items of the same request add).
+    private func checkAffiliationCount(_ item: XMLElement, adding added: inout Set<JID>, environment: RoomEnvironment)
+        -> StanzaError?
+    {
+        guard item[attribute: "affiliation"] != Affiliation.none.rawValue,
+            let target = item[attribute: "jid"].flatMap({ try? JID($0) })?.bare, affiliations[target] == nil
+        else { return nil }
+        added.insert(target)
+        let limit = environment.limits.affiliations
+        guard affiliations.count + added.count <= limit else {
+            return StanzaError(.resourceConstraint, text: "the room keeps at most \(limit) affiliations")
+        }
+        return nil
     }
 
     private func checkRoleChange(_ item: XMLElement, actor: JID, environment: RoomEnvironment) -> StanzaError? {

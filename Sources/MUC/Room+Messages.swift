@@ -161,8 +161,11 @@ extension Room {
             let because = reason.map { $0.text.isEmpty ? "" : " (\($0.text))" } ?? ""
             message.append(XMLElement("body", namespace: Namespace.client, text: "\(inviter) invited you to the room \(jid)\(because)"))
             effects.stanzas.append(message)
-            if configuration.membersOnly, self.affiliation(of: invitee, environment: environment).rank < Affiliation.member.rank {
-                // An invitation to a members-only room makes the invitee a member (§7.8.2).
+            // An invitation to a members-only room makes an unaffiliated invitee a member
+            // (§7.8.2), but never lifts a ban: only an admin's explicit change does that.
+            // The outcast still gets the invitation, as in Prosody, so the inviter learns
+            // nothing about the room's ban list; entering stays forbidden.
+            if configuration.membersOnly, self.affiliation(of: invitee, environment: environment) == .none {
                 let reason = "Invited by \(inviter)"
                 effects.stanzas += setAffiliation(
                     invitee.bare, to: .member, reason: reason, actor: sender, environment: environment

@@ -121,15 +121,28 @@ extension Room {
             )
             return effects
         }
+        // The nick must be one (RFC 8266) before anything else is looked at, as in Prosody.
+        let enforced: Nickname
+        do {
+            enforced = try Nickname(nick)
+        } catch {
+            var reply = stanza.errorReply(error.stanzaError)
+            if index(real: real) == nil { reply.append(XMLElement("x", namespace: Namespace.muc)) }
+            effects.stanzas.append(reply)
+            return effects
+        }
         if let position = index(real: real) {
-            if occupants[position].nick == nick {
+            if occupants[position].nick == enforced.value {
                 occupants[position].setPresence(stanza)
                 broadcastPresence(of: occupants[position], into: &effects, environment: environment)
                 return effects
             }
-            return changeNick(stanza, at: position, to: nick, environment: environment)
+            return changeNick(stanza, at: position, to: enforced.value, environment: environment)
         }
-        return join(stanza, from: real, nick: nick, environment: environment, isNew: isNew)
+        return join(
+            stanza, from: real, nick: enforced.value, modified: enforced.value != nick, environment: environment,
+            isNew: isNew
+        )
     }
 
     /// A presence probe to an occupant JID answers with that occupant's presence as
@@ -147,6 +160,8 @@ extension Room {
                 presence(of: probed, to: real, recipientRole: prober.role, isSelf: probed.realJID == real, environment: environment)
             )
         } else if let holder = reservation(of: nick) {
+            // From the nick as reserved, as an occupant's answer is from the nick in use.
+            let nick = affiliations[holder]?.nick ?? nick
             var presence = XMLElement("presence", namespace: Namespace.client, ["type": "unavailable"])
             presence[attribute: "from"] = occupantJID(nick).description
             presence[attribute: "to"] = real.description
@@ -161,16 +176,24 @@ extension Room {
         return effects
     }
 
+    /// `nick` is enforced already; `modified`: it differs from the one asked for (210).
     private mutating func join(
-        _ stanza: XMLElement, from real: JID, nick: String, environment: RoomEnvironment, isNew: Bool
+        _ stanza: XMLElement, from real: JID, nick: String, modified: Bool, environment: RoomEnvironment, isNew: Bool
     ) -> RoomEffects {
         var effects = RoomEffects()
-        func refuse(_ condition: StanzaError.Condition, _ text: String? = nil) -> RoomEffects {
-            var reply = stanza.errorReply(StanzaError(condition, text: text))
+        func refuse(_ error: StanzaError) -> RoomEffects {
+            var reply = stanza.errorReply(error)
             reply.append(XMLElement("x", namespace: Namespace.muc))
             effects.stanzas.append(reply)
             return effects
         }
+        func refuse(_ condition: StanzaError.Condition, _ text: String? = nil) -> RoomEffects {
+            refuse(StanzaError(condition, text: text))
+        }
+        // Nothing the store would refuse: a room name, nick or address too long.
+        let limits = environment.limits
+        if isNew, let error = limits.refusal(creating: jid) { return refuse(error) }
+        if let error = limits.refusal(nick: nick) ?? limits.refusal(storing: real, in: jid) { return refuse(error) }
         if isNew {
             affiliations[real.bare] = AffiliationEntry(.owner)
             effects.changes.append(.created(configuration))
@@ -212,6 +235,8 @@ extension Room {
         if configuration.whois == .anyone { selfCodes.append(100) }
         if configuration.logging { selfCodes.append(170) }
         if isNew { selfCodes.append(201) }
+        // The profile changed the nick asked for (spaces, fullwidth letters): XEP-0045 §7.2.9.
+        if modified { selfCodes.append(210) }
         broadcastPresence(of: occupant, selfCodes: selfCodes, into: &effects, environment: environment)
         effects.stanzas += historyFor(stanza, to: real, environment: environment)
         effects.stanzas.append(subjectMessage(to: real))
@@ -223,6 +248,10 @@ extension Room {
     ) -> RoomEffects {
         var effects = RoomEffects()
         let real = occupants[position].realJID
+        if let error = environment.limits.refusal(nick: nick) {
+            effects.stanzas.append(stanza.errorReply(error))
+            return effects
+        }
         if let other = occupant(nick: nick), other.realJID.bare != real.bare {
             effects.stanzas.append(stanza.errorReply(StanzaError(.conflict, text: "that nickname is in use")))
             return effects

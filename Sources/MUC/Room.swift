@@ -11,23 +11,32 @@ public struct RoomEnvironment: Sendable {
     public var occupantID: @Sendable (_ room: JID, _ realBare: JID) -> String
     /// Service administrators have owner rights in every room.
     public var isServiceAdmin: @Sendable (JID) -> Bool
+    /// What a room accepts (sizes, counts): nothing it accepts may be refused by the store.
+    public var limits: RoomLimits
 
     public init(
         now: @escaping @Sendable () -> Double,
         makeID: @escaping @Sendable () -> String,
         occupantID: @escaping @Sendable (_ room: JID, _ realBare: JID) -> String,
-        isServiceAdmin: @escaping @Sendable (JID) -> Bool = { _ in false }
+        isServiceAdmin: @escaping @Sendable (JID) -> Bool = { _ in false },
+        limits: RoomLimits = RoomLimits()
     ) {
         self.now = now
         self.makeID = makeID
         self.occupantID = occupantID
         self.isServiceAdmin = isServiceAdmin
+        self.limits = limits
     }
 }
 
 /// Someone in the room.
 public struct Occupant: Sendable, Hashable {
-    public var nick: String
+    public var nick: String {
+        didSet { nickKey = Nickname.comparisonKey(of: nick) }
+    }
+    /// The nick's comparison form (RFC 8266), kept so that lookups by nick do not map
+    /// every occupant's nick again.
+    public private(set) var nickKey: String
     public var realJID: JID
     public var role: Role
     /// The last presence the occupant sent, without the MUC payloads the room adds
@@ -39,6 +48,7 @@ public struct Occupant: Sendable, Hashable {
 
     public init(nick: String, realJID: JID, role: Role, presence: XMLElement, occupantID: String) {
         self.nick = nick
+        self.nickKey = Nickname.comparisonKey(of: nick)
         self.realJID = realJID
         self.role = role
         self.presence = presence
@@ -144,13 +154,18 @@ public struct Room: Sendable {
         return affiliations[real.bare]?.affiliation ?? .none
     }
 
-    /// Who reserved `nick`, if anyone.
+    /// Who reserved `nick`, or a nick the same as it for RFC 8266, if anyone.
     public func reservation(of nick: String) -> JID? {
-        affiliations.first { $0.value.nick == nick }?.key
+        let key = Nickname.comparisonKey(of: nick)
+        return affiliations.first { entry in
+            entry.value.nick.map { Nickname.comparisonKey(of: $0) == key } ?? false
+        }?.key
     }
 
+    /// The occupant whose nick is `nick`, or the same as it for RFC 8266.
     public func occupant(nick: String) -> Occupant? {
-        occupants.first { $0.nick == nick }
+        let key = Nickname.comparisonKey(of: nick)
+        return occupants.first { $0.nickKey == key }
     }
 
     public func occupant(real: JID) -> Occupant? {

@@ -72,14 +72,26 @@ public struct RoomConfiguration: Sendable, Hashable, Codable {
         )
     }
 
-    /// Applies a submitted form; fields left out keep their value. Returns `nil` and the
-    /// reason when a value is invalid.
-    public func applying(_ form: DataForm) -> Result<RoomConfiguration, StanzaError> {
+    /// The fields whose text is kept as given (bounded by `RoomLimits.configurationFieldBytes`).
+    static let textFields: Set<String> = [
+        "muc#roomconfig_roomname", "muc#roomconfig_roomdesc", "muc#roomconfig_lang", "muc#roomconfig_roomsecret",
+    ]
+
+    /// Applies a submitted form; fields left out keep their value. Returns the reason
+    /// when a value is invalid, or a text field longer than `limits` allow.
+    public func applying(_ form: DataForm, limits: RoomLimits = RoomLimits())
+        -> Result<RoomConfiguration, StanzaError>
+    {
         var next = self
         if let type = form.formType, type != Namespace.mucRoomConfig {
             return .failure(StanzaError(.badRequest, type: .cancel, text: "FORM_TYPE must be \(Namespace.mucRoomConfig)"))
         }
         for field in form.fields {
+            if Self.textFields.contains(field.variable),
+                let error = limits.refusal(configurationField: field.variable, value: field.values.joined())
+            {
+                return .failure(error)
+            }
             func bool() -> Bool? { field.values.isEmpty ? nil : field.bool }
             switch field.variable {
             case "muc#roomconfig_roomname": next.name = field.value ?? ""

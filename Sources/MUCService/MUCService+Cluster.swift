@@ -12,11 +12,26 @@ extension MUCService {
     /// once its own queued writes are stored, and applies the difference: an occupant
     /// who lost membership of a members-only room leaves with 321 on every node.
     public func roomChanged(_ room: JID, origin: String?) async {
-        guard let box = rooms.withLock({ $0[room] }) else { return }
-        let fence = box.state.withLock { $0.fence }
         // This node's own writes (under any epoch) are in its memory already.
         if let origin, origin.hasPrefix(placement.nodeName + ":") { return }
-        await flushWrites()
+        await reread(room, rejected: false)
+        logger.info("applied a change made elsewhere", metadata: ["room": "\(room)", "origin": "\(origin ?? "sql")"])
+    }
+
+    /// The store refused one of the room's changes for good: the room is re-read so
+    /// that what it holds (configuration, affiliations, subject, history) is what the
+    /// store has, and occupants are told what changed back.
+    func reconcile(_ room: JID) async {
+        await reread(room, rejected: true)
+    }
+
+    /// Re-reads `room` from the store once its queued writes are stored, and applies
+    /// the difference. `rejected`: memory may be ahead of the store (a refused write),
+    /// so the subject and history are taken from the store as well.
+    private func reread(_ room: JID, rejected: Bool) async {
+        guard let box = rooms.withLock({ $0[room] }) else { return }
+        let fence = box.state.withLock { $0.fence }
+        await flushWrites(room)
         let stored: StoredRoom?
         do {
             stored = try await store.loadRoom(room)
@@ -35,6 +50,12 @@ extension MUCService {
                     affiliations: Self.affiliations(stored.affiliations), environment: environment
                 )
                 effects.stanzas += more.stanzas
+                if rejected {
+                    current.subject = fresh.subject
+                    current.subjectNick = fresh.subjectNick
+                    current.subjectStamp = fresh.subjectStamp
+                    current.history = fresh.history
+                }
                 if current.isEmpty && !current.configuration.persistent {
                     effects.roomEnded = true
                     effects.changes = [.destroyed]
@@ -53,7 +74,6 @@ extension MUCService {
             }
         }
         if ended { retire(box) }
-        logger.info("applied a change made elsewhere", metadata: ["room": "\(room)", "origin": "\(origin ?? "sql")"])
     }
 
     // MARK: - Membership changes
@@ -118,7 +138,7 @@ extension MUCService {
             return slot.fence
         }
         guard let fence else { return }
-        await flushWrites()
+        await flushWrites(box.jid)
         var delay: Duration = .milliseconds(50)
         for _ in 0..<20 {
             do {

@@ -82,10 +82,10 @@ public enum MUCInternal {
 /// claims it in the store (a new fencing epoch), loads it — configuration,
 /// affiliations, history and occupants — and handles what waited meanwhile. One lock
 /// per room serialises its stanzas; effects are delivered in the order the room
-/// produced them; durable changes go to the store in that order through one writer,
-/// fenced with the room's epoch. A room whose owner should now be another node is
-/// handed over: the writes are finished, ownership released, and what arrives later is
-/// forwarded.
+/// produced them; durable changes go to the store in that order through the room's
+/// lane of the writer, fenced with the room's epoch. A room whose owner should now be
+/// another node is handed over: the writes are finished, ownership released, and what
+/// arrives later is forwarded.
 public final class MUCService: Sendable {
     public let domain: JID
     /// Only service administrators may create rooms (others get `not-allowed`).
@@ -96,7 +96,9 @@ public final class MUCService: Sendable {
     let output: any RoomOutput
     let logger: Logger
     let rooms = Mutex<[JID: RoomBox]>([:])
-    private let writes = WriteQueue<WriteItem>()
+    let writes = RoomWriter()
+    /// Writes in flight at once (the store's pool also serves activations and reads).
+    private let writeSlots = AsyncLimiter(8)
     let counterState = Mutex(Counters())
     /// Counted on every room output, so an atomic rather than `counterState`'s lock.
     let deliveryCount = Atomic<Int>(0)
@@ -108,13 +110,8 @@ public final class MUCService: Sendable {
         public var forwarded = 0
         /// Room stanzas handed to occupants' nodes: one per recipient (fan-out).
         public var deliveries = 0
-    }
-
-    enum WriteItem: Sendable {
-        case change(JID, RoomFence, StoredRoomChange)
-        /// Runs once everything queued before it is stored (unless the fence was refused).
-        case run(JID, RoomFence, @Sendable () -> Void)
-        case barrier(CheckedContinuation<Void, Never>)
+        /// Room changes the store refused for good (dropped; the room re-read).
+        public var rejectedWrites = 0
     }
 
     enum Phase { case activating, active, leaving, gone }
@@ -188,72 +185,102 @@ public final class MUCService: Sendable {
 
     /// Writes durable changes until `finishWrites` (run it for the node's lifetime).
     ///
-    /// What has queued since the last batch is written one transaction per room (each
-    /// room's changes in their order; rooms do not depend on each other), up to the next
-    /// `.run` or `.barrier`, which waits until everything queued before it is stored. A
-    /// room's fence that the store refused drops that room's later changes under it.
+    /// Each room's changes are written in their order, one transaction for what queued
+    /// under one fence; rooms do not depend on each other, and are written side by
+    /// side, so that one room's trouble never holds up another. A room's fence that the
+    /// store refused drops that room's later changes under it.
     public func runWriter() async {
-        struct Key: Hashable {
-            let room: JID
-            let fence: RoomFence
-        }
-        var stale = Set<Key>()
-        var groups: [(key: Key, changes: [StoredRoomChange])] = []
-        var positions: [Key: Int] = [:]
-        while let batch = await writes.take() {
-            var index = 0
-            while index <= batch.count {
-                let item: WriteItem? = index < batch.count ? batch[index] : nil
-                index += 1
-                if case .change(let room, let fence, let change) = item {
-                    let key = Key(room: room, fence: fence)
-                    guard !stale.contains(key) else { continue }
-                    if let position = positions[key] {
-                        groups[position].changes.append(change)
-                    } else {
-                        positions[key] = groups.count
-                        groups.append((key, [change]))
-                    }
-                    continue
-                }
-                // A `.run`, a `.barrier` or the batch's end: store what is grouped first.
-                for group in groups where !stale.contains(group.key) {
-                    if await !store(group.changes, to: group.key.room, fence: group.key.fence) {
-                        stale.insert(group.key)
-                    }
-                }
-                groups.removeAll(keepingCapacity: true)
-                positions.removeAll(keepingCapacity: true)
-                switch item {
-                case .barrier(let continuation): continuation.resume()
-                case .run(let room, let fence, let body): if !stale.contains(Key(room: room, fence: fence)) { body() }
-                case .change, nil: break
+        await writes.run { room, fence, changes in await self.store(changes, to: room, fence: fence) }
+    }
+
+    /// Stores one room's changes. Retries while the store is away or the failure may
+    /// pass; a change the store refuses for good is dropped (the others are stored), the
+    /// room is re-read from the store so that memory matches it, and `.rejected` makes
+    /// the request that made it fail. `.stale`: another node owns the room now, this
+    /// one steps down.
+    private func store(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async -> RoomWriter.Outcome {
+        switch await attempt(changes, to: room, fence: fence) {
+        case .stored: return .stored
+        case .stale: return .stale
+        case .rejected(let error):
+            guard changes.count > 1 else {
+                rejected(changes, in: room, error: error)
+                return .rejected
+            }
+            // Find the changes at fault: one transaction each, the others are kept.
+            var outcome = RoomWriter.Outcome.stored
+            for change in changes {
+                switch await attempt([change], to: room, fence: fence) {
+                case .stored: continue
+                case .stale: return .stale
+                case .rejected(let error):
+                    rejected([change], in: room, error: error)
+                    outcome = .rejected
                 }
             }
+            return outcome
         }
     }
 
-    /// Stores one room's changes, retrying while the store is away; `false` when the
-    /// store refused the fence (another node owns the room now: this one steps down).
-    private func store(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async -> Bool {
+    private enum Attempt {
+        case stored, stale
+        case rejected(PermanentStoreError)
+    }
+
+    private func attempt(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async -> Attempt {
         var delay: Duration = .milliseconds(50)
         while true {
+            await writeSlots.acquire()
+            let outcome: Attempt?
             do {
                 let store = self.store
                 try await withDeadline(5) { try await store.apply(changes, to: room, fence: fence) }
-                return true
+                outcome = .stored
             } catch let error as StaleOwnerError {
                 logger.warning("stale owner: write refused, no longer serving the room", metadata: ["room": "\(room)", "fence": "\(error.fence)"])
                 counterState.withLock { $0.staleWrites += 1 }
                 stepDown(room, fence: fence)
-                return false
+                outcome = .stale
+            } catch let error as PermanentStoreError {
+                outcome = .rejected(error)
             } catch {
-                // PostgreSQL away (restarting): keep the order, try again.
+                // PostgreSQL away (restarting), a timeout, a deadlock: keep the order, try
+                // again (this room only: the others have lanes of their own).
                 logger.error("storing a room change failed; retrying", metadata: ["room": "\(room)", "error": "\(String(reflecting: error))"])
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(2))
+                outcome = nil
             }
+            writeSlots.release()
+            if let outcome { return outcome }
+            try? await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(2))
         }
+    }
+
+    /// A change the store will never take: logged once, counted, dropped, and the room
+    /// re-read so that what it holds matches the store.
+    private func rejected(_ changes: [StoredRoomChange], in room: JID, error: PermanentStoreError) {
+        logger.error(
+            "the store refused a room change for good; dropped it",
+            metadata: ["room": "\(room)", "change": "\(Self.summary(changes))", "error": "\(error.detail)"]
+        )
+        counterState.withLock { $0.rejectedWrites += 1 }
+        Task { await self.reconcile(room) }
+    }
+
+    /// What a change was, for the log (not its content, which may be huge).
+    static func summary(_ changes: [StoredRoomChange]) -> String {
+        changes.map { change in
+            switch change {
+            case .configuration: "configuration"
+            case .occupant(let occupant): "occupant \(occupant.position)"
+            case .occupantLeft: "occupant left"
+            case .subject: "subject"
+            case .affiliation(let jid, let affiliation, _, _):
+                "affiliation \(affiliation) (\(jid.description.utf8.count) bytes)"
+            case .history: "history"
+            case .deleted: "deleted"
+            }
+        }.joined(separator: ", ")
     }
 
     /// Stops accepting writes; `runWriter` returns after the queued ones.
@@ -263,9 +290,12 @@ public final class MUCService: Sendable {
 
     /// Returns once every change queued before the call is stored (or refused).
     public func flushWrites() async {
-        await withCheckedContinuation { continuation in
-            writes.push(.barrier(continuation))
-        }
+        await writes.flush()
+    }
+
+    /// Returns once every change of `room` queued before the call is stored (or refused).
+    public func flushWrites(_ room: JID) async {
+        await writes.flush(room)
     }
 
     // MARK: - Input
@@ -417,8 +447,9 @@ public final class MUCService: Sendable {
             do {
                 // Writes queued under an earlier epoch of this room (it ended or moved
                 // and came back) are stored first: the new epoch would refuse them, and
-                // the room must be read as they leave it.
-                await flushWrites()
+                // the room must be read as they leave it. Other rooms' writes are not
+                // waited for.
+                await flushWrites(box.jid)
                 let pending = box.state.withLock { $0.pending }
                 let wantsCreation = pending.contains { Self.isJoin($0.stanza) }
                 if try await store.loadRoom(box.jid) == nil && !wantsCreation {
@@ -437,6 +468,11 @@ public final class MUCService: Sendable {
                 install(stored, fence: fence, in: box)
                 logger.debug("room activated", metadata: ["room": "\(box.jid)", "epoch": "\(epoch)"])
                 return
+            } catch let error as PermanentStoreError {
+                // The room's rows cannot be read: retrying would keep its joiners waiting
+                // for ever.
+                logger.error("activating a room failed for good", metadata: ["room": "\(box.jid)", "error": "\(error)"])
+                return retire(box, refusing: StanzaError(.internalServerError, text: "the room cannot be loaded"))
             } catch {
                 logger.warning("activating a room failed; retrying", metadata: ["room": "\(box.jid)", "error": "\(String(reflecting: error))"])
                 try? await Task.sleep(for: delay)
@@ -450,14 +486,18 @@ public final class MUCService: Sendable {
             slot.fence = fence
             if let stored {
                 var room = Self.room(from: stored, logger: logger)
-                let parser = XMLStreamParser()
-                _ = try? parser.parse("<stream:stream xmlns='jabber:client' xmlns:stream='\(Namespace.stream)'>")
+                var reader = StoredStanzaReader()
                 var gone: [JID] = []
                 for occupant in stored.occupants {
-                    guard let events = try? parser.parse(occupant.presence),
-                        case .element(let presence) = events.first,
-                        let role = Role(rawValue: occupant.role)
-                    else { continue }
+                    guard let presence = reader.read(occupant.presence), let role = Role(rawValue: occupant.role) else {
+                        // Skipped alone: the occupant is not restored (its session, if
+                        // alive, joins again), the others are.
+                        logger.error(
+                            "a stored occupant cannot be read; skipped",
+                            metadata: ["room": "\(box.jid)", "position": "\(occupant.position)"]
+                        )
+                        continue
+                    }
                     room.restore(
                         Occupant(
                             nick: occupant.nick, realJID: occupant.realJID, role: role, presence: presence,
@@ -652,12 +692,24 @@ public final class MUCService: Sendable {
         let output = self.output
         let waiting = groups
         writes.push(
-            .run(box.jid, fence) {
-                box.state.withLock { slot in
-                    for group in waiting { output.deliver(group.stanza, to: group.recipients, node: group.node) }
-                    slot.deferred -= 1
+            .run(
+                fence,
+                stored: {
+                    box.state.withLock { slot in
+                        for group in waiting { output.deliver(group.stanza, to: group.recipients, node: group.node) }
+                        slot.deferred -= 1
+                    }
+                },
+                failed: {
+                    // Not stored: nobody is told about it, the sender gets an error, and
+                    // the room is re-read from the store (`rejected`).
+                    box.state.withLock { $0.deferred -= 1 }
+                    if let request {
+                        self.refuse(request, StanzaError(.notAcceptable, text: "the room could not store this change"))
+                    }
                 }
-            }
+            ),
+            for: box.jid
         )
     }
 
@@ -694,7 +746,7 @@ public final class MUCService: Sendable {
 
     private func enqueue(_ change: StoredRoomChange, slot: Slot, box: RoomBox) {
         guard let fence = slot.fence else { return }
-        writes.push(.change(box.jid, fence, change))
+        writes.push(.change(fence, change), for: box.jid)
     }
 
     private func stored(_ change: RoomChange, room: Room) -> StoredRoomChange {
@@ -732,13 +784,13 @@ public final class MUCService: Sendable {
             subjectStamp: entry.subjectStamp, locked: entry.locked
         )
         room.affiliations = affiliations(entry.affiliations)
-        let parser = XMLStreamParser()
-        _ = try? parser.parse("<stream:stream xmlns='jabber:client' xmlns:stream='\(Namespace.stream)'>")
+        var reader = StoredStanzaReader()
         for item in entry.history {
-            guard let events = try? parser.parse(item.stanza) else { continue }
-            for case .element(let message) in events {
-                room.history.append(HistoryEntry(message: message, stamp: item.stamp, senderNick: item.nick))
+            guard let message = reader.read(item.stanza) else {
+                logger.error("a stored history message cannot be read; skipped", metadata: ["room": "\(entry.jid)"])
+                continue
             }
+            room.history.append(HistoryEntry(message: message, stamp: item.stamp, senderNick: item.nick))
         }
         return room
     }

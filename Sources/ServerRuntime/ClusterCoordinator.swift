@@ -49,8 +49,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     private let renewer: LeaseRenewer
 
     init(
-        nodeName: String, secret: String, linkTLS: LinkTLS? = nil, settings: Settings, database: ClusterDatabase,
-        leaseConnection: PostgresConnection.Configuration, group: any EventLoopGroup, logger: Logger
+        nodeName: String, secret: String, linkTLS: LinkTLS? = nil, linkOptions: NodeLinks.Options = NodeLinks.Options(),
+        settings: Settings, database: ClusterDatabase, leaseConnection: PostgresConnection.Configuration,
+        group: any EventLoopGroup, logger: Logger
     ) {
         renewer = LeaseRenewer(configuration: leaseConnection, logger: logger)
         self.nodeName = nodeName
@@ -62,7 +63,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         let me = self.me
         (remoteItems, remote) = AsyncStream.makeStream(of: RemoteItem.self)
         links = NodeLinks(
-            name: nodeName, incarnation: 0, secret: secret, tls: linkTLS, group: group, logger: logger,
+            name: nodeName, incarnation: 0, secret: secret, tls: linkTLS, options: linkOptions, group: group,
+            logger: logger,
             handler: { frame, from in
                 switch frame {
                 case .barrier(let id, let ring):

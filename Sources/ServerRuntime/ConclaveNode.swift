@@ -9,6 +9,7 @@ import Synchronization
 import XMPPCore
 import UnixSignals
 import XMPPStream
+import MUC
 import MUCService
 import Cluster
 import AdminHTTP
@@ -90,6 +91,7 @@ public final class ConclaveNode: Service {
             let clusterDatabase = ClusterDatabase(client: client, logger: logger)
             let coordinator = ClusterCoordinator(
                 nodeName: configuration.nodeName, secret: secret, linkTLS: linkTLS,
+                linkOptions: Self.linkOptions(configuration.cluster),
                 settings: .init(
                     leaseSeconds: configuration.cluster.leaseSeconds, heartbeatSeconds: configuration.cluster.heartbeatSeconds
                 ),
@@ -104,10 +106,15 @@ public final class ConclaveNode: Service {
                 softwareVersion: ConclaveVersion.current,
                 logger: logger
             )
+            // After the migrations: the secret's table is one of them.
+            let occupantIDSecret = try await PostgresDeploymentSecrets(client: client, logger: logger)
+                .secret(named: OccupantIDs.secretName)
+            var roomEnvironment = MUCEnvironment.make(admins: admins, occupantIDs: OccupantIDs(secret: occupantIDSecret))
+            roomEnvironment.limits = configuration.mucLimits
             let muc = MUCService(
                 domain: mucDomain,
                 store: PostgresRoomStore(client: client, logger: logger),
-                environment: MUCEnvironment.make(admins: admins),
+                environment: roomEnvironment,
                 placement: coordinator,
                 output: coordinator,
                 restrictRoomCreation: configuration.mucRestrictRoomCreation,
@@ -142,6 +149,21 @@ public final class ConclaveNode: Service {
             options.maxAuthFailuresPerConnection = configuration.auth.maxFailuresPerConnection
             options.authFailuresBeforeDelay = configuration.auth.failuresBeforeDelay
             options.offerChannelBinding = configuration.auth.channelBinding
+            options.parser.maxElementsPerStanza = configuration.limits.maxElementsPerStanza
+            options.parser.maxAttributesPerElement = configuration.limits.maxAttributesPerElement
+            options.parser.maxHeaderBytes = configuration.limits.maxHeaderBytes
+            options.maxPreAuthBytes = configuration.limits.maxPreAuthBytes
+            options.maxUnsentBytes = configuration.limits.maxUnsentBytes
+            options.maxUnauthenticatedConnections = configuration.limits.maxUnauthenticatedConnections
+            options.maxUnauthenticatedConnectionsPerAddress = configuration.limits.maxUnauthenticatedConnectionsPerAddress
+            options.negotiationTimeout = .seconds(Int64(configuration.c2s.negotiationTimeoutSeconds))
+            options.maxParallelAuthPerAddress = configuration.auth.maxParallelPerAddress
+            options.authFailuresBeforeDelayPerAddress = configuration.auth.failuresBeforeDelayPerAddress
+            options.maxPasswordBytes = configuration.auth.maxPasswordBytes
+            options.unknownAccountIterations = configuration.auth.scramIterations
+            // The cluster's secret (HMAC-labelled for this use): every node answers the same
+            // salt for the same unknown name, as for a real account.
+            options.unknownAccountSaltKey = Array(secret.utf8)
             options.softwareVersion = ConclaveVersion.current
             let c2sConfiguration = C2SConfiguration(domain: domain, tls: tls, options: options)
             var httpPort: Int?
@@ -241,11 +263,26 @@ public final class ConclaveNode: Service {
             "conclave_link_queue_depth", "gauge", "Frames sent to a peer and not yet acknowledged.",
             coordinator.links.queueDepths.sorted { $0.key < $1.key }.map { ("peer=\"\($0.key)\"", Double($0.value)) }
         )
+        text.add(
+            "conclave_link_queue_bytes", "gauge", "Bytes of frames sent to a peer and not yet acknowledged.",
+            coordinator.links.queueBytes.sorted { $0.key < $1.key }.map { ("peer=\"\($0.key)\"", Double($0.value)) }
+        )
+        let linkEvents = coordinator.links.eventCounts
+        text.add(
+            "conclave_link_events_total", "counter",
+            "Node-link handshakes refused, limits reached and frames dropped, by event (docs/security.md).",
+            LinkEvent.allCases.map { ("event=\"\($0.rawValue)\"", Double(linkEvents[$0, default: 0])) }
+        )
         text.add("conclave_notify_events_total", "counter", "Control-bus events handled.", Double(bus.eventsReceived))
         text.add("conclave_bus_reconnects_total", "counter", "LISTEN connections re-established.", Double(bus.reconnects))
         text.add("conclave_room_activations_total", "counter", "Rooms claimed and loaded by this node.", Double(counters.activations))
         text.add("conclave_handovers_total", "counter", "Rooms handed over to another node.", Double(counters.handOvers))
         text.add("conclave_stale_writes_total", "counter", "Room writes refused because another node owns the room.", Double(counters.staleWrites))
+        text.add(
+            "conclave_rejected_room_writes_total", "counter",
+            "Room changes the database refused for good (dropped, the room re-read from the database).",
+            Double(counters.rejectedWrites)
+        )
         text.add("conclave_room_inputs_forwarded_total", "counter", "Room input forwarded to the owner node.", Double(counters.forwarded))
         text.add(
             "conclave_fanout_deliveries_total", "counter", "Room stanza copies sent to occupants (one per recipient).",
@@ -267,6 +304,22 @@ public final class ConclaveNode: Service {
             "conclave_stream_errors_total", "counter", "Streams ended with a stream error, by condition.",
             c2s.streamErrors.sorted { $0.key < $1.key }.map { ("condition=\"\($0.key)\"", Double($0.value)) }
         )
+        text.add(
+            "conclave_connections_refused_total", "counter",
+            "Client connections refused at once: too many not yet authenticated.", Double(c2s.connectionsRefused)
+        )
+        text.add(
+            "conclave_read_pauses_total", "counter",
+            "Times reading from a client paused (its output backed up, or a step pending).", Double(c2s.readPauses)
+        )
+        text.add(
+            "conclave_slow_consumers_ended_total", "counter", "Streams ended because the client left too much output unread.",
+            Double(c2s.slowConsumersEnded)
+        )
+        text.add(
+            "conclave_authentications_delayed_total", "counter", "Authentication attempts made to wait by the throttle.",
+            Double(c2s.authenticationsDelayed)
+        )
         return text.rendered
     }
 
@@ -281,6 +334,18 @@ public final class ConclaveNode: Service {
         }
     }
 
+    /// The `cluster.link_*` limits as `NodeLinks` takes them.
+    static func linkOptions(_ cluster: ServerConfiguration.Cluster) -> NodeLinks.Options {
+        var options = NodeLinks.Options()
+        options.authenticationTimeout = .milliseconds(Int64(cluster.linkAuthTimeoutSeconds * 1000))
+        options.preAuthenticationBytes = cluster.linkPreAuthBytes
+        options.maxUnauthenticated = cluster.linkMaxUnauthenticated
+        options.maxUnauthenticatedPerAddress = cluster.linkMaxUnauthenticatedPerAddress
+        options.maxQueueBytes = cluster.linkQueueBytes
+        options.maxFrameBytes = cluster.linkMaxFrameBytes
+        return options
+    }
+
     /// Mutual TLS for node links when `cluster.tls_ca` is set.
     private func loadLinkTLS() throws -> LinkTLS? {
         guard let ca = configuration.cluster.tlsCA else { return nil }
@@ -290,7 +355,9 @@ public final class ConclaveNode: Service {
             throw ConfigurationError("cluster.tls_ca is set but there is no certificate and key (cluster.tls_certificate/tls_key or tls.certificate/key)")
         }
         do {
-            return try LinkTLS(certificatePath: certificate, keyPath: key, caPath: ca)
+            return try LinkTLS(
+                certificatePath: certificate, keyPath: key, caPath: ca, verifyNames: configuration.cluster.tlsVerifyNames
+            )
         } catch {
             throw ConfigurationError("cannot load the link TLS certificate \(certificate) / key \(key) / CA \(ca): \(error)")
         }

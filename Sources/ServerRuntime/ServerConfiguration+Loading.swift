@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MUC
 import Yams
 
 /// A configuration problem, with the key or file it is about.
@@ -20,12 +21,23 @@ extension ServerConfiguration {
         var log_format: String?
         var muc_admins: [String]?
         var muc_restrict_room_creation: Bool?
+        var muc_limits: MUCLimitsFile?
         var c2s: C2SFile?
         var tls: TLSFile?
         var limits: LimitsFile?
         var auth: AuthFile?
         var cluster: ClusterFile?
         var http: HTTPFile?
+
+        struct MUCLimitsFile: Decodable {
+            var room_name_bytes: Int?
+            var jid_bytes: Int?
+            var nick_bytes: Int?
+            var reason_bytes: Int?
+            var affiliations: Int?
+            var subject_bytes: Int?
+            var configuration_field_bytes: Int?
+        }
 
         struct HTTPFile: Decodable {
             var host: String?
@@ -43,6 +55,13 @@ extension ServerConfiguration {
             var tls_key: String?
             var lease_seconds: Double?
             var heartbeat_seconds: Double?
+            var tls_verify_names: Bool?
+            var link_auth_timeout_seconds: Double?
+            var link_preauth_bytes: Int?
+            var link_max_unauthenticated: Int?
+            var link_max_unauthenticated_per_address: Int?
+            var link_queue_bytes: Int?
+            var link_max_frame_bytes: Int?
         }
 
         struct C2SFile: Decodable {
@@ -51,6 +70,7 @@ extension ServerConfiguration {
             var direct_tls_port: Int?
             var allow_plaintext_on_loopback: Bool?
             var idle_timeout_seconds: Int?
+            var negotiation_timeout_seconds: Int?
         }
         struct TLSFile: Decodable {
             var certificate: String?
@@ -59,12 +79,22 @@ extension ServerConfiguration {
         struct LimitsFile: Decodable {
             var max_stanza_bytes: Int?
             var max_depth: Int?
+            var max_elements_per_stanza: Int?
+            var max_attributes_per_element: Int?
+            var max_header_bytes: Int?
+            var max_pre_auth_bytes: Int?
+            var max_unsent_bytes: Int?
+            var max_unauthenticated_connections: Int?
+            var max_unauthenticated_connections_per_address: Int?
         }
         struct AuthFile: Decodable {
             var max_failures_per_connection: Int?
             var failures_before_delay: Int?
             var scram_iterations: Int?
             var channel_binding: Bool?
+            var max_parallel_per_address: Int?
+            var failures_before_delay_per_address: Int?
+            var max_password_bytes: Int?
         }
     }
 
@@ -88,7 +118,7 @@ extension ServerConfiguration {
         return [
             "": names(File()), "c2s": names(File.C2SFile()), "tls": names(File.TLSFile()),
             "limits": names(File.LimitsFile()), "auth": names(File.AuthFile()), "cluster": names(File.ClusterFile()),
-            "http": names(File.HTTPFile()),
+            "http": names(File.HTTPFile()), "muc_limits": names(File.MUCLimitsFile()),
         ]
     }()
 
@@ -132,12 +162,23 @@ extension ServerConfiguration {
         if let value = file.log_format { logFormat = try Self.format(value, key: "log_format") }
         if let value = file.muc_admins { mucAdmins = value }
         if let value = file.muc_restrict_room_creation { mucRestrictRoomCreation = value }
+        if let limits = file.muc_limits {
+            if let value = limits.room_name_bytes { mucLimits.roomNameBytes = value }
+            if let value = limits.jid_bytes { mucLimits.jidBytes = value }
+            if let value = limits.nick_bytes { mucLimits.nickBytes = value }
+            if let value = limits.reason_bytes { mucLimits.reasonBytes = value }
+            if let value = limits.affiliations { mucLimits.affiliations = value }
+            if let value = limits.subject_bytes { mucLimits.subjectBytes = value }
+            if let value = limits.configuration_field_bytes { mucLimits.configurationFieldBytes = value }
+            try validateMUCLimits()
+        }
         if let c2s = file.c2s {
             if let value = c2s.host { self.c2s.host = value }
             if let value = c2s.port { self.c2s.port = value }
             if let value = c2s.direct_tls_port { self.c2s.directTLSPort = value < 0 ? nil : value }
             if let value = c2s.allow_plaintext_on_loopback { self.c2s.allowPlaintextOnLoopback = value }
             if let value = c2s.idle_timeout_seconds { self.c2s.idleTimeoutSeconds = value }
+            if let value = c2s.negotiation_timeout_seconds { self.c2s.negotiationTimeoutSeconds = value }
         }
         if let tls = file.tls {
             if let value = tls.certificate { self.tls.certificate = value }
@@ -146,12 +187,24 @@ extension ServerConfiguration {
         if let limits = file.limits {
             if let value = limits.max_stanza_bytes { self.limits.maxStanzaBytes = value }
             if let value = limits.max_depth { self.limits.maxDepth = value }
+            if let value = limits.max_elements_per_stanza { self.limits.maxElementsPerStanza = value }
+            if let value = limits.max_attributes_per_element { self.limits.maxAttributesPerElement = value }
+            if let value = limits.max_header_bytes { self.limits.maxHeaderBytes = value }
+            if let value = limits.max_pre_auth_bytes { self.limits.maxPreAuthBytes = value }
+            if let value = limits.max_unsent_bytes { self.limits.maxUnsentBytes = value }
+            if let value = limits.max_unauthenticated_connections { self.limits.maxUnauthenticatedConnections = value }
+            if let value = limits.max_unauthenticated_connections_per_address {
+                self.limits.maxUnauthenticatedConnectionsPerAddress = value
+            }
         }
         if let auth = file.auth {
             if let value = auth.max_failures_per_connection { self.auth.maxFailuresPerConnection = value }
             if let value = auth.failures_before_delay { self.auth.failuresBeforeDelay = value }
             if let value = auth.scram_iterations { self.auth.scramIterations = value }
             if let value = auth.channel_binding { self.auth.channelBinding = value }
+            if let value = auth.max_parallel_per_address { self.auth.maxParallelPerAddress = value }
+            if let value = auth.failures_before_delay_per_address { self.auth.failuresBeforeDelayPerAddress = value }
+            if let value = auth.max_password_bytes { self.auth.maxPasswordBytes = value }
         }
         if let cluster = file.cluster {
             if let value = cluster.link_host { self.cluster.linkHost = value }
@@ -164,6 +217,15 @@ extension ServerConfiguration {
             if let value = cluster.tls_key { self.cluster.tlsKey = value }
             if let value = cluster.lease_seconds { self.cluster.leaseSeconds = value }
             if let value = cluster.heartbeat_seconds { self.cluster.heartbeatSeconds = value }
+            if let value = cluster.tls_verify_names { self.cluster.tlsVerifyNames = value }
+            if let value = cluster.link_auth_timeout_seconds { self.cluster.linkAuthTimeoutSeconds = value }
+            if let value = cluster.link_preauth_bytes { self.cluster.linkPreAuthBytes = value }
+            if let value = cluster.link_max_unauthenticated { self.cluster.linkMaxUnauthenticated = value }
+            if let value = cluster.link_max_unauthenticated_per_address {
+                self.cluster.linkMaxUnauthenticatedPerAddress = value
+            }
+            if let value = cluster.link_queue_bytes { self.cluster.linkQueueBytes = value }
+            if let value = cluster.link_max_frame_bytes { self.cluster.linkMaxFrameBytes = value }
         }
         if let http = file.http {
             if let value = http.host { self.http.host = value }
@@ -172,9 +234,30 @@ extension ServerConfiguration {
         try validateCluster()
     }
 
+    func validateMUCLimits() throws {
+        let limits = mucLimits
+        let values = [
+            limits.roomNameBytes, limits.jidBytes, limits.nickBytes, limits.reasonBytes, limits.affiliations,
+            limits.subjectBytes, limits.configurationFieldBytes,
+        ]
+        guard values.allSatisfy({ $0 > 0 }) else {
+            throw ConfigurationError("muc_limits: every limit must be positive")
+        }
+    }
+
     func validateCluster() throws {
         guard cluster.leaseSeconds > 0, cluster.heartbeatSeconds > 0, cluster.heartbeatSeconds < cluster.leaseSeconds else {
             throw ConfigurationError("cluster: heartbeat_seconds must be positive and shorter than lease_seconds")
+        }
+        let limits = [
+            cluster.linkPreAuthBytes, cluster.linkMaxUnauthenticated, cluster.linkMaxUnauthenticatedPerAddress,
+            cluster.linkQueueBytes, cluster.linkMaxFrameBytes,
+        ]
+        guard cluster.linkAuthTimeoutSeconds > 0, limits.allSatisfy({ $0 > 0 }) else {
+            throw ConfigurationError("cluster: the link_* limits must be positive")
+        }
+        guard cluster.linkMaxFrameBytes <= cluster.linkQueueBytes else {
+            throw ConfigurationError("cluster: link_max_frame_bytes must not exceed link_queue_bytes")
         }
     }
 
@@ -208,6 +291,16 @@ extension ServerConfiguration {
             mucAdmins = value.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
         }
         if let value = try bool("CONCLAVE_MUC_RESTRICT_ROOM_CREATION") { mucRestrictRoomCreation = value }
+        if let value = try int("CONCLAVE_MUC_LIMITS_ROOM_NAME_BYTES") { mucLimits.roomNameBytes = value }
+        if let value = try int("CONCLAVE_MUC_LIMITS_JID_BYTES") { mucLimits.jidBytes = value }
+        if let value = try int("CONCLAVE_MUC_LIMITS_NICK_BYTES") { mucLimits.nickBytes = value }
+        if let value = try int("CONCLAVE_MUC_LIMITS_REASON_BYTES") { mucLimits.reasonBytes = value }
+        if let value = try int("CONCLAVE_MUC_LIMITS_AFFILIATIONS") { mucLimits.affiliations = value }
+        if let value = try int("CONCLAVE_MUC_LIMITS_SUBJECT_BYTES") { mucLimits.subjectBytes = value }
+        if let value = try int("CONCLAVE_MUC_LIMITS_CONFIGURATION_FIELD_BYTES") {
+            mucLimits.configurationFieldBytes = value
+        }
+        try validateMUCLimits()
         if let value = environment["CONCLAVE_C2S_HOST"] { c2s.host = value }
         if let value = try int("CONCLAVE_C2S_PORT") { c2s.port = value }
         if let value = try int("CONCLAVE_C2S_DIRECT_TLS_PORT") { c2s.directTLSPort = value < 0 ? nil : value }
@@ -217,6 +310,19 @@ extension ServerConfiguration {
         if let value = environment["CONCLAVE_TLS_KEY"] { tls.key = value }
         if let value = try int("CONCLAVE_LIMITS_MAX_STANZA_BYTES") { limits.maxStanzaBytes = value }
         if let value = try int("CONCLAVE_LIMITS_MAX_DEPTH") { limits.maxDepth = value }
+        if let value = try int("CONCLAVE_LIMITS_MAX_ELEMENTS_PER_STANZA") { limits.maxElementsPerStanza = value }
+        if let value = try int("CONCLAVE_LIMITS_MAX_ATTRIBUTES_PER_ELEMENT") { limits.maxAttributesPerElement = value }
+        if let value = try int("CONCLAVE_LIMITS_MAX_HEADER_BYTES") { limits.maxHeaderBytes = value }
+        if let value = try int("CONCLAVE_LIMITS_MAX_PRE_AUTH_BYTES") { limits.maxPreAuthBytes = value }
+        if let value = try int("CONCLAVE_LIMITS_MAX_UNSENT_BYTES") { limits.maxUnsentBytes = value }
+        if let value = try int("CONCLAVE_LIMITS_MAX_UNAUTHENTICATED_CONNECTIONS") { limits.maxUnauthenticatedConnections = value }
+        if let value = try int("CONCLAVE_LIMITS_MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS") {
+            limits.maxUnauthenticatedConnectionsPerAddress = value
+        }
+        if let value = try int("CONCLAVE_C2S_NEGOTIATION_TIMEOUT_SECONDS") { c2s.negotiationTimeoutSeconds = value }
+        if let value = try int("CONCLAVE_AUTH_MAX_PARALLEL_PER_ADDRESS") { auth.maxParallelPerAddress = value }
+        if let value = try int("CONCLAVE_AUTH_FAILURES_BEFORE_DELAY_PER_ADDRESS") { auth.failuresBeforeDelayPerAddress = value }
+        if let value = try int("CONCLAVE_AUTH_MAX_PASSWORD_BYTES") { auth.maxPasswordBytes = value }
         if let value = try int("CONCLAVE_AUTH_MAX_FAILURES_PER_CONNECTION") { auth.maxFailuresPerConnection = value }
         if let value = try int("CONCLAVE_AUTH_FAILURES_BEFORE_DELAY") { auth.failuresBeforeDelay = value }
         if let value = try int("CONCLAVE_AUTH_SCRAM_ITERATIONS") { auth.scramIterations = value }
@@ -238,6 +344,15 @@ extension ServerConfiguration {
         if let value = environment["CONCLAVE_CLUSTER_TLS_KEY"] { cluster.tlsKey = value }
         if let value = try double("CONCLAVE_CLUSTER_LEASE_SECONDS") { cluster.leaseSeconds = value }
         if let value = try double("CONCLAVE_CLUSTER_HEARTBEAT_SECONDS") { cluster.heartbeatSeconds = value }
+        if let value = try bool("CONCLAVE_CLUSTER_TLS_VERIFY_NAMES") { cluster.tlsVerifyNames = value }
+        if let value = try double("CONCLAVE_CLUSTER_LINK_AUTH_TIMEOUT_SECONDS") { cluster.linkAuthTimeoutSeconds = value }
+        if let value = try int("CONCLAVE_CLUSTER_LINK_PREAUTH_BYTES") { cluster.linkPreAuthBytes = value }
+        if let value = try int("CONCLAVE_CLUSTER_LINK_MAX_UNAUTHENTICATED") { cluster.linkMaxUnauthenticated = value }
+        if let value = try int("CONCLAVE_CLUSTER_LINK_MAX_UNAUTHENTICATED_PER_ADDRESS") {
+            cluster.linkMaxUnauthenticatedPerAddress = value
+        }
+        if let value = try int("CONCLAVE_CLUSTER_LINK_QUEUE_BYTES") { cluster.linkQueueBytes = value }
+        if let value = try int("CONCLAVE_CLUSTER_LINK_MAX_FRAME_BYTES") { cluster.linkMaxFrameBytes = value }
         try validateCluster()
     }
 

@@ -1,4 +1,5 @@
 public import Logging
+public import MUC
 
 /// Everything a node is configured with. Read from a YAML file, then environment
 /// variables, then command-line flags (each overriding the one before); every key is
@@ -32,6 +33,9 @@ public struct ServerConfiguration: Sendable, Hashable {
     public var mucAdmins: [String] = []
     /// Only `mucAdmins` may create rooms.
     public var mucRestrictRoomCreation = false
+    /// What rooms accept: name, nick, JID, reason, subject and configuration sizes, and
+    /// affiliations per room (`muc_limits.*`; defaults in `RoomLimits`).
+    public var mucLimits = RoomLimits()
 
     public struct C2S: Sendable, Hashable {
         public var host = "0.0.0.0"
@@ -42,6 +46,8 @@ public struct ServerConfiguration: Sendable, Hashable {
         /// Allow authentication without TLS from loopback addresses.
         public var allowPlaintextOnLoopback = false
         public var idleTimeoutSeconds = 600
+        /// Seconds a connection has to authenticate and bind a resource.
+        public var negotiationTimeoutSeconds = 30
         public init() {}
     }
 
@@ -55,6 +61,13 @@ public struct ServerConfiguration: Sendable, Hashable {
     public struct Limits: Sendable, Hashable {
         public var maxStanzaBytes = 256 * 1024
         public var maxDepth = 64
+        public var maxElementsPerStanza = 10_000
+        public var maxAttributesPerElement = 64
+        public var maxHeaderBytes = 8 * 1024
+        public var maxPreAuthBytes = 64 * 1024
+        public var maxUnsentBytes = 4 * 1024 * 1024
+        public var maxUnauthenticatedConnections = 2048
+        public var maxUnauthenticatedConnectionsPerAddress = 256
         public init() {}
     }
 
@@ -92,6 +105,20 @@ public struct ServerConfiguration: Sendable, Hashable {
         /// A node whose heartbeat is older than this is dead.
         public var leaseSeconds = 3.0
         public var heartbeatSeconds = 1.0
+        /// With link TLS, a peer's certificate must name the node it claims to be (CN or a
+        /// DNS name equal to the node name, or with it as first label).
+        public var tlsVerifyNames = true
+        /// Time a new link connection has to finish TLS and the handshake.
+        public var linkAuthTimeoutSeconds = 5.0
+        /// Bytes a link peer may send before it has authenticated.
+        public var linkPreAuthBytes = 4096
+        /// Unauthenticated link connections, in total and from one address.
+        public var linkMaxUnauthenticated = 64
+        public var linkMaxUnauthenticatedPerAddress = 8
+        /// Serialized bytes queued for one peer before new frames are refused.
+        public var linkQueueBytes = 64 * 1024 * 1024
+        /// Largest frame on a link, serialized.
+        public var linkMaxFrameBytes = 16 * 1024 * 1024
         public init() {}
 
         /// The link port for a c2s port.
@@ -106,6 +133,9 @@ public struct ServerConfiguration: Sendable, Hashable {
         public var scramIterations = 4096
         /// Offer SCRAM-*-PLUS (tls-server-end-point); see docs/configuration.md.
         public var channelBinding = false
+        public var maxParallelPerAddress = 64
+        public var failuresBeforeDelayPerAddress = 10
+        public var maxPasswordBytes = 1024
         public init() {}
     }
 

@@ -103,6 +103,19 @@ public struct StaleOwnerError: Error, Sendable, CustomStringConvertible {
     public var description: String { "\(fence) no longer owns \(room)" }
 }
 
+/// The store refused something for good: the same request would be refused again (a
+/// value too large for an index, a violated constraint, a malformed value). Retrying
+/// cannot help, and must not hold up anything else; whatever else a store throws (the
+/// database away, a timeout, a deadlock) may pass on a later try.
+public struct PermanentStoreError: Error, Sendable, CustomStringConvertible {
+    /// What the store said (for PostgreSQL: the SQLSTATE and message).
+    public var detail: String
+    public init(_ detail: String) {
+        self.detail = detail
+    }
+    public var description: String { "refused for good: \(detail)" }
+}
+
 /// One durable change of a room, applied in the order the room made them.
 public enum StoredRoomChange: Sendable, Hashable {
     /// Creates the room or replaces its configuration.
@@ -127,7 +140,8 @@ public protocol RoomStore: Sendable {
     /// Gives up ownership (hand-over): the next owner may claim at once.
     func release(_ room: JID, fence: RoomFence) async throws
     /// Applies changes in one transaction if `fence` still owns the room; throws
-    /// `StaleOwnerError` (and applies nothing) otherwise.
+    /// `StaleOwnerError` (and applies nothing) otherwise, and `PermanentStoreError`
+    /// (applying nothing) when a change can never be stored.
     func apply(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async throws
     /// Public, unlocked rooms and their names (disco#items on the service).
     func publicRooms() async throws -> [(jid: JID, name: String)]

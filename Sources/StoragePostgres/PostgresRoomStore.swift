@@ -17,6 +17,14 @@ public struct PostgresRoomStore: RoomStore {
     }
 
     public func loadRoom(_ room: JID) async throws -> StoredRoom? {
+        do {
+            return try await read(room)
+        } catch {
+            throw PostgresErrorKind.permanent(error) ?? error
+        }
+    }
+
+    private func read(_ room: JID) async throws -> StoredRoom? {
         let jid = room.description
         var stored: StoredRoom?
         for try await (configuration, persistent, subject, nick, stamp, locked) in try await client.query(
@@ -106,7 +114,9 @@ public struct PostgresRoomStore: RoomStore {
             try await transaction(changes, jid: jid, room: room, fence: fence, logger: logger)
         } catch let error as PostgresTransactionError {
             if let stale = error.closureError as? StaleOwnerError { throw stale }
-            throw error
+            throw PostgresErrorKind.permanent(error) ?? error
+        } catch {
+            throw PostgresErrorKind.permanent(error) ?? error
         }
     }
 

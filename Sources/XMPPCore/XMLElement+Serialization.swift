@@ -8,19 +8,51 @@ extension XMLElement {
     }
 
     public func serialize(into out: inout String, parentNamespace: String) {
-        // Stream-level elements (`stream:features`, `stream:error`) only ever appear
-        // inside a stream header that declares the `stream` prefix.
-        let qualifiedName = namespace == Namespace.stream ? "stream:" + name : name
+        serialize(into: &out, parentNamespace: parentNamespace, nested: false)
+    }
+
+    /// Whatever the parser accepts is written as well-formed, namespace-correct XML:
+    /// every prefix used is declared on the element that uses it.
+    private func serialize(into out: inout String, parentNamespace: String, nested: Bool) {
+        // Stream-level elements (`stream:features`, `stream:error`) at the top appear
+        // inside a stream header that declares the `stream` prefix; one inside a stanza
+        // (anybody may send one) declares it itself, since the stanza may be stored or
+        // forwarded to places where no stream header declares it.
+        let inStream = namespace == Namespace.stream
+        let qualifiedName = inStream ? "stream:" + name : name
         out += "<"
         out += qualifiedName
-        if namespace != parentNamespace && namespace != Namespace.stream {
+        if inStream {
+            if nested {
+                out += " xmlns:stream=\""
+                out += Namespace.stream
+                out += "\""
+            }
+        } else if namespace != parentNamespace {
             out += " xmlns=\""
             XMLEscaping.appendAttribute(namespace, to: &out)
             out += "\""
         }
+        var declared: [(prefix: Substring, uri: String)] = []
         for attribute in attributes {
+            var name = Substring(attribute.name)
+            if !attribute.namespace.isEmpty, let colon = name.firstIndex(of: ":") {
+                let prefix = name[..<colon]
+                let reserved = prefix == "xmlns" || prefix == "xml" || (prefix == "stream" && inStream)
+                if let known = declared.first(where: { $0.prefix == prefix }), known.uri == attribute.namespace {
+                    // Declared already for an earlier attribute.
+                } else if !reserved, !declared.contains(where: { $0.prefix == prefix }) {
+                    declare(prefix, attribute.namespace, into: &out, &declared)
+                } else {
+                    // A prefix that cannot be declared here, or one prefix bound to two
+                    // URIs (only a program builds either): a fresh prefix.
+                    let fresh = freshPrefix(avoiding: declared)
+                    declare(fresh, attribute.namespace, into: &out, &declared)
+                    name = fresh + name[colon...]
+                }
+            }
             out += " "
-            out += attribute.name
+            out += name
             out += "=\""
             XMLEscaping.appendAttribute(attribute.value, to: &out)
             out += "\""
@@ -35,7 +67,8 @@ extension XMLElement {
             case .element(let element):
                 element.serialize(
                     into: &out,
-                    parentNamespace: namespace == Namespace.stream ? parentNamespace : namespace
+                    parentNamespace: namespace == Namespace.stream ? parentNamespace : namespace,
+                    nested: true
                 )
             case .text(let text):
                 XMLEscaping.appendText(text, to: &out)
@@ -45,6 +78,35 @@ extension XMLElement {
         out += qualifiedName
         out += ">"
     }
+}
+
+/// A prefix no attribute of this element uses and none declared here.
+extension XMLElement {
+    fileprivate func freshPrefix(avoiding declared: [(prefix: Substring, uri: String)]) -> Substring {
+        var index = declared.count
+        while true {
+            let candidate = Substring("ns\(index)")
+            let taken =
+                declared.contains { $0.prefix == candidate }
+                || attributes.contains { $0.name.hasPrefix(candidate + ":") }
+            if !taken { return candidate }
+            index += 1
+        }
+    }
+}
+
+private func declare(
+    _ prefix: Substring,
+    _ uri: String,
+    into out: inout String,
+    _ declared: inout [(prefix: Substring, uri: String)]
+) {
+    out += " xmlns:"
+    out += prefix
+    out += "=\""
+    XMLEscaping.appendAttribute(uri, to: &out)
+    out += "\""
+    declared.append((prefix, uri))
 }
 
 extension XMLElement: CustomStringConvertible {

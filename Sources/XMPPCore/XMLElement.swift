@@ -102,12 +102,18 @@ public struct XMLElement: Sendable, Hashable {
 }
 
 public struct XMLAttribute: Sendable, Hashable {
+    /// The name as written, with its prefix if it has one (`xml:lang`, `p:flag`).
     public var name: String
     public var value: String
+    /// The namespace URI a prefixed attribute's prefix was bound to where it was parsed
+    /// (empty for unprefixed attributes and for `xml:`, which is bound by definition).
+    /// The serializer declares the prefix again from it.
+    public var namespace: String
 
-    public init(name: String, value: String) {
+    public init(name: String, value: String, namespace: String = "") {
         self.name = name
         self.value = value
+        self.namespace = namespace
     }
 }
 

@@ -69,6 +69,34 @@ public struct C2SConfiguration: Sendable {
         /// types (slixmpp knows only tls-unique, which TLS 1.3 does not have), and then
         /// cannot log in at all.
         public var offerChannelBinding = false
+        /// A connection must have authenticated and bound a resource this long after it
+        /// opened, or it gets `<connection-timeout/>`.
+        public var negotiationTimeout: TimeAmount = .seconds(30)
+        /// Connections not yet authenticated, in all and from one address; beyond them a
+        /// new connection gets `<policy-violation/>` at once.
+        public var maxUnauthenticatedConnections = 2048
+        public var maxUnauthenticatedConnectionsPerAddress = 256
+        /// Bytes a connection may send before it has authenticated (the negotiation
+        /// needs a few KiB); more gets `<policy-violation/>`.
+        public var maxPreAuthBytes = 64 * 1024
+        /// Output the client has not read yet (bytes queued in the node for its socket).
+        /// While above the channel's high-water mark the node stops reading the client;
+        /// above this bound the stream ends with `<policy-violation/>`.
+        public var maxUnsentBytes = 4 * 1024 * 1024
+        /// Authentication attempts in flight at once from one address; beyond them an
+        /// attempt gets `<temporary-auth-failure/>`.
+        public var maxParallelAuthPerAddress = 64
+        /// Failures (and attempts in flight) from one address within `authFailureWindow`
+        /// after which every attempt from it waits, as for an account.
+        public var authFailuresBeforeDelayPerAddress = 10
+        /// Longest password accepted (bytes, PLAIN; SCRAM never sees passwords).
+        public var maxPasswordBytes = 1024
+        /// Key for the salts answered for accounts that do not exist: they are derived
+        /// from it and the name, so that they stay the same from one connection (and
+        /// node) to the next, like a real account's. Empty: a random key per process.
+        public var unknownAccountSaltKey: [UInt8] = []
+        /// Iterations answered for accounts that do not exist (the node's default).
+        public var unknownAccountIterations = 4096
         /// The software name and version answered to XEP-0092 queries.
         public var softwareVersion = "0.1.0"
         public init() {}

@@ -12,6 +12,13 @@ public struct SystemShutdownEvent: Sendable {
 
 /// One client connection (RFC 6120): stream negotiation (STARTTLS, SASL, bind), then
 /// stanzas to and from the session. Bound to its channel's event loop.
+/// The key for unknown accounts' salts when the configuration gives none: random, so
+/// stable for the process's life only.
+private let processSaltKey: [UInt8] = {
+    var generator = SystemRandomNumberGenerator()
+    return (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+}()
+
 final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -27,6 +34,22 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     private let configuration: C2SConfiguration
     private let delegate: any C2SDelegate
     private let throttle: AuthThrottle
+    private let admission: ConnectionAdmission
+    /// The client's IP address (no port), for the per-address limits.
+    private let address: String
+    /// Holds a place among the connections not yet authenticated.
+    private var admitted = false
+    private var refusal: String?
+    private var negotiationDeadline: Scheduled<Void>?
+    private var preAuthBytes = 0
+    /// The authentication attempt in progress (counted by the throttle until it ends).
+    private var attempt: AuthThrottle.Attempt?
+    /// Why reading from the client is paused: its output is backed up, or an
+    /// asynchronous step runs (events already read wait in `pending`).
+    private var outputBackedUp = false
+    private var readingPaused = false
+    /// Set while a stream error is being written, so writing it cannot end it again.
+    private var ending = false
     private var logger: Logger
     private let parser: XMLStreamParser
     private var context: ChannelHandlerContext?
@@ -58,6 +81,8 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         configuration: C2SConfiguration,
         delegate: any C2SDelegate,
         throttle: AuthThrottle,
+        admission: ConnectionAdmission,
+        address: String,
         tls: C2STLS?,
         directTLS: Bool,
         remoteIsLoopback: Bool,
@@ -67,6 +92,8 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         self.configuration = configuration
         self.delegate = delegate
         self.throttle = throttle
+        self.admission = admission
+        self.address = address
         self.tlsActive = directTLS
         self.plaintextAllowed = configuration.options.allowPlaintextOnLoopback && remoteIsLoopback
         self.logger = logger
@@ -76,11 +103,38 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         configuration.metrics.connectionOpened()
+        refusal = admission.admit(address, options: configuration.options)
+        admitted = refusal == nil
+        let timeout = configuration.options.negotiationTimeout
+        negotiationDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            if case .bound = phase { return }
+            fail(StreamError(.connectionTimeout, text: "log in within \(timeout.nanoseconds / 1_000_000_000) s"))
+        }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        if let refusal {
+            configuration.metrics.refusedConnection()
+            fail(StreamError(.policyViolation, text: refusal))
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         configuration.metrics.connectionClosed()
+        negotiationDeadline?.cancel()
+        releaseAdmission()
+        if let attempt = attempt.take() {
+            // An attempt abandoned halfway counts as a failure.
+            throttle.finish(attempt, succeeded: false, options: configuration.options)
+        }
+    }
+
+    private func releaseAdmission() {
+        guard admitted else { return }
+        admitted = false
+        admission.release(address)
     }
 
     // MARK: - Input
@@ -88,6 +142,13 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .closed = phase else {
             let buffer = unwrapInboundIn(data)
+            if authenticated == nil {
+                preAuthBytes += buffer.readableBytes
+                if preAuthBytes > configuration.options.maxPreAuthBytes {
+                    fail(StreamError(.policyViolation, text: "too much data before authentication"))
+                    return
+                }
+            }
             let events: [XMLStreamEvent]
             do {
                 events = try buffer.withUnsafeReadableBytes { bytes in try parser.parse(bytes) }
@@ -113,10 +174,41 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
                 handle(event)
             }
         }
+        updateReading()
+    }
+
+    /// Reading stops while the client's output is backed up (it does not read what we
+    /// send, so it must not make us produce more) and while an asynchronous step runs
+    /// (what was read meanwhile waits in `pending`, bounded by one read).
+    private func updateReading() {
+        guard let context, !isClosed else { return }
+        let pause = outputBackedUp || busy
+        guard pause != readingPaused else { return }
+        readingPaused = pause
+        if pause { configuration.metrics.readingPaused() }
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: !pause)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        outputBackedUp = !context.channel.isWritable
+        updateReading()
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Ends a stream whose client leaves more than `maxUnsentBytes` unread.
+    private func checkUnsentOutput(_ context: ChannelHandlerContext) {
+        guard !ending, !context.channel.isWritable,
+            let unsent = try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes),
+            unsent > configuration.options.maxUnsentBytes
+        else { return }
+        configuration.metrics.slowConsumerEnded()
+        logger.info("ending a stream whose client does not read", metadata: ["unsent": "\(unsent)"])
+        fail(StreamError(.policyViolation, text: "too much output left unread"))
     }
 
     private func resume() {
         busy = false
+        updateReading()
         let generation = self.generation
         while !busy, !pending.isEmpty, generation == self.generation, !isClosed {
             handle(pending.removeFirst())
@@ -248,6 +340,9 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: - Negotiation
 
     private func negotiate(_ element: XMLElement) {
+        if authenticated != nil, element.namespace == Namespace.sasl {
+            return send(SASLFailure(.malformedRequest, text: "already authenticated").element)
+        }
         switch (element.namespace, element.name) {
         case (Namespace.tls, "starttls"):
             startTLS()
@@ -328,17 +423,54 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         } catch {
             return authenticationFailed(error, account: nil)
         }
-        guard let account = try? JID(localpart: username, domainpart: configuration.domain.domainpart) else {
-            return authenticationFailed(SASLFailure(.notAuthorized), account: nil)
+        let account = try? JID(localpart: username, domainpart: configuration.domain.domainpart)
+        beginAttempt(account) { connection in
+            guard let account else {
+                return connection.authenticationFailed(SASLFailure(.notAuthorized), account: nil)
+            }
+            if let authzid = exchange.authzid, (try? JID(authzid)) != account {
+                return connection.authenticationFailed(SASLFailure(.invalidAuthzid), account: account)
+            }
+            connection.lookUpCredentials(account) { connection, credentials in
+                let options = connection.configuration.options
+                let challenge = exchange.serverFirst(
+                    credentials: credentials,
+                    unknownAccountKey: options.unknownAccountSaltKey.isEmpty
+                        ? processSaltKey : options.unknownAccountSaltKey,
+                    unknownAccountIterations: options.unknownAccountIterations
+                )
+                connection.scram = exchange
+                connection.send(XMLElement("challenge", namespace: Namespace.sasl, text: Base64.encode(challenge)))
+            }
         }
-        if let authzid = exchange.authzid, (try? JID(authzid)) != account {
-            return authenticationFailed(SASLFailure(.invalidAuthzid), account: account)
+    }
+
+    /// Counts an authentication attempt with the throttle and runs `body` after the
+    /// delay it asks for: the delay comes before the outcome is known, so a right
+    /// password waits as long as a wrong one.
+    private func beginAttempt(_ account: JID?, then body: @escaping (C2SConnection) -> Void) {
+        if let previous = attempt.take() {
+            throttle.finish(previous, succeeded: false, options: configuration.options)
         }
-        lookUpCredentials(account) { connection, credentials in
-            let challenge = exchange.serverFirst(credentials: credentials, fakeSaltSeed: Array(connection.streamID.utf8))
-            connection.scram = exchange
-            connection.send(XMLElement("challenge", namespace: Namespace.sasl, text: Base64.encode(challenge)))
+        guard let (attempt, delay) = throttle.begin(account: account, address: address, options: configuration.options)
+        else {
+            return send(SASLFailure(.temporaryAuthFailure, text: "too many attempts in progress").element)
         }
+        self.attempt = attempt
+        guard delay > .zero, let context else { return body(self) }
+        configuration.metrics.authenticationDelayed()
+        busy = true
+        updateReading()
+        context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+            guard !self.isClosed else { return }
+            body(self)
+            if !self.isClosed, self.busy { self.resume() }
+        }
+    }
+
+    private func finishAttempt(succeeded: Bool) {
+        guard let attempt = attempt.take() else { return }
+        throttle.finish(attempt, succeeded: succeeded, options: configuration.options)
     }
 
     private func continueAuthentication(_ element: XMLElement) {
@@ -353,7 +485,8 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         do {
             let serverFinal = try exchange.receiveClientFinal(data)
             authenticated = account
-            throttle.recordSuccess(account)
+            finishAttempt(succeeded: true)
+            releaseAdmission()
             send(XMLElement("success", namespace: Namespace.sasl, text: Base64.encode(serverFinal)))
             restartStream()
         } catch {
@@ -373,19 +506,23 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         } catch {
             return authenticationFailed(error, account: nil)
         }
-        guard let account = try? JID(localpart: plain.username, domainpart: configuration.domain.domainpart) else {
-            return authenticationFailed(SASLFailure(.notAuthorized), account: nil)
-        }
-        if let authzid = plain.authzid, (try? JID(authzid)) != account {
-            return authenticationFailed(SASLFailure(.invalidAuthzid), account: account)
-        }
-        lookUpCredentials(account) { connection, credentials in
-            guard let credentials, credentials.verify(password: plain.password) else {
+        let account = try? JID(localpart: plain.username, domainpart: configuration.domain.domainpart)
+        beginAttempt(account) { connection in
+            guard let account, plain.password.utf8.count <= connection.configuration.options.maxPasswordBytes else {
                 return connection.authenticationFailed(SASLFailure(.notAuthorized), account: account)
             }
-            connection.authenticated = account
-            connection.throttle.recordSuccess(account)
-            connection.succeed()
+            if let authzid = plain.authzid, (try? JID(authzid)) != account {
+                return connection.authenticationFailed(SASLFailure(.invalidAuthzid), account: account)
+            }
+            connection.lookUpCredentials(account) { connection, credentials in
+                guard let credentials, credentials.verify(password: plain.password) else {
+                    return connection.authenticationFailed(SASLFailure(.notAuthorized), account: account)
+                }
+                connection.authenticated = account
+                connection.finishAttempt(succeeded: true)
+                connection.releaseAdmission()
+                connection.succeed()
+            }
         }
     }
 
@@ -406,6 +543,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
                 if !self.isClosed, self.busy { self.resume() }
             case .failure(let error):
                 self.logger.error("account lookup failed: \(error)")
+                self.attempt = nil
                 self.send(SASLFailure(.temporaryAuthFailure).element)
                 self.resume()
             }
@@ -416,21 +554,15 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         let failure = failure as? SASLFailure ?? SASLFailure(.notAuthorized)
         authFailures += 1
         logger.info("authentication failed", metadata: ["account": "\(account?.description ?? "-")", "reason": "\(failure)"])
-        let delay = throttle.recordFailure(account, options: configuration.options)
-        let finish: (C2SConnection) -> Void = { connection in
-            connection.send(failure.element)
-            if connection.authFailures >= connection.configuration.options.maxAuthFailuresPerConnection {
-                connection.fail(StreamError(.policyViolation, text: "too many failed authentication attempts"))
-            }
+        if attempt != nil {
+            finishAttempt(succeeded: false)
+        } else if let (attempt, _) = throttle.begin(account: account, address: address, options: configuration.options) {
+            // Refused before an attempt began (a malformed first message): it still counts.
+            throttle.finish(attempt, succeeded: false, options: configuration.options)
         }
-        guard delay > .zero, let context else {
-            return finish(self)
-        }
-        busy = true
-        context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
-            guard !self.isClosed else { return }
-            finish(self)
-            self.resume()
+        send(failure.element)
+        if authFailures >= configuration.options.maxAuthFailuresPerConnection {
+            fail(StreamError(.policyViolation, text: "too many failed authentication attempts"))
         }
     }
 
@@ -465,6 +597,8 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         }
         let session = C2SSession(jid: jid, streamID: streamID, connection: self, eventLoop: context.eventLoop)
         phase = .bound(session)
+        negotiationDeadline?.cancel()
+        negotiationDeadline = nil
         logger[metadataKey: "jid"] = "\(jid)"
         var result = XMLElement("iq", namespace: Namespace.client, ["type": "result"])
         if let id = iq.id { result.id = id }
@@ -566,6 +700,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     private func flushOutput() {
         guard let buffer = output.take(), let context else { return }
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        checkUnsentOutput(context)
         // Kept for the next tick only when small: a burst (an occupant list on joining)
         // must not stay as memory of an idle session.
         if buffer.capacity <= 4 * 1024 { spareOutput = buffer }
@@ -578,11 +713,13 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         if let pending = output.take() { context.write(wrapOutboundOut(pending), promise: nil) }
         let buffer = context.channel.allocator.buffer(string: text)
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        if !isClosed { checkUnsentOutput(context) }
     }
 
     /// Ends the stream with `error` and closes the connection.
     func fail(_ error: StreamError) {
-        guard !isClosed else { return }
+        guard !isClosed, !ending else { return }
+        ending = true
         logger.info("stream error", metadata: ["condition": "\(error.condition.rawValue)"])
         configuration.metrics.streamError(error.condition.rawValue)
         if !headerSent {

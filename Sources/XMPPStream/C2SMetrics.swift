@@ -18,6 +18,10 @@ public final class C2SMetrics: Sendable {
     private let iqsOut = Atomic<Int>(0)
     private let errorsOut = Atomic<Int>(0)
     private let streamErrorCounts = Mutex<[String: Int]>([:])
+    private let refused = Atomic<Int>(0)
+    private let paused = Atomic<Int>(0)
+    private let slowConsumers = Atomic<Int>(0)
+    private let delayedAuth = Atomic<Int>(0)
 
     public init() {}
 
@@ -42,6 +46,20 @@ public final class C2SMetrics: Sendable {
         }
         if isError { errorsOut.add(1, ordering: .relaxed) }
     }
+
+    func refusedConnection() { refused.add(1, ordering: .relaxed) }
+    func readingPaused() { paused.add(1, ordering: .relaxed) }
+    func slowConsumerEnded() { slowConsumers.add(1, ordering: .relaxed) }
+    func authenticationDelayed() { delayedAuth.add(1, ordering: .relaxed) }
+
+    /// Connections refused at once: too many not yet authenticated, in all or per address.
+    public var connectionsRefused: Int { refused.load(ordering: .relaxed) }
+    /// Times reading from a client was paused (its output backed up, or a step pending).
+    public var readPauses: Int { paused.load(ordering: .relaxed) }
+    /// Streams ended because the client left too much output unread.
+    public var slowConsumersEnded: Int { slowConsumers.load(ordering: .relaxed) }
+    /// Authentication attempts made to wait by the throttle.
+    public var authenticationsDelayed: Int { delayedAuth.load(ordering: .relaxed) }
 
     func streamError(_ condition: String) {
         streamErrorCounts.withLock { $0[condition, default: 0] += 1 }

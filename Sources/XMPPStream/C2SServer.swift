@@ -25,6 +25,7 @@ public final class C2SServer: Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let throttle = AuthThrottle()
+    private let admission = ConnectionAdmission()
     private let channels = Mutex<[any Channel]>([])
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
 
@@ -46,6 +47,7 @@ public final class C2SServer: Sendable {
         let configuration = self.configuration
         let delegate = self.delegate
         let throttle = self.throttle
+        let admission = self.admission
         let logger = self.logger
         if listener.directTLS && configuration.tls == nil {
             throw C2SServerError.directTLSWithoutCertificate
@@ -72,6 +74,8 @@ public final class C2SServer: Sendable {
                             configuration: configuration,
                             delegate: delegate,
                             throttle: throttle,
+                            admission: admission,
+                            address: remote?.ipAddress ?? "unknown",
                             tls: tls,
                             directTLS: listener.directTLS,
                             remoteIsLoopback: remote?.isLoopback ?? false,
@@ -98,6 +102,9 @@ public final class C2SServer: Sendable {
             _ = self?.connections.withLock { $0.removeValue(forKey: key) }
         }
     }
+
+    /// Connections open now that have not authenticated yet.
+    public var unauthenticatedCount: Int { admission.unauthenticated }
 
     /// The number of open client connections.
     public var connectionCount: Int { connections.withLock { $0.count } }

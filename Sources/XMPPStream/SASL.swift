@@ -129,7 +129,14 @@ struct SCRAMServerExchange {
         return decodeSASLName(field.dropFirst(2))
     }
 
-    mutating func serverFirst(credentials: StoredCredentials?, fakeSaltSeed: [UInt8]) -> [UInt8] {
+    /// For an account that does not exist, the salt is derived from `unknownAccountKey`
+    /// and the name, and the iterations are the node's default: the answer is the same on
+    /// every connection, as a real account's is, so it does not tell which names exist.
+    mutating func serverFirst(
+        credentials: StoredCredentials?,
+        unknownAccountKey: [UInt8],
+        unknownAccountIterations: Int
+    ) -> [UInt8] {
         self.credentials = credentials
         let salt: [UInt8]
         let iterations: Int
@@ -138,14 +145,22 @@ struct SCRAMServerExchange {
             iterations = credentials.iterations
             keys = credentials.keys(for: hash)
         } else {
-            salt = Array(SHA256.hash(data: fakeSaltSeed + Array(username.utf8)).prefix(16))
-            iterations = 4096
+            salt = Self.unknownAccountSalt(key: unknownAccountKey, username: username)
+            iterations = unknownAccountIterations
             var generator = SystemRandomNumberGenerator()
             let random = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
             keys = SCRAMKeys(storedKey: random, serverKey: random)
         }
         serverFirstMessage = "r=\(nonce),s=\(Base64.encode(salt)),i=\(iterations)"
         return Array(serverFirstMessage.utf8)
+    }
+
+    static func unknownAccountSalt(key: [UInt8], username: String) -> [UInt8] {
+        let code = HMAC<SHA256>.authenticationCode(
+            for: Array("conclave-scram-salt|\(username)".utf8),
+            using: SymmetricKey(data: key)
+        )
+        return Array(Array(code).prefix(16))
     }
 
     /// Verifies the client's proof; returns the server-final message.

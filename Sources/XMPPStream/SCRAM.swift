@@ -64,8 +64,12 @@ extension StoredCredentials {
         return derive(password: password, salt: salt, iterations: iterations)
     }
 
+    /// Keys for `password` after SASLprep (RFC 4013), as clients prepare it before
+    /// hashing; a password SASLprep refuses is used as given (`conclave user` refuses it
+    /// before it gets here).
     public static func derive(password: String, salt: [UInt8], iterations: Int) -> StoredCredentials {
-        StoredCredentials(
+        let password = SASLprep.prepare(password) ?? password
+        return StoredCredentials(
             salt: salt,
             iterations: iterations,
             sha1: SCRAMHash.sha1.keys(password: password, salt: salt, iterations: iterations),
@@ -82,9 +86,15 @@ extension StoredCredentials {
 
     /// Whether `password` is the one these credentials were derived from.
     public func verify(password: String) -> Bool {
+        guard let password = SASLprep.prepare(password) else { return false }
         let candidate = SCRAMHash.sha256.keys(password: password, salt: salt, iterations: iterations)
         return constantTimeEqual(candidate.storedKey, sha256.storedKey)
     }
+}
+
+/// Whether `password` is acceptable to SASLprep (RFC 4013), so that a client can send it.
+public func isValidPassword(_ password: String) -> Bool {
+    !password.isEmpty && SASLprep.prepare(password) != nil
 }
 
 func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {

@@ -270,6 +270,12 @@ public final class XMPPClient: Sendable {
     }
 
     /// Sends text as it is: for tests that send broken XML on purpose.
+    /// Stops or resumes reading from the server, as a stalled or slow client would (for
+    /// tests and load generation); what the server sends meanwhile waits in the kernel.
+    public func setReading(_ reading: Bool) async throws {
+        try await channel.setOption(ChannelOptions.autoRead, value: reading)
+    }
+
     public func sendRaw(_ text: String) {
         channel.writeAndFlush(channel.allocator.buffer(string: text), promise: nil)
     }

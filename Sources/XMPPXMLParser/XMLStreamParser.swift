@@ -46,6 +46,15 @@ public final class XMLStreamParser {
         /// (`xmlns`, `xmlns:prefix`). Servers leave this off; the spec runner needs
         /// to know where an expected element declared its namespace.
         public var reportsNamespaceDeclarations = false
+        /// Most elements in one stanza (the stanza itself included). Tiny elements cost far
+        /// more memory parsed than sent, so their number is bounded, not only their bytes.
+        public var maxElementsPerStanza = 10_000
+        /// Most attributes (namespace declarations included) on one element. libxml2
+        /// checks them for duplicates in time quadratic in their number, before any
+        /// callback could refuse them, so they are counted in the raw bytes first.
+        public var maxAttributesPerElement = 64
+        /// Largest stream header (everything before the end of `<stream:stream …>`).
+        public var maxHeaderBytes = 8 * 1024
         public init() {}
     }
 
@@ -59,6 +68,19 @@ public final class XMLStreamParser {
     private var fedBytes = 0
     private var boundaryOffset = 0
     private var stanzaStart = 0
+    private var stanzaElements = 0
+    /// Text of the innermost open element, gathered in place: libxml2 reports text in
+    /// pieces (one per character reference), and joining strings piece by piece would
+    /// copy the text once per piece.
+    private var pendingText: [UInt8] = []
+    /// Names and namespace URIs as Swift strings, by the address libxml2's dictionary
+    /// gives them, so that a long URI shared by many elements is stored once.
+    private var interned: [UnsafeRawPointer: String] = [:]
+    private var internedBytes = 0
+    private static let maxInternedBytes = 64 * 1024
+    private var scanner = MarkupScanner()
+    private var sniffedEncoding = false
+    private var leadingBytes: [UInt8] = []
 
     /// libxml2 is fed pieces of at most this size, so an oversized stanza is
     /// refused after at most this many bytes beyond the limit have been buffered.
@@ -78,6 +100,13 @@ public final class XMLStreamParser {
         if let context { xmlFreeParserCtxt(context) }
         context = nil
         stack.removeAll(keepingCapacity: true)
+        pendingText.removeAll()
+        interned.removeAll()
+        internedBytes = 0
+        scanner = MarkupScanner()
+        sniffedEncoding = false
+        leadingBytes = []
+        stanzaElements = 0
         failure = nil
         streamOpen = false
         fedBytes = 0
@@ -111,13 +140,33 @@ public final class XMLStreamParser {
     }
 
     private func parseSlice(_ slice: UnsafeRawBufferPointer) throws(XMLStreamParserError) {
+        if !sniffedEncoding {
+            // UTF-16 and UTF-32 give themselves away in the first two bytes (a byte order
+            // mark, or a NUL byte next to '<'); RFC 6120 §11.6 allows UTF-8 only.
+            for byte in slice where leadingBytes.count < 2 { leadingBytes.append(byte) }
+            if leadingBytes.count == 2 || (leadingBytes.count == 1 && leadingBytes[0] != 0x3C) {
+                sniffedEncoding = true
+                let first = leadingBytes[0]
+                let second = leadingBytes.count > 1 ? leadingBytes[1] : 0x3C
+                if first == 0xFE || first == 0xFF || first == 0x00 || (first == 0x3C && second == 0x00) {
+                    fail(.unsupportedEncoding, "only UTF-8 is allowed")
+                    throw failure!
+                }
+            }
+        }
+        if let problem = scanner.scan(slice, maxAttributes: options.maxAttributesPerElement) {
+            fail(.policyViolation, problem)
+            throw failure!
+        }
         let context = makeContextIfNeeded()
         let status = slice.withMemoryRebound(to: CChar.self) { chars in
             xmlParseChunk(context, chars.baseAddress, Int32(chars.count), 0)
         }
         if let failure { throw failure }
         if status == 0, context.pointee.nsWellFormed == 0 {
-            fail(.notWellFormed, "undeclared namespace prefix")
+            // An undeclared prefix, or a namespace name libxml2 does not take as a URI.
+            let message = xmlCtxtGetLastError(context).flatMap { $0.pointee.message }.map { String(cString: $0) }
+            fail(.notWellFormed, message.map { trimmed($0) } ?? "namespace error")
             throw failure!
         }
         if status != 0 {
@@ -126,6 +175,10 @@ public final class XMLStreamParser {
             throw failure!
         }
         fedBytes += slice.count
+        if !streamOpen, fedBytes > options.maxHeaderBytes {
+            fail(.policyViolation, "stream header larger than \(options.maxHeaderBytes) bytes")
+            throw failure!
+        }
         if fedBytes - boundaryOffset > options.maxStanzaBytes {
             fail(.policyViolation, "stanza larger than \(options.maxStanzaBytes) bytes")
             throw failure!
@@ -187,13 +240,29 @@ public final class XMLStreamParser {
         attributes: UnsafeMutablePointer<UnsafePointer<xmlChar>?>?
     ) {
         guard failure == nil else { return }
-        var element = XMLElement(name: string(localname), namespace: uri.map { string($0) } ?? "")
+        if streamOpen {
+            if stack.isEmpty { stanzaElements = 0 }
+            stanzaElements += 1
+            if stanzaElements > options.maxElementsPerStanza {
+                fail(.policyViolation, "more than \(options.maxElementsPerStanza) elements in a stanza")
+                return
+            }
+            flushText()
+        }
+        var element = XMLElement(name: intern(localname), namespace: uri.map { intern($0) } ?? "")
         if attributeCount > 0, let attributes {
             element.attributes.reserveCapacity(attributeCount)
             for index in 0..<attributeCount {
                 let base = index * 5
-                var name = string(attributes[base])
-                if let prefix = attributes[base + 1] { name = string(prefix) + ":" + name }
+                var name = intern(attributes[base])
+                var namespace = ""
+                if let prefix = attributes[base + 1] {
+                    let prefixText = intern(prefix)
+                    name = prefixText + ":" + name
+                    // The `xml` prefix is bound by definition; any other prefix needs its
+                    // URI, or the attribute could not be written out again correctly.
+                    if prefixText != "xml" { namespace = attributes[base + 2].map { intern($0) } ?? "" }
+                }
                 var value: String
                 if let start = attributes[base + 3], let end = attributes[base + 4] {
                     value = String(
@@ -209,7 +278,7 @@ public final class XMLStreamParser {
                 } else {
                     value = ""
                 }
-                element.attributes.append(XMLAttribute(name: name, value: value))
+                element.attributes.append(XMLAttribute(name: name, value: value, namespace: namespace))
             }
         }
         if !streamOpen {
@@ -223,13 +292,17 @@ public final class XMLStreamParser {
             var defaultNamespace: String?
             if namespaceCount > 0, let namespaces {
                 for index in 0..<namespaceCount where namespaces[index * 2] == nil {
-                    defaultNamespace = namespaces[index * 2 + 1].map { string($0) } ?? ""
+                    defaultNamespace = namespaces[index * 2 + 1].map { intern($0) } ?? ""
                 }
             }
             streamOpen = true
             markBoundary()
             // libxml2 reports a start tag before consuming its closing '>'.
             boundaryOffset += 1
+            if boundaryOffset > options.maxHeaderBytes {
+                fail(.policyViolation, "stream header larger than \(options.maxHeaderBytes) bytes")
+                return
+            }
             events.append(.streamOpen(header: element, defaultNamespace: defaultNamespace))
             return
         }
@@ -239,8 +312,8 @@ public final class XMLStreamParser {
         }
         if options.reportsNamespaceDeclarations, namespaceCount > 0, let namespaces {
             for index in 0..<namespaceCount {
-                let prefix = namespaces[index * 2].map { string($0) }
-                let uri = namespaces[index * 2 + 1].map { string($0) } ?? ""
+                let prefix = namespaces[index * 2].map { intern($0) }
+                let uri = namespaces[index * 2 + 1].map { intern($0) } ?? ""
                 element.attributes.append(XMLAttribute(name: prefix.map { "xmlns:" + $0 } ?? "xmlns", value: uri))
             }
         }
@@ -250,6 +323,7 @@ public final class XMLStreamParser {
 
     fileprivate func endElement() {
         guard failure == nil else { return }
+        flushText()
         guard let element = stack.popLast() else {
             streamOpen = false
             markBoundary()
@@ -262,6 +336,7 @@ public final class XMLStreamParser {
                 fail(.policyViolation, "stanza larger than \(options.maxStanzaBytes) bytes")
                 return
             }
+            trimInterned()
             events.append(.element(element))
         } else {
             stack[stack.count - 1].children.append(.element(element))
@@ -275,7 +350,15 @@ public final class XMLStreamParser {
             markBoundary()
             return
         }
-        let text = String(decoding: UnsafeBufferPointer(start: bytes, count: length), as: UTF8.self)
+        pendingText.append(contentsOf: UnsafeBufferPointer(start: bytes, count: length))
+    }
+
+    /// Moves the gathered text into the innermost open element.
+    private func flushText() {
+        guard !pendingText.isEmpty else { return }
+        defer { pendingText.removeAll(keepingCapacity: pendingText.capacity <= 4096) }
+        guard !stack.isEmpty else { return }
+        let text = String(decoding: pendingText, as: UTF8.self)
         let top = stack.count - 1
         if case .text(let previous)? = stack[top].children.last {
             stack[top].children[stack[top].children.count - 1] = .text(previous + text)
@@ -284,9 +367,26 @@ public final class XMLStreamParser {
         }
     }
 
-    private func string(_ pointer: UnsafePointer<xmlChar>?) -> String {
+    /// The string at `pointer`, which libxml2 keeps in its dictionary (names, prefixes
+    /// and namespace URIs): one Swift copy per distinct string while the stream lasts,
+    /// up to a byte budget; past it, strings are shared within a stanza only.
+    private func intern(_ pointer: UnsafePointer<xmlChar>?) -> String {
         guard let pointer else { return "" }
-        return String(cString: pointer)
+        let key = UnsafeRawPointer(pointer)
+        if let known = interned[key] { return known }
+        let string = String(cString: pointer)
+        interned[key] = string
+        internedBytes += string.utf8.count
+        return string
+    }
+
+    /// Called at the end of each stanza: forgets the interned strings once they exceed
+    /// their budget (a stanza's worth of strings never outlives the next stanza).
+    private func trimInterned() {
+        if internedBytes > Self.maxInternedBytes {
+            interned.removeAll()
+            internedBytes = 0
+        }
     }
 }
 

@@ -18,12 +18,12 @@ struct User: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an account.")
         @OptionGroup var common: CommonOptions
         @Argument(help: "The account's bare JID, e.g. romeo@localhost.") var jid: String
-        @Option(help: "The password (else read from standard input).") var password: String?
+        @OptionGroup var password: PasswordInput
 
         func run() async throws {
             let account = try parseAccount(jid)
-            let secret = try password ?? readPassword()
             let configuration = try common.load()
+            let secret = try password.read(maxBytes: configuration.auth.maxPasswordBytes)
             let credentials = StoredCredentials.derive(password: secret, iterations: configuration.auth.scramIterations)
             try await withAccounts(common) { store in try await store.createAccount(account, credentials: credentials) }
             print("created \(account)")
@@ -99,12 +99,12 @@ struct User: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Change an account's password.")
         @OptionGroup var common: CommonOptions
         @Argument(help: "The account's bare JID.") var jid: String
-        @Option(help: "The new password (else read from standard input).") var password: String?
+        @OptionGroup var password: PasswordInput
 
         func run() async throws {
             let account = try parseAccount(jid)
-            let secret = try password ?? readPassword()
             let configuration = try common.load()
+            let secret = try password.read(maxBytes: configuration.auth.maxPasswordBytes)
             let credentials = StoredCredentials.derive(password: secret, iterations: configuration.auth.scramIterations)
             try await withAccounts(common) { store in try await store.updateCredentials(account, credentials: credentials) }
             print("password changed for \(account)")
@@ -148,13 +148,6 @@ func parseAccount(_ text: String) throws -> JID {
     return jid
 }
 
-func readPassword() throws -> String {
-    guard let line = readLine(strippingNewline: true), !line.isEmpty else {
-        throw ValidationError("no password: pass --password or write it on standard input")
-    }
-    return line
-}
-
 func withAccounts<Result: Sendable>(
     _ common: CommonOptions,
     _ body: @Sendable (PostgresAccountStore) async throws -> Result
@@ -181,7 +174,15 @@ struct CommandError: Error, CustomStringConvertible {
 
 /// Creates each account, or resets its password when it exists; returns how many were new.
 private func addOrReset(_ list: [(key: JID, value: String)], _ common: CommonOptions) async throws -> Int {
-    let iterations = try common.load().auth.scramIterations
+    let configuration = try common.load()
+    let iterations = configuration.auth.scramIterations
+    for (jid, password) in list {
+        do {
+            _ = try PasswordInput.checked(password, maxBytes: configuration.auth.maxPasswordBytes)
+        } catch let error as CommandError {
+            throw CommandError("\(jid): \(error.description)")
+        }
+    }
     return try await withAccounts(common) { store in
         var created = 0
         for (jid, password) in list {

@@ -13,18 +13,19 @@ import XMPPCore
     /// What a receiving node handled, in order.
     final class Received: Sendable {
         let frames = Mutex<[(LinkFrame, String)]>([])
-        let stream = AsyncStream.makeStream(of: Int.self)
+        let signal = Signal()
         func add(_ frame: LinkFrame, from node: String) {
-            let count = frames.withLock {
-                $0.append((frame, node))
-                return $0.count
-            }
-            stream.continuation.yield(count)
+            frames.withLock { $0.append((frame, node)) }
+            signal.notify()
         }
+        var count: Int { frames.withLock { $0.count } }
         /// Waits until `count` frames arrived.
         func wait(for count: Int) async {
-            if frames.withLock({ $0.count }) >= count { return }
-            for await seen in stream.stream where seen >= count { return }
+            _ = await signal.wait(within: .seconds(3600)) { self.count >= count }
+        }
+        /// Waits until `count` frames arrived, at most `limit`; whether they did.
+        func arrived(_ count: Int, within limit: Duration = .seconds(15)) async -> Bool {
+            await signal.wait(within: limit) { self.count >= count }
         }
         var bodies: [String] {
             frames.withLock { frames in
@@ -145,11 +146,12 @@ import XMPPCore
         return directory
     }
 
-    static func tls(_ directory: URL, node: Int) throws -> LinkTLS {
+    static func tls(_ directory: URL, node: Int, verifyNames: Bool = true) throws -> LinkTLS {
         try LinkTLS(
             certificatePath: directory.appendingPathComponent("node\(node).crt").path,
             keyPath: directory.appendingPathComponent("node\(node).key").path,
-            caPath: directory.appendingPathComponent("ca.crt").path
+            caPath: directory.appendingPathComponent("ca.crt").path,
+            verifyNames: verifyNames
         )
     }
 
@@ -157,11 +159,12 @@ import XMPPCore
         let certificates = try Self.makeCertificates(count: 2)
         defer { try? FileManager.default.removeItem(at: certificates) }
         let atB = Received()
-        let a = makeLinks("a", secret: "s", tls: try Self.tls(certificates, node: 1), received: Received())
-        let b = makeLinks("b", secret: "s", tls: try Self.tls(certificates, node: 2), received: atB)
+        // Named as their certificates name them (certs.sh: CN nodeI.localhost).
+        let a = makeLinks("node1", secret: "s", tls: try Self.tls(certificates, node: 1), received: Received())
+        let b = makeLinks("node2", secret: "s", tls: try Self.tls(certificates, node: 2), received: atB)
         let port = try await b.listen(host: "127.0.0.1", port: 0)
-        a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
-        for n in 1...200 { a.send(Self.message(n), to: "b") }
+        a.update(peers: [(name: "node2", address: "127.0.0.1:\(port)", incarnation: 1)])
+        for n in 1...200 { a.send(Self.message(n), to: "node2") }
         await atB.wait(for: 200)
         #expect(atB.bodies == (1...200).map(String.init))
         await a.shutdown()

@@ -75,6 +75,32 @@ import XMPPCore
         #expect(effects.recipients == [Self.invitee.description])
     }
 
+    /// Issue 13, finding 9: a member who may invite could lift an owner's ban by inviting
+    /// the outcast, who became a member. The invitation is still delivered (Prosody does
+    /// too, and refusing it would tell a member who is banned), the ban stays.
+    @Test func invitingAnOutcastDoesNotLiftTheBan() throws {
+        var test = TestRoom.open(
+            {
+                $0.membersOnly = true
+                $0.allowInvites = true
+            },
+            affiliations: [Cast.juliet: .member, Self.invitee: .outcast],
+            occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")]
+        )
+        let effects = test.send(Self.invite(from: Cast.juliet), from: Cast.juliet)
+        #expect(effects.changes.isEmpty)
+        #expect(effects.recipients == [Self.invitee.description], "no affiliation change is announced")
+        #expect(test.room.affiliations[Self.invitee]?.affiliation == .outcast)
+        let refused = test.join(Cast.mercutio, nick: "Mercutio")
+        #expect(refused.stanzas.map(\.errorCondition) == [.forbidden])
+        #expect(test.room.occupant(real: Cast.mercutio) == nil)
+
+        // Not even an owner's invitation lifts it.
+        let byOwner = test.send(Self.invite(from: Cast.romeo), from: Cast.romeo)
+        #expect(byOwner.changes.isEmpty)
+        #expect(test.room.affiliations[Self.invitee]?.affiliation == .outcast)
+    }
+
     @Test func aMemberMayNotInviteIntoAMembersOnlyRoomUnlessAllowed() throws {
         var test = TestRoom.open({ $0.membersOnly = true }, affiliations: [Cast.juliet: .member])
         test.join(Cast.juliet, nick: "Juliet")

@@ -45,7 +45,7 @@ import XMPPCore
         var server = SCRAMServerExchange(mechanism: vector.mechanism, channelBindingData: nil, serverNonce: vector.serverNonce)
         let username = try server.receiveClientFirst(Array("n,,n=user,r=\(vector.clientNonce)".utf8))
         #expect(username == "user")
-        let serverFirst = server.serverFirst(credentials: credentials(vector), fakeSaltSeed: [])
+        let serverFirst = server.serverFirst(credentials: credentials(vector), unknownAccountKey: [], unknownAccountIterations: 4096)
         #expect(
             String(decoding: serverFirst, as: UTF8.self)
                 == "r=\(vector.clientNonce)\(vector.serverNonce),s=\(vector.salt),i=4096"
@@ -72,7 +72,7 @@ import XMPPCore
     func wrongPasswordIsNotAuthorized(vector: Vector) throws {
         var server = SCRAMServerExchange(mechanism: vector.mechanism, channelBindingData: nil, serverNonce: vector.serverNonce)
         _ = try server.receiveClientFirst(Array("n,,n=user,r=\(vector.clientNonce)".utf8))
-        _ = server.serverFirst(credentials: credentials(vector, password: "other"), fakeSaltSeed: [])
+        _ = server.serverFirst(credentials: credentials(vector, password: "other"), unknownAccountKey: [], unknownAccountIterations: 4096)
         #expect(throws: SASLFailure(.notAuthorized)) { try server.receiveClientFinal(Array(vector.clientFinal.utf8)) }
     }
 
@@ -80,9 +80,47 @@ import XMPPCore
     func unknownAccountFailsOnlyAtTheEnd(vector: Vector) throws {
         var server = SCRAMServerExchange(mechanism: vector.mechanism, channelBindingData: nil, serverNonce: vector.serverNonce)
         _ = try server.receiveClientFirst(Array("n,,n=user,r=\(vector.clientNonce)".utf8))
-        let first = String(decoding: server.serverFirst(credentials: nil, fakeSaltSeed: [1, 2, 3]), as: UTF8.self)
+        let first = String(decoding: server.serverFirst(credentials: nil, unknownAccountKey: [1, 2, 3], unknownAccountIterations: 4096), as: UTF8.self)
         #expect(first.hasPrefix("r=\(vector.clientNonce)\(vector.serverNonce),s="))
         #expect(throws: SASLFailure(.notAuthorized)) { try server.receiveClientFinal(Array(vector.clientFinal.utf8)) }
+    }
+
+    /// An unknown account's salt and iterations are the same on every connection, as a
+    /// real account's are (they used to change with each connection's stream id), and
+    /// differ between names and between deployments' keys.
+    @Test func unknownAccountsGetAStableSaltAndTheDefaultIterations() throws {
+        func serverFirst(_ name: String, key: [UInt8]) throws -> Substring {
+            var server = SCRAMServerExchange(mechanism: .scramSHA256, channelBindingData: nil)
+            _ = try server.receiveClientFirst(Array("n,,n=\(name),r=abc".utf8))
+            let first = String(decoding: server.serverFirst(credentials: nil, unknownAccountKey: key, unknownAccountIterations: 10_000), as: UTF8.self)
+            return first[first.firstRange(of: ",s=")!.lowerBound...]
+        }
+        let once = try serverFirst("ghost", key: [9, 9])
+        #expect(try serverFirst("ghost", key: [9, 9]) == once)
+        #expect(once.hasSuffix(",i=10000"))
+        #expect(try serverFirst("other", key: [9, 9]) != once)
+        #expect(try serverFirst("ghost", key: [1]) != once)
+    }
+
+    @Test(arguments: [
+        ("I\u{00AD}X", "IX"), ("user", "user"), ("a\u{00A0}b", "a b"), ("\u{2168}", "IX"), ("\u{00AA}", "a"),
+    ])
+    func saslprepMapsAsRFC4013Says(_ input: String, _ expected: String) {
+        #expect(SASLprep.prepare(input) == expected)
+    }
+
+    @Test(arguments: ["a\u{0007}", "\u{E000}x", "\u{0627}1", "a\u{202E}b"])
+    func saslprepRefusesProhibitedText(_ input: String) {
+        #expect(SASLprep.prepare(input) == nil)
+    }
+
+    /// A client sends the SASLprep'ed password (SCRAM hashes it, PLAIN sends it): the
+    /// stored keys are derived the same way, so both forms log in.
+    @Test func passwordsAreComparedAfterSASLprep() {
+        let stored = StoredCredentials.derive(password: "pass\u{00A0}word", salt: [1, 2, 3], iterations: 16)
+        #expect(stored.verify(password: "pass word"))
+        #expect(stored.verify(password: "pass\u{00A0}word"))
+        #expect(!stored.verify(password: "password"))
     }
 
     @Test func channelBindingRoundTrip() throws {
@@ -91,7 +129,7 @@ import XMPPCore
         var client = SCRAMClient(hash: .sha256, username: "romeo", password: "pw", channelBindingData: binding)
         var server = SCRAMServerExchange(mechanism: .scramSHA256Plus, channelBindingData: binding)
         #expect(try server.receiveClientFirst(client.clientFirst) == "romeo")
-        let final = try client.clientFinal(serverFirst: server.serverFirst(credentials: stored, fakeSaltSeed: []))
+        let final = try client.clientFinal(serverFirst: server.serverFirst(credentials: stored, unknownAccountKey: [], unknownAccountIterations: 4096))
         #expect(client.verify(serverFinal: try server.receiveClientFinal(final)))
     }
 
@@ -100,7 +138,7 @@ import XMPPCore
         var client = SCRAMClient(hash: .sha1, username: "romeo", password: "pw", channelBindingData: [1, 1, 1])
         var server = SCRAMServerExchange(mechanism: .scramSHA1Plus, channelBindingData: [2, 2, 2])
         _ = try server.receiveClientFirst(client.clientFirst)
-        let final = try client.clientFinal(serverFirst: server.serverFirst(credentials: stored, fakeSaltSeed: []))
+        let final = try client.clientFinal(serverFirst: server.serverFirst(credentials: stored, unknownAccountKey: [], unknownAccountIterations: 4096))
         #expect(throws: SASLFailure.self) { try server.receiveClientFinal(final) }
     }
 

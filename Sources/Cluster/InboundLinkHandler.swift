@@ -1,0 +1,240 @@
+import Logging
+import NIOCore
+import NIOSSL
+import Synchronization
+import XMPPCore
+import XMPPXMLParser
+
+/// The accepting end of one link connection: it checks the connecting node's proof of the
+/// cluster secret, proves its own, then hands the frames it receives to `NodeLinks`.
+///
+/// Until the peer has authenticated, the connection counts among the unauthenticated ones
+/// (`UnauthenticatedLinks`), has `authenticationTimeout` to finish, and may send at most
+/// `preAuthenticationBytes`. Input an authenticated peer sends that does not parse ends the
+/// connection with `<bad-frame/>`, so that the sender isolates the frame and drops it.
+final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let links: NodeLinks
+    /// The TLS configuration this connection was accepted with (nil: plain TCP).
+    private let tls: LinkTLS?
+    private let parser: XMLStreamParser
+    private let nonce = LinkHandshake.makeNonce()
+    /// The remote address while the connection counts among the unauthenticated.
+    private var pendingAddress: String?
+    private var deadline: Scheduled<Void>?
+    private var preAuthenticationBytes = 0
+    private var closing = false
+    /// The dedup key: sender name and this node's incarnation it addressed.
+    private var peer: String?
+    private var peerName = ""
+    private var peerIncarnation: Int64 = 0
+    private var handled: UInt64 = 0
+    private var acked: UInt64 = 0
+
+    init(links: NodeLinks, tls: LinkTLS?) {
+        self.links = links
+        self.tls = tls
+        self.parser = XMLStreamParser(options: links.parserOptions)
+    }
+
+    private var remote: Logger.Metadata.Value { "\(pendingAddress ?? peerName)" }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        guard links.unauthenticated.withLock({ $0.admit(address) }) else {
+            links.record(.refusedUnauthenticatedLimit)
+            links.logger.warning(
+                "node link refused: too many unauthenticated connections", metadata: ["address": "\(address)"])
+            closing = true
+            context.close(promise: nil)
+            return
+        }
+        pendingAddress = address
+        let channel = context.channel
+        let links = self.links
+        deadline = context.eventLoop.scheduleTask(in: TimeAmount(links.options.authenticationTimeout)) {
+            links.record(.authenticationTimeout)
+            links.logger.warning("node link closed: no authentication in time", metadata: ["address": "\(address)"])
+            channel.close(promise: nil)
+        }
+        let header = NodeLinks.streamHeader([
+            ("node", links.name), ("nonce", nonce), ("incarnation", String(links.incarnation.withLock { $0 })),
+        ])
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: header)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        leavePending()
+        context.fireChannelInactive()
+    }
+
+    /// No longer counted among the unauthenticated: authenticated, or gone.
+    private func leavePending() {
+        deadline?.cancel()
+        deadline = nil
+        if let address = pendingAddress {
+            links.unauthenticated.withLock { $0.release(address) }
+            pendingAddress = nil
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        let buffer = unwrapInboundIn(data)
+        if peer == nil {
+            preAuthenticationBytes += buffer.readableBytes
+            guard preAuthenticationBytes <= links.options.preAuthenticationBytes else {
+                links.record(.preAuthenticationBytesExceeded)
+                links.logger.warning(
+                    "node link closed: too much input before authentication",
+                    metadata: ["address": remote, "bytes": "\(preAuthenticationBytes)"]
+                )
+                close(context)
+                return
+            }
+        }
+        let events: [XMLStreamEvent]
+        do {
+            events = try buffer.withUnsafeReadableBytes { try parser.parse($0) }
+        } catch {
+            guard peer != nil else {
+                links.logger.warning("node link closed: bad input", metadata: ["address": remote, "error": "\(error)"])
+                close(context)
+                return
+            }
+            // Everything up to `handled` was fine; the sender sends what follows one frame at
+            // a time and drops the one that fails alone (OutboundLink.peerRejectedFrame).
+            links.record(.badFrameReceived)
+            links.logger.error(
+                "node link: a frame from the peer does not parse; dropping the link",
+                metadata: ["peer": "\(peerName)", "after": "\(handled)", "error": "\(error)"]
+            )
+            closing = true
+            let channel = context.channel
+            context.writeAndFlush(
+                wrapOutboundOut(channel.allocator.buffer(string: "<bad-frame after='\(handled)'/>"))
+            ).whenComplete { _ in channel.close(promise: nil) }
+            return
+        }
+        for event in events where !closing {
+            switch event {
+            case .streamOpen(let header, _):
+                authenticate(header, context: context)
+            case .element(let element):
+                guard peer != nil else {
+                    refuse("a frame before authentication", context: context)
+                    return
+                }
+                receive(element)
+            case .streamClose:
+                close(context)
+            }
+        }
+    }
+
+    private func authenticate(_ header: XMLElement, context: ChannelHandlerContext) {
+        let mine = links.incarnation.withLock { $0 }
+        guard peer == nil, let node = header[attribute: "node"], !node.isEmpty,
+            let incarnation = header[attribute: "incarnation"].flatMap(Int64.init),
+            let theirNonce = header[attribute: "nonce"], LinkHandshake.isNonce(theirNonce), theirNonce != nonce,
+            let proof = header[attribute: "mac"]
+        else {
+            refuse("malformed handshake", context: context)
+            return
+        }
+        guard header[attribute: "to-incarnation"].flatMap(Int64.init) == mine else {
+            refuse("addressed to another incarnation of this node", context: context)
+            return
+        }
+        var binding = ""
+        if let tls {
+            guard let certificate = try? context.pipeline.syncOperations.nioSSL_peerCertificate(),
+                let der = try? certificate.toDERBytes()
+            else {
+                refuse("no peer certificate", context: context)
+                return
+            }
+            if tls.verifyNames, !LinkCertificateNames(der: der).name(node) {
+                refuse("its certificate does not name node \(node)", event: .refusedCertificateName, context: context)
+                return
+            }
+            binding = LinkHandshake.binding(acceptorCertificate: tls.certificateDER, connectorCertificate: der)
+        }
+        let transcript = LinkHandshake.Transcript(
+            connector: node, acceptor: links.name, connectorNonce: theirNonce, acceptorNonce: nonce,
+            connectorIncarnation: incarnation, acceptorIncarnation: mine, binding: binding
+        )
+        guard links.handshake.verify(proof, .connector, transcript) else {
+            refuse("bad credentials", context: context)
+            return
+        }
+        let key = node + "|" + String(mine)
+        peer = key
+        peerName = node
+        peerIncarnation = incarnation
+        leavePending()
+        let last = links.received.withLock { received -> UInt64 in
+            if let entry = received[key], entry.incarnation == incarnation { return entry.seq }
+            received[key] = (incarnation, 0)
+            return 0
+        }
+        handled = last
+        acked = last
+        let ok = "<ok last='\(last)' mac='\(links.handshake.proof(.acceptor, transcript))'/>"
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: ok)), promise: nil)
+    }
+
+    private func receive(_ element: XMLElement) {
+        guard let peer else { return }
+        let parsed = LinkFrame.parse(element)
+        if parsed == nil {
+            links.record(.unknownFrameSkipped)
+            links.logger.warning(
+                "node link: unknown frame skipped", metadata: ["peer": "\(peerName)", "name": "\(element.name)"])
+        }
+        guard let seq = parsed?.seq ?? element[attribute: "seq"].flatMap(UInt64.init) else { return }
+        // Shared with other connections from the same peer (a reconnect).
+        let isNew = links.received.withLock { received -> Bool in
+            guard let entry = received[peer], entry.incarnation == peerIncarnation else { return false }
+            guard seq > entry.seq else { return false }
+            received[peer] = (peerIncarnation, seq)
+            return true
+        }
+        handled = max(handled, seq)
+        if isNew, let frame = parsed?.frame { links.handler(frame, peerName) }
+    }
+
+    /// Refuses the handshake: the peer reads the end of the stream, then the connection closes.
+    private func refuse(_ reason: String, event: LinkEvent = .refusedConnector, context: ChannelHandlerContext) {
+        links.record(event)
+        links.logger.warning("node link refused", metadata: ["address": remote, "reason": "\(reason)"])
+        closing = true
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(string: "</stream:stream>")))
+            .whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    private func close(_ context: ChannelHandlerContext) {
+        closing = true
+        context.close(promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if handled > acked, !closing {
+            acked = handled
+            context.writeAndFlush(
+                wrapOutboundOut(context.channel.allocator.buffer(string: "<ack seq='\(handled)'/>")), promise: nil
+            )
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A TLS handshake refused (a certificate of another CA, or no TLS) ends up here.
+        links.logger.warning("node link error; closing", metadata: ["address": remote, "error": "\(error)"])
+        close(context)
+    }
+}

@@ -1,0 +1,253 @@
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+import XMPPCore
+
+/// The sending half of the link to one peer: the queue of frames not yet acknowledged,
+/// and the connection that carries them (re-established until the link is closed).
+///
+/// The queue is bounded in frames and in bytes (`NodeLinks.Options`); beyond either bound
+/// new frames are refused (the caller bounces them: room input is routed again, a stanza
+/// for a user gets an error), while what is queued keeps its order and stays. Refusing,
+/// rather than dropping the link, keeps a slow peer's queue from growing without taking
+/// from it what it will still receive; a dead peer's queue is bounced when membership
+/// declares it gone.
+///
+/// A frame the peer cannot parse would end every connection that carries it, and be sent
+/// again on the next one, forever. When the peer reports one (`<bad-frame/>`), the frames
+/// that were in flight are sent again one at a time ("probation"); the one that fails
+/// alone is dropped and counted.
+final class OutboundLink: Sendable {
+    let peer: String
+    let address: String
+    let peerIncarnation: Int64
+    private let links: NodeLinks
+    private let state = Mutex(State())
+
+    struct State {
+        var nextSeq: UInt64 = 1
+        /// Sent or not, not yet acknowledged; in order.
+        var unacked: [(seq: UInt64, frame: LinkFrame, bytes: String)] = []
+        /// Serialized bytes in `unacked`.
+        var bytes = 0
+        /// How many of `unacked` have been written on the current connection.
+        var written = 0
+        /// Frames up to this sequence number are written one at a time (probation).
+        var probationUntil: UInt64 = 0
+        /// The queue refused a frame and has not accepted one since (logged once).
+        var full = false
+        var channel: (any Channel)?
+        var ready = false
+        var flushScheduled = false
+        var closed = false
+        var task: Task<Void, Never>?
+    }
+
+    init(links: NodeLinks, peer: String, address: String, peerIncarnation: Int64) {
+        self.links = links
+        self.peer = peer
+        self.address = address
+        self.peerIncarnation = peerIncarnation
+    }
+
+    var queued: Int { state.withLock { $0.unacked.count } }
+    var queuedBytes: Int { state.withLock { $0.bytes } }
+
+    func start() {
+        let task = Task { await self.connectLoop() }
+        state.withLock { $0.task = task }
+    }
+
+    /// Closes the link; returns the frames never acknowledged.
+    @discardableResult
+    func close() -> [LinkFrame] {
+        let (channel, task, unsent) = state.withLock { state in
+            state.closed = true
+            defer {
+                state.unacked = []
+                state.bytes = 0
+            }
+            return (state.channel, state.task, state.unacked.map(\.frame))
+        }
+        task?.cancel()
+        channel?.close(promise: nil)
+        return unsent
+    }
+
+    /// Queues `frame`; `false` when the link is closed, its queue is full or the frame is
+    /// larger than the largest frame.
+    func enqueue(_ frame: LinkFrame) -> Bool {
+        let options = links.options
+        enum Outcome { case queued, closed, full(first: Bool), tooLarge(Int) }
+        let outcome = state.withLock { state -> Outcome in
+            guard !state.closed else { return .closed }
+            let seq = state.nextSeq
+            let bytes = frame.element(seq: seq).serialized(parentNamespace: Namespace.client)
+            let size = bytes.utf8.count
+            guard size <= options.maxFrameBytes else { return .tooLarge(size) }
+            guard state.unacked.count < options.maxQueueFrames, state.bytes + size <= options.maxQueueBytes else {
+                defer { state.full = true }
+                return .full(first: !state.full)
+            }
+            state.nextSeq += 1
+            state.unacked.append((seq, frame, bytes))
+            state.bytes += size
+            scheduleFlush(&state)
+            return .queued
+        }
+        switch outcome {
+        case .queued:
+            return true
+        case .closed:
+            return false
+        case .full(let first):
+            links.record(.queueFull)
+            if first {
+                links.logger.warning(
+                    "node link: queue full; refusing frames until the peer catches up",
+                    metadata: ["peer": "\(peer)", "frames": "\(queued)", "bytes": "\(queuedBytes)"]
+                )
+            }
+            return false
+        case .tooLarge(let size):
+            links.record(.frameTooLarge)
+            links.logger.error(
+                "node link: frame larger than the largest frame refused",
+                metadata: ["peer": "\(peer)", "bytes": "\(size)", "limit": "\(options.maxFrameBytes)"]
+            )
+            return false
+        }
+    }
+
+    /// Writes what is not yet written on the current connection, once per event-loop tick.
+    private func scheduleFlush(_ state: inout State) {
+        guard state.ready, let channel = state.channel, !state.flushScheduled else { return }
+        state.flushScheduled = true
+        channel.eventLoop.execute { self.flush() }
+    }
+
+    private func flush() {
+        let (channel, text) = state.withLock { state -> ((any Channel)?, String) in
+            state.flushScheduled = false
+            guard state.ready, let channel = state.channel, state.written < state.unacked.count else {
+                return (nil, "")
+            }
+            if state.unacked[0].seq <= state.probationUntil {
+                // On probation: one frame at a time, the next once this one is acknowledged.
+                guard state.written == 0 else { return (nil, "") }
+                state.written = 1
+                return (channel, state.unacked[0].bytes)
+            }
+            var text = ""
+            for entry in state.unacked[state.written...] { text += entry.bytes }
+            state.written = state.unacked.count
+            return (channel, text)
+        }
+        guard let channel else { return }
+        channel.writeAndFlush(channel.allocator.buffer(string: text), promise: nil)
+    }
+
+    func acknowledged(_ seq: UInt64) {
+        state.withLock { state in
+            removeAcknowledged(upTo: seq, &state)
+            if state.written == 0, !state.unacked.isEmpty { scheduleFlush(&state) }
+        }
+    }
+
+    private func removeAcknowledged(upTo seq: UInt64, _ state: inout State) {
+        let count = state.unacked.prefix { $0.seq <= seq }.count
+        guard count > 0 else { return }
+        state.bytes -= state.unacked[..<count].reduce(0) { $0 + $1.bytes.utf8.count }
+        state.unacked.removeFirst(count)
+        state.written = max(0, state.written - count)
+        let options = links.options
+        if state.full, state.bytes < options.maxQueueBytes / 2, state.unacked.count < options.maxQueueFrames / 2 {
+            state.full = false
+        }
+    }
+
+    /// The peer could not parse what followed frame `after` and is closing the connection.
+    /// A frame on probation that was sent alone is the culprit: dropped. Otherwise every
+    /// frame in flight goes on probation for the next connection.
+    func peerRejectedFrame(after: UInt64) {
+        let dropped = state.withLock { state -> (seq: UInt64, frame: LinkFrame)? in
+            removeAcknowledged(upTo: after, &state)
+            guard state.written > 0 else { return nil }
+            if state.written == 1, state.unacked[0].seq <= state.probationUntil {
+                let entry = state.unacked.removeFirst()
+                state.bytes -= entry.bytes.utf8.count
+                state.written = 0
+                return (entry.seq, entry.frame)
+            }
+            state.probationUntil = max(state.probationUntil, state.unacked[state.written - 1].seq)
+            state.written = 0
+            return nil
+        }
+        guard let dropped else { return }
+        links.record(.poisonFrameDropped)
+        links.logger.error(
+            "node link: the peer cannot parse a frame; dropped it",
+            metadata: ["peer": "\(peer)", "seq": "\(dropped.seq)", "frame": "\(dropped.frame.kind)"]
+        )
+    }
+
+    /// The peer accepted us and has handled everything up to `last`.
+    func accepted(channel: any Channel, last: UInt64) {
+        state.withLock { state in
+            removeAcknowledged(upTo: last, &state)
+            state.written = 0
+            state.channel = channel
+            state.ready = true
+            scheduleFlush(&state)
+        }
+    }
+
+    private func connectLoop() async {
+        var delay: Duration = .milliseconds(20)
+        while !Task.isCancelled, !state.withLock({ $0.closed }) {
+            let parts = address.split(separator: ":")
+            guard parts.count >= 2, let port = Int(parts.last!) else {
+                links.logger.error("bad link address", metadata: ["peer": "\(peer)", "address": "\(address)"])
+                return
+            }
+            let host = parts.dropLast().joined(separator: ":")
+            do {
+                let tls = links.tls
+                let handler = OutboundLinkHandler(link: self, links: links, tls: tls)
+                let channel = try await ClientBootstrap(group: links.group)
+                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .connectTimeout(.seconds(2))
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            if let tls {
+                                try channel.pipeline.syncOperations.addHandler(
+                                    try NIOSSLClientHandler(context: tls.client, serverHostname: nil)
+                                )
+                            }
+                            try channel.pipeline.syncOperations.addHandler(handler)
+                        }
+                    }
+                    .connect(host: host, port: port).get()
+                links.logger.debug("node link connected", metadata: ["peer": "\(peer)"])
+                try? await channel.closeFuture.get()
+                let wasReady = state.withLock { state -> Bool in
+                    defer {
+                        state.ready = false
+                        state.channel = nil
+                    }
+                    return state.ready
+                }
+                if wasReady { delay = .milliseconds(20) }
+                if !state.withLock({ $0.closed }) {
+                    links.logger.info("node link lost; reconnecting", metadata: ["peer": "\(peer)"])
+                }
+            } catch {
+                links.logger.debug("node link connect failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            }
+            try? await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(1))
+        }
+    }
+}

@@ -1,0 +1,208 @@
+import Storage
+import Synchronization
+import XMPPCore
+
+/// The queue of durable room changes: one lane per room, so that a room whose writes
+/// fail (the store is slow for it, or keeps refusing) never holds up another room's
+/// writes, activations or hand-overs. Within a lane everything keeps its order:
+/// consecutive changes under one fence are stored in one transaction, and a `.run`
+/// runs once everything queued before it in the room is stored.
+final class RoomWriter: Sendable {
+    enum Item: Sendable {
+        case change(RoomFence, StoredRoomChange)
+        /// Runs once what the room queued before it is stored: `stored` when it was,
+        /// `failed` when the store refused some of it for good (nothing runs when the
+        /// fence was refused: another node owns the room now).
+        case run(RoomFence, stored: @Sendable () -> Void, failed: @Sendable () -> Void)
+        case barrier(Countdown)
+    }
+
+    /// What storing one group of changes came to.
+    enum Outcome: Sendable {
+        case stored
+        /// Another node owns the room: drop everything under this fence.
+        case stale
+        /// Some changes could never be stored and were dropped; the rest are stored.
+        case rejected
+    }
+
+    /// Resumes its continuation once every lane it was put in has reached it.
+    final class Countdown: Sendable {
+        private let state: Mutex<(count: Int, continuation: CheckedContinuation<Void, Never>?)>
+
+        init(_ continuation: CheckedContinuation<Void, Never>) {
+            state = Mutex((0, continuation))
+        }
+
+        func add() { state.withLock { $0.count += 1 } }
+
+        /// One lane reached it (or `add` calls are done, with `count == 0`).
+        func reached(adding: Int = -1) {
+            let ready = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                state.count += adding
+                guard state.count <= 0, let continuation = state.continuation else { return nil }
+                state.continuation = nil
+                return continuation
+            }
+            ready?.resume()
+        }
+    }
+
+    private struct Lane {
+        var items: [Item] = []
+    }
+
+    private struct Fenced: Hashable {
+        var room: JID
+        var fence: RoomFence
+    }
+
+    private struct State {
+        /// Rooms with queued or in-flight items; a room's lane goes when it is drained.
+        var lanes: [JID: Lane] = [:]
+        /// Fences the store refused: what else comes under them is dropped.
+        var stale: Set<Fenced> = []
+        var finished = false
+    }
+
+    private let state = Mutex(State())
+    private let starts: AsyncStream<JID>
+    private let startContinuation: AsyncStream<JID>.Continuation
+
+    init() {
+        (starts, startContinuation) = AsyncStream.makeStream(of: JID.self)
+    }
+
+    func push(_ item: Item, for room: JID) {
+        let start = state.withLock { state -> Bool in
+            guard !state.finished else { return false }
+            if state.lanes[room] != nil {
+                state.lanes[room]!.items.append(item)
+                return false
+            }
+            state.lanes[room] = Lane(items: [item])
+            return true
+        }
+        if start { startContinuation.yield(room) }
+    }
+
+    /// Returns once everything queued before the call (for `room`, or for every room)
+    /// is stored or dropped.
+    func flush(_ room: JID? = nil) async {
+        await withCheckedContinuation { continuation in
+            let countdown = Countdown(continuation)
+            state.withLock { state in
+                for key in room.map({ [$0] }) ?? Array(state.lanes.keys) where state.lanes[key] != nil {
+                    countdown.add()
+                    state.lanes[key]!.items.append(.barrier(countdown))
+                }
+            }
+            countdown.reached(adding: 0)
+        }
+    }
+
+    /// Stops taking items; `run` returns once the queued ones are written.
+    func finish() {
+        state.withLock { $0.finished = true }
+        startContinuation.finish()
+    }
+
+    /// Writes until `finish`: each room's lane in a task of its own while it has items.
+    /// `store` stores one group of changes (one transaction), retrying what may pass
+    /// later, and says how it went.
+    func run(store: @escaping @Sendable (JID, RoomFence, [StoredRoomChange]) async -> Outcome) async {
+        await withDiscardingTaskGroup { group in
+            for await room in starts {
+                group.addTask { await self.drain(room, store: store) }
+            }
+        }
+    }
+
+    private func take(_ room: JID) -> [Item]? {
+        state.withLock { state in
+            guard let lane = state.lanes[room] else { return nil }
+            guard !lane.items.isEmpty else {
+                state.lanes[room] = nil
+                return nil
+            }
+            state.lanes[room]!.items = []
+            return lane.items
+        }
+    }
+
+    private func isStale(_ room: JID, _ fence: RoomFence) -> Bool {
+        state.withLock { $0.stale.contains(Fenced(room: room, fence: fence)) }
+    }
+
+    private func drain(_ room: JID, store: @Sendable (JID, RoomFence, [StoredRoomChange]) async -> Outcome) async {
+        // Changes refused for good since the last `.run` (per fence): that run fails.
+        var failed: Set<RoomFence> = []
+        var group: (fence: RoomFence, changes: [StoredRoomChange])?
+        func storeGroup() async {
+            guard let (fence, changes) = group else { return }
+            group = nil
+            guard !isStale(room, fence) else { return }
+            switch await store(room, fence, changes) {
+            case .stored: break
+            case .stale: state.withLock { _ = $0.stale.insert(Fenced(room: room, fence: fence)) }
+            case .rejected: failed.insert(fence)
+            }
+        }
+        while let items = take(room) {
+            for item in items {
+                if case .change(let fence, let change) = item {
+                    if let current = group, current.fence != fence { await storeGroup() }
+                    if group == nil { group = (fence, []) }
+                    group!.changes.append(change)
+                    continue
+                }
+                await storeGroup()
+                switch item {
+                case .run(let fence, let stored, let failure):
+                    guard !isStale(room, fence) else { continue }
+                    if failed.remove(fence) != nil { failure() } else { stored() }
+                case .barrier(let countdown):
+                    countdown.reached()
+                case .change:
+                    break
+                }
+            }
+            await storeGroup()
+        }
+    }
+}
+
+/// At most `limit` callers at a time between `acquire` and `release` (the writes in
+/// flight, so that the lanes leave connections for activations and reads).
+final class AsyncLimiter: Sendable {
+    private let state: Mutex<(available: Int, waiting: [CheckedContinuation<Void, Never>])>
+
+    init(_ limit: Int) {
+        state = Mutex((limit, []))
+    }
+
+    func acquire() async {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> Bool in
+                guard state.available > 0 else {
+                    state.waiting.append(continuation)
+                    return false
+                }
+                state.available -= 1
+                return true
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    func release() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard !state.waiting.isEmpty else {
+                state.available += 1
+                return nil
+            }
+            return state.waiting.removeFirst()
+        }
+        next?.resume()
+    }
+}
