@@ -15,6 +15,9 @@ let package = Package(
         .executable(name: "conclave-bench", targets: ["conclave-bench"]),
         // For the allocation benchmarks in Benchmarks/ (a nested package).
         .library(name: "ConclaveBenchmarkTargets", targets: ["XMPPCore", "XMPPXMLParser", "XMPPStream", "MUC", "Cluster"]),
+        // For the libFuzzer targets in Fuzz/ (a nested package): NIO-free, so the
+        // instrumented build stays small.
+        .library(name: "ConclaveFuzzTargets", targets: ["ConclaveFuzzing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
@@ -61,6 +64,11 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(name: "MUC", dependencies: ["XMPPCore"], swiftSettings: upcoming),
+        .target(
+            name: "ConclaveFuzzing",
+            dependencies: ["XMPPCore", "XMPPXMLParser", "MUC"],
+            swiftSettings: upcoming
+        ),
         .target(
             name: "MUCService",
             dependencies: [
@@ -190,6 +198,11 @@ let package = Package(
         .testTarget(
             name: "MUCTests",
             dependencies: ["MUC", "XMPPCore"],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "FuzzCorpusTests",
+            dependencies: ["ConclaveFuzzing"],
             swiftSettings: upcoming
         ),
         .testTarget(

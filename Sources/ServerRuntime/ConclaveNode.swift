@@ -161,9 +161,10 @@ public final class ConclaveNode: Service {
             options.authFailuresBeforeDelayPerAddress = configuration.auth.failuresBeforeDelayPerAddress
             options.maxPasswordBytes = configuration.auth.maxPasswordBytes
             options.unknownAccountIterations = configuration.auth.scramIterations
-            // The cluster's secret (HMAC-labelled for this use): every node answers the same
-            // salt for the same unknown name, as for a real account.
-            options.unknownAccountSaltKey = Array(secret.utf8)
+            // A deployment-wide key kept in PostgreSQL: every node, before and after any
+            // restart, answers the same salt for the same unknown name, as for a real account.
+            options.unknownAccountSaltKey = try await PostgresDeploymentSecrets(client: client, logger: logger)
+                .secret(named: "scram-unknown-account-salt")
             options.softwareVersion = ConclaveVersion.current
             let c2sConfiguration = C2SConfiguration(domain: domain, tls: tls, options: options)
             var httpPort: Int?

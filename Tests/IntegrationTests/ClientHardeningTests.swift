@@ -158,4 +158,37 @@ struct ClientHardeningTests {
             await client.close()
         }
     }
+
+    /// SCRAM's first answer for an account that does not exist used to carry a new salt
+    /// on every connection, while a real account's never changes: a way to tell which
+    /// accounts exist. Now the salt is derived from a deployment key and the name: the
+    /// same on every connection and on every node.
+    @Test func unknownAccountsAnswerTheSameSaltEverywhere() async throws {
+        let real = try await TestDatabase.shared.makeAccount()
+        func salt(_ name: String, port: Int) async throws -> String {
+            let raw = try await RawConnection.connect(port: port)
+            let first = Base64.encode(Array("n,,n=\(name),r=clientnonce".utf8))
+            let answer = try await raw.exchange(
+                Self.header + "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>\(first)</auth>"
+                    + "</stream:stream>"
+            )
+            let start = try #require(answer.firstRange(of: "<challenge xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\">"))
+            let end = try #require(answer.firstRange(of: "</challenge>"))
+            let decoded = String(decoding: try #require(Base64.decode(String(answer[start.upperBound..<end.lowerBound]))), as: UTF8.self)
+            // r=…,s=SALT,i=N: everything after the nonce.
+            return String(decoded[try #require(decoded.firstRange(of: ",s="))!.lowerBound...])
+        }
+        let plaintext: (inout ServerConfiguration) -> Void = { $0.c2s.allowPlaintextOnLoopback = true }
+        try await withNode(plaintext) { first in
+            try await withNode(plaintext) { second in
+                let ghost = try await salt("ghost-of-hamlet", port: first.ports.starttls)
+                #expect(try await salt("ghost-of-hamlet", port: first.ports.starttls) == ghost)
+                #expect(try await salt("ghost-of-hamlet", port: second.ports.starttls) == ghost)
+                #expect(try await salt("another-ghost", port: first.ports.starttls) != ghost)
+                let account = try await salt(real.localpart!, port: first.ports.starttls)
+                #expect(try await salt(real.localpart!, port: second.ports.starttls) == account)
+                #expect(ghost.hasSuffix(",i=4096") == account.hasSuffix(",i=4096"))
+            }
+        }
+    }
 }

@@ -148,7 +148,7 @@ struct RoomStoreFailureTests {
         limits.roomNameBytes = 1023
         limits.jidBytes = 3071
         let service = try await Service.start(prefix: "limit-", limits: limits)
-        let name = service.node + String(repeating: "r", count: 1023 - service.node.utf8.count)
+        let name = service.node + Self.random(1023 - service.node.utf8.count)
         let room = try JID(localpart: name, domainpart: "conference.localhost")
         #expect(room.description.utf8.count == 1044)
         try await service.create(room, by: Self.owner)

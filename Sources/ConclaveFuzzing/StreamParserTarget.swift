@@ -1,0 +1,135 @@
+public import XMPPXMLParser
+import XMPPCore
+
+/// The stream parser fed arbitrary bytes in arbitrary pieces.
+///
+/// The network cuts a stream anywhere, so the parser's answer must not depend on where:
+/// the same bytes fed whole and fed in pieces must give the same events, or fail with
+/// the same stream error condition. A failed parser must keep failing with its first
+/// error. And nothing may trap, whatever the bytes (libFuzzer with AddressSanitizer
+/// also catches memory errors in libxml2's use).
+///
+/// Input: byte 0 chooses the options and whether the stream prologue is prepended
+/// (otherwise the bytes are the whole stream, header included); bytes 1–5 choose the
+/// piece sizes; the rest is the stream.
+public enum StreamParserTarget {
+    public static func run(_ data: [UInt8]) throws(FuzzFinding) {
+        var input = FuzzInput(data)
+        let mode = input.byte()
+        var seed: UInt64 = 0
+        for _ in 0..<4 { seed = seed << 8 | UInt64(input.byte()) }
+        let largestPiece = [1, 2, 3, 7, 64, 512, 4095, 5000][Int(input.byte() % 8)]
+        let payload = input.rest()
+        let stream = (mode & 0x4 == 0 ? Array(StanzaText.prologue.utf8) : []) + payload
+        let options = Self.options(mode)
+
+        let whole = feed(stream, pieces: [stream.count], options: options)
+        var generator = SplitMix(seed: seed)
+        var pieces: [Int] = []
+        var total = 0
+        while total < stream.count {
+            let size = min(stream.count - total, 1 + Int(generator.next() % UInt64(largestPiece)))
+            pieces.append(size)
+            total += size
+        }
+        let split = feed(stream, pieces: pieces, options: options)
+        try compare(whole, split, "whole", "in pieces \(pieces.prefix(40))")
+
+        if mode & 0x8 != 0 {
+            // A reset parser is a new parser: the same bytes give the same answer.
+            let parser = XMLStreamParser(options: options)
+            _ = try? parser.parse(Array(payload.prefix(100)))
+            parser.reset()
+            let again = feed(stream, pieces: [stream.count], options: options, parser: parser)
+            try compare(whole, again, "whole", "whole after reset()")
+        }
+    }
+
+    /// Default options, small limits (to reach every limit with short inputs), or
+    /// namespace declarations reported (as the spec runner parses).
+    static func options(_ mode: UInt8) -> XMLStreamParser.Options {
+        var options = XMLStreamParser.Options()
+        switch mode & 0x3 {
+        case 2:
+            options.maxStanzaBytes = 600
+            options.maxDepth = 6
+            options.maxElementsPerStanza = 24
+            options.maxAttributesPerElement = 5
+            options.maxHeaderBytes = 400
+        case 3:
+            options.reportsNamespaceDeclarations = true
+        default:
+            break
+        }
+        return options
+    }
+
+    /// What one parser made of the bytes: every event until it failed, and its error.
+    struct Outcome {
+        var events: [XMLStreamEvent] = []
+        var error: XMLStreamParserError?
+        /// What the parser did wrong after failing, if anything.
+        var afterError: String?
+    }
+
+    static func feed(
+        _ bytes: [UInt8], pieces: [Int], options: XMLStreamParser.Options,
+        parser: XMLStreamParser? = nil
+    ) -> Outcome {
+        let parser = parser ?? XMLStreamParser(options: options)
+        var outcome = Outcome()
+        var offset = 0
+        for size in pieces {
+            do {
+                outcome.events += try parser.parse(Array(bytes[offset..<(offset + size)]))
+            } catch {
+                outcome.error = error
+                // A failed parser keeps failing, with its first error.
+                do {
+                    _ = try parser.parse("<message/>")
+                    outcome.afterError = "accepted bytes after failing with \(error)"
+                } catch let again {
+                    if again != error { outcome.afterError = "failed with \(error), then with \(again)" }
+                }
+                return outcome
+            }
+            offset += size
+        }
+        return outcome
+    }
+
+    static func compare(_ a: Outcome, _ b: Outcome, _ aName: String, _ bName: String) throws(FuzzFinding) {
+        for outcome in [a, b] {
+            if let broken = outcome.afterError { throw FuzzFinding("stream parser: \(broken)") }
+        }
+        switch (a.error, b.error) {
+        case (nil, nil):
+            guard a.events != b.events else { return }
+            let common = min(a.events.count, b.events.count)
+            let first = (0..<common).first { a.events[$0] != b.events[$0] } ?? common
+            throw FuzzFinding(
+                "stream parser: \(a.events.count) events fed \(aName), \(b.events.count) fed \(bName); "
+                    + "first difference at event \(first):\n  \(aName): \(describe(a.events, first))\n"
+                    + "  \(bName): \(describe(b.events, first))"
+            )
+        case (let x?, let y?):
+            try FuzzFinding.check(
+                x.condition == y.condition,
+                "stream parser: fed \(aName) it failed with \(x); fed \(bName) with \(y)"
+            )
+        case (let x?, nil):
+            throw FuzzFinding("stream parser: fed \(aName) it failed with \(x); fed \(bName) it did not")
+        case (nil, let y?):
+            throw FuzzFinding("stream parser: fed \(bName) it failed with \(y); fed \(aName) it did not")
+        }
+    }
+
+    private static func describe(_ events: [XMLStreamEvent], _ index: Int) -> String {
+        guard index < events.count else { return "(no event)" }
+        switch events[index] {
+        case .streamOpen(let header, let namespace): return "stream open \(header) default \(namespace ?? "-")"
+        case .element(let element): return StanzaText.debug(element)
+        case .streamClose: return "stream close"
+        }
+    }
+}
