@@ -202,7 +202,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FuzzCorpusTests",
-            dependencies: ["ConclaveFuzzing"],
+            dependencies: ["ConclaveFuzzing", "XMPPXMLParser", "XMPPCore"],
             swiftSettings: upcoming
         ),
         .testTarget(

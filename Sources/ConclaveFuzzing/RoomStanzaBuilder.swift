@@ -1,4 +1,5 @@
 import XMPPCore
+import XMPPXMLParser
 
 /// Builds the stanzas an occupant (or a stranger) could send to a room, from the fuzz
 /// input: every kind of stanza XEP-0045 handles, with values from the input.

@@ -1,4 +1,4 @@
-public import XMPPXMLParser
+import XMPPXMLParser
 import XMPPCore
 
 /// The stream parser fed arbitrary bytes in arbitrary pieces.

@@ -72,11 +72,16 @@ extension Room {
         message.append(XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": sender.occupantID]))
         if subjectElement == nil || stanza.child("body") != nil {
             message.append(XMLElement("stanza-id", namespace: Namespace.stanzaID, ["id": environment.makeID(), "by": jid.description]))
-            let entry = HistoryEntry(message: message, stamp: environment.now(), senderNick: sender.nick)
             if configuration.historyLength > 0, stanza.child("body") != nil {
-                history.append(entry)
-                if history.count > configuration.historyLength { history.removeFirst(history.count - configuration.historyLength) }
-                effects.changes.append(.history(entry))
+                let entry = HistoryEntry(message: message, stamp: environment.now(), senderNick: sender.nick)
+                // Bounded by count and by bytes (`RoomLimits.historyBytes`), oldest first; a
+                // message bigger than the whole bound is broadcast but not kept.
+                if entry.bytes <= environment.limits.historyBytes {
+                    history.append(entry)
+                    let kept = Self.keptHistory(history, configuration: configuration, limits: environment.limits)
+                    history.removeFirst(history.count - kept.count)
+                    effects.changes.append(.history(entry))
+                }
             }
         }
         for occupant in occupants {
@@ -141,6 +146,13 @@ extension Room {
                 effects.stanzas.append(stanza.errorReply(StanzaError(.jidMalformed)))
                 continue
             }
+            // An invitation into a members-only room stores an affiliation: it meets the
+            // same limits as an admin's change (`RoomLimits`), checked before anything is sent.
+            let makesMember = configuration.membersOnly && self.affiliation(of: invitee, environment: environment) == .none
+            if makesMember, let error = refusal(ofNewAffiliation: invitee.bare, environment: environment) {
+                effects.stanzas.append(stanza.errorReply(error))
+                continue
+            }
             var message = XMLElement("message", namespace: Namespace.client)
             message[attribute: "from"] = jid.description
             message[attribute: "to"] = invitee.description
@@ -165,7 +177,7 @@ extension Room {
             // (§7.8.2), but never lifts a ban: only an admin's explicit change does that.
             // The outcast still gets the invitation, as in Prosody, so the inviter learns
             // nothing about the room's ban list; entering stays forbidden.
-            if configuration.membersOnly, self.affiliation(of: invitee, environment: environment) == .none {
+            if makesMember {
                 let reason = "Invited by \(inviter)"
                 effects.stanzas += setAffiliation(
                     invitee.bare, to: .member, reason: reason, actor: sender, environment: environment
@@ -174,6 +186,17 @@ extension Room {
             }
         }
         return effects
+    }
+
+    /// Why `bare` may not be given a new affiliation here, or `nil`: the address must be
+    /// storable, and the room keeps at most `limits.affiliations` (the errors of muc#admin).
+    private func refusal(ofNewAffiliation bare: JID, environment: RoomEnvironment) -> StanzaError? {
+        if let error = environment.limits.refusal(storing: bare, in: jid) { return error }
+        let limit = environment.limits.affiliations
+        guard affiliations[bare] != nil || affiliations.count < limit else {
+            return StanzaError(.resourceConstraint, text: "the room keeps at most \(limit) affiliations")
+        }
+        return nil
     }
 
     /// A declined invitation goes back to the inviter (§7.8.2).
@@ -220,10 +243,26 @@ extension Room {
         return effects
     }
 
-    /// History for a joiner, limited by its `<history/>` request and the room's length.
+    /// The newest entries of `history` a room keeps: at most `historyLength` of them,
+    /// and at most `limits.historyBytes` serialized bytes together (oldest dropped first).
+    static func keptHistory(_ history: [HistoryEntry], configuration: RoomConfiguration, limits: RoomLimits)
+        -> ArraySlice<HistoryEntry>
+    {
+        let counted = history.suffix(configuration.historyLength)
+        var total = 0
+        var start = counted.endIndex
+        while start > counted.startIndex, total + counted[start - 1].bytes <= limits.historyBytes {
+            total += counted[start - 1].bytes
+            start -= 1
+        }
+        return counted[start...]
+    }
+
+    /// History for a joiner, limited by its `<history/>` request and the room's length
+    /// and byte bound (history loaded from the store may predate a lower bound).
     func historyFor(_ join: XMLElement, to real: JID, environment: RoomEnvironment) -> [XMLElement] {
         let request = join.child("x", namespace: Namespace.muc)?.child("history", namespace: Namespace.muc)
-        var entries = history.suffix(configuration.historyLength)
+        var entries = Self.keptHistory(history, configuration: configuration, limits: environment.limits)
         if let text = request?[attribute: "maxstanzas"], let limit = Int(text) {
             entries = entries.suffix(Swift.max(0, limit))
         }

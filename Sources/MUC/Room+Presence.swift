@@ -132,6 +132,17 @@ extension Room {
             return effects
         }
         if let position = index(real: real) {
+            // Every update goes to everyone in the room: bounded per occupant (`RoomLimits`).
+            let limits = environment.limits
+            let allowed = occupants[position].presenceBudget.take(
+                now: environment.now(), rate: Double(limits.presenceUpdatesPerSecond),
+                burst: Double(limits.presenceUpdateBurst)
+            )
+            guard allowed else {
+                let text = "at most \(limits.presenceUpdatesPerSecond) presence updates a second"
+                effects.stanzas.append(stanza.errorReply(StanzaError(.policyViolation, type: .wait, text: text)))
+                return effects
+            }
             if occupants[position].nick == enforced.value {
                 occupants[position].setPresence(stanza)
                 broadcastPresence(of: occupants[position], into: &effects, environment: environment)

@@ -45,6 +45,9 @@ public struct Occupant: Sendable, Hashable {
     /// The XEP-0421 occupant id, computed once on entry rather than for every copy of
     /// every presence.
     public var occupantID: String
+    /// How many more presence updates the occupant may send now
+    /// (`RoomLimits.presenceUpdatesPerSecond`); full on entry.
+    public var presenceBudget = TokenBucket()
 
     public init(nick: String, realJID: JID, role: Role, presence: XMLElement, occupantID: String) {
         self.nick = nick
@@ -89,11 +92,15 @@ public struct HistoryEntry: Sendable, Hashable {
     /// Seconds since 1970.
     public var stamp: Double
     public var senderNick: String
+    /// Bytes of `message` serialized (as stored): what it counts towards
+    /// `RoomLimits.historyBytes`, measured once.
+    public let bytes: Int
 
     public init(message: XMLElement, stamp: Double, senderNick: String) {
         self.message = message
         self.stamp = stamp
         self.senderNick = senderNick
+        self.bytes = message.serialized(parentNamespace: Namespace.client).utf8.count
     }
 }
 

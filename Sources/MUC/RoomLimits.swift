@@ -30,6 +30,25 @@ public struct RoomLimits: Sendable, Hashable {
     /// Bytes of each text field of the room configuration (name, description,
     /// language, password). Longer: `not-acceptable`. `muc_limits.configuration_field_bytes`.
     public var configurationFieldBytes = 2048
+    /// Presence updates (status or show, nick changes; not joins or leaves) one occupant
+    /// may send a second, each broadcast to everyone in the room. Beyond it (after a burst
+    /// of `presenceUpdateBurst`): `policy-violation` (wait), nothing broadcast.
+    /// `muc_limits.presence_updates_per_second`.
+    public var presenceUpdatesPerSecond = 10
+    /// Presence updates an occupant may send at once before the rate applies.
+    /// `muc_limits.presence_update_burst`.
+    public var presenceUpdateBurst = 20
+    /// Bytes of the history a room keeps (each message as serialized), besides its
+    /// count (`muc#roomconfig_historylength`): the oldest messages are dropped first.
+    /// `muc_limits.history_bytes`.
+    public var historyBytes = 1 << 20
+    /// Rooms one user may own, counted by the service (in PostgreSQL) when a join would
+    /// create one; service administrators are not counted. Beyond it: `policy-violation`.
+    /// 0: no limit. `muc_limits.rooms_per_user`.
+    public var roomsPerUser = 100
+    /// Items the service's disco#items (its list of rooms) answers at most at once; a
+    /// client pages through the rest with XEP-0059. `muc_limits.disco_items_max`.
+    public var discoItemsMax = 500
 
     /// The most bytes the two text columns of one index entry (room JID and member or
     /// real JID) may have together, whatever is configured: PostgreSQL's B-tree limit

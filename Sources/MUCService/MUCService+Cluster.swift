@@ -238,13 +238,21 @@ extension MUCService {
             }
             reply(stanza.iqResult(query))
         case ("get", Namespace.discoItems, "query"):
-            // Rooms live on every node: the list comes from the store.
+            // Rooms live on every node: the list comes from the store, a page at a time
+            // (at most `muc_limits.disco_items_max` items, XEP-0059 for the rest).
+            let page = ResultSetPage(query: payload, limit: environment.limits.discoItemsMax)
             Task {
                 var query = XMLElement("query", namespace: Namespace.discoItems)
                 do {
-                    for (jid, name) in try await store.publicRooms() {
+                    let (rooms, count) = try await store.publicRooms(after: page.after, limit: page.max)
+                    for (jid, name) in rooms {
                         query.append(XMLElement("item", namespace: Namespace.discoItems, ["jid": jid.description, "name": name]))
                     }
+                    let set = ResultSetPage.answer(
+                        query: payload, first: rooms.first?.jid.description, last: rooms.last?.jid.description,
+                        count: count, given: rooms.count
+                    )
+                    if let set { query.append(set) }
                     reply(stanza.iqResult(query))
                 } catch {
                     reply(stanza.errorReply(StanzaError(.internalServerError)))

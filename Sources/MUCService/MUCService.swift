@@ -128,6 +128,9 @@ public final class MUCService: Sendable {
         var nextPosition: Int64 = 1
         /// The next stanza creates the room.
         var creating = false
+        /// Why the join that would create the room may not (its user owns
+        /// `muc_limits.rooms_per_user` rooms already), decided at activation.
+        var creationRefusal: StanzaError?
         /// Active, but what waited during activation is still being handled: new input
         /// queues behind it.
         var catchingUp = true
@@ -464,8 +467,9 @@ public final class MUCService: Sendable {
                 }
                 let fence = RoomFence(node: me, epoch: epoch)
                 let stored = try await store.loadRoom(box.jid)
+                let refusal = stored == nil ? try await creationRefusal(box) : nil
                 counterState.withLock { $0.activations += 1 }
-                install(stored, fence: fence, in: box)
+                install(stored, fence: fence, in: box, creationRefusal: refusal)
                 logger.debug("room activated", metadata: ["room": "\(box.jid)", "epoch": "\(epoch)"])
                 return
             } catch let error as PermanentStoreError {
@@ -481,7 +485,18 @@ public final class MUCService: Sendable {
         }
     }
 
-    private func install(_ stored: StoredRoom?, fence: RoomFence, in box: RoomBox) {
+    /// Why the first join waiting for `box` (a room that does not exist) may not create
+    /// it: its user owns `muc_limits.rooms_per_user` rooms already, counted in PostgreSQL
+    /// so that rooms on every node count. Service administrators are not limited.
+    private func creationRefusal(_ box: RoomBox) async throws -> StanzaError? {
+        let limit = environment.limits.roomsPerUser
+        let creator = box.state.withLock { slot in slot.pending.first { Self.isJoin($0.stanza) }?.real.bare }
+        guard limit > 0, let creator, !environment.isServiceAdmin(creator) else { return nil }
+        guard try await store.ownedRoomCount(creator) >= limit else { return nil }
+        return StanzaError(.policyViolation, text: "you own \(limit) rooms already, the most one user may")
+    }
+
+    private func install(_ stored: StoredRoom?, fence: RoomFence, in box: RoomBox, creationRefusal: StanzaError? = nil) {
         box.state.withLock { slot in
             slot.fence = fence
             if let stored {
@@ -539,6 +554,7 @@ public final class MUCService: Sendable {
             } else {
                 slot.room = Room(jid: box.jid, locked: true)
                 slot.creating = true
+                slot.creationRefusal = creationRefusal
                 slot.phase = .active
             }
         }
@@ -609,8 +625,14 @@ public final class MUCService: Sendable {
                     }
                     return
                 }
-                if restrictRoomCreation && !environment.isServiceAdmin(input.real.bare) {
-                    var reply = stanza.errorReply(StanzaError(.notAllowed, text: "only administrators may create rooms"))
+                let refusal: StanzaError? =
+                    if restrictRoomCreation && !environment.isServiceAdmin(input.real.bare) {
+                        StanzaError(.notAllowed, text: "only administrators may create rooms")
+                    } else {
+                        slot.creationRefusal
+                    }
+                if let refusal {
+                    var reply = stanza.errorReply(refusal)
                     reply.append(XMLElement("x", namespace: Namespace.muc))
                     output.deliver(reply, to: [input.real], node: input.home)
                     slot.phase = .gone
@@ -764,7 +786,8 @@ public final class MUCService: Sendable {
                     stanza: entry.message.serialized(parentNamespace: Namespace.client), stamp: entry.stamp,
                     nick: entry.senderNick
                 ),
-                keep: room.configuration.historyLength
+                // What the room keeps after it (bounded by count and bytes, `RoomLimits.historyBytes`).
+                keep: room.history.count
             )
         case .destroyed:
             return .deleted

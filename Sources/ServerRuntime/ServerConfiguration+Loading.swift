@@ -37,6 +37,11 @@ extension ServerConfiguration {
             var affiliations: Int?
             var subject_bytes: Int?
             var configuration_field_bytes: Int?
+            var presence_updates_per_second: Int?
+            var presence_update_burst: Int?
+            var history_bytes: Int?
+            var rooms_per_user: Int?
+            var disco_items_max: Int?
         }
 
         struct HTTPFile: Decodable {
@@ -170,6 +175,11 @@ extension ServerConfiguration {
             if let value = limits.affiliations { mucLimits.affiliations = value }
             if let value = limits.subject_bytes { mucLimits.subjectBytes = value }
             if let value = limits.configuration_field_bytes { mucLimits.configurationFieldBytes = value }
+            if let value = limits.presence_updates_per_second { mucLimits.presenceUpdatesPerSecond = value }
+            if let value = limits.presence_update_burst { mucLimits.presenceUpdateBurst = value }
+            if let value = limits.history_bytes { mucLimits.historyBytes = value }
+            if let value = limits.rooms_per_user { mucLimits.roomsPerUser = value }
+            if let value = limits.disco_items_max { mucLimits.discoItemsMax = value }
             try validateMUCLimits()
         }
         if let c2s = file.c2s {
@@ -238,10 +248,14 @@ extension ServerConfiguration {
         let limits = mucLimits
         let values = [
             limits.roomNameBytes, limits.jidBytes, limits.nickBytes, limits.reasonBytes, limits.affiliations,
-            limits.subjectBytes, limits.configurationFieldBytes,
+            limits.subjectBytes, limits.configurationFieldBytes, limits.presenceUpdatesPerSecond,
+            limits.presenceUpdateBurst, limits.historyBytes, limits.discoItemsMax,
         ]
         guard values.allSatisfy({ $0 > 0 }) else {
-            throw ConfigurationError("muc_limits: every limit must be positive")
+            throw ConfigurationError("muc_limits: every limit must be positive (rooms_per_user may be 0: no limit)")
+        }
+        guard limits.roomsPerUser >= 0 else {
+            throw ConfigurationError("muc_limits: rooms_per_user must not be negative (0: no limit)")
         }
     }
 
@@ -300,6 +314,13 @@ extension ServerConfiguration {
         if let value = try int("CONCLAVE_MUC_LIMITS_CONFIGURATION_FIELD_BYTES") {
             mucLimits.configurationFieldBytes = value
         }
+        if let value = try int("CONCLAVE_MUC_LIMITS_PRESENCE_UPDATES_PER_SECOND") {
+            mucLimits.presenceUpdatesPerSecond = value
+        }
+        if let value = try int("CONCLAVE_MUC_LIMITS_PRESENCE_UPDATE_BURST") { mucLimits.presenceUpdateBurst = value }
+        if let value = try int("CONCLAVE_MUC_LIMITS_HISTORY_BYTES") { mucLimits.historyBytes = value }
+        if let value = try int("CONCLAVE_MUC_LIMITS_ROOMS_PER_USER") { mucLimits.roomsPerUser = value }
+        if let value = try int("CONCLAVE_MUC_LIMITS_DISCO_ITEMS_MAX") { mucLimits.discoItemsMax = value }
         try validateMUCLimits()
         if let value = environment["CONCLAVE_C2S_HOST"] { c2s.host = value }
         if let value = try int("CONCLAVE_C2S_PORT") { c2s.port = value }

@@ -143,6 +143,11 @@ public protocol RoomStore: Sendable {
     /// `StaleOwnerError` (and applies nothing) otherwise, and `PermanentStoreError`
     /// (applying nothing) when a change can never be stored.
     func apply(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async throws
-    /// Public, unlocked rooms and their names (disco#items on the service).
-    func publicRooms() async throws -> [(jid: JID, name: String)]
+    /// Public, unlocked rooms and their names (disco#items on the service), ordered by
+    /// JID: at most `limit` of them, those after the room JID `after` if given (XEP-0059
+    /// paging), and how many public rooms there are in all.
+    func publicRooms(after: String?, limit: Int) async throws -> (rooms: [(jid: JID, name: String)], count: Int)
+    /// How many rooms `owner` (a bare JID) is an owner of, in the whole cluster: what
+    /// `muc_limits.rooms_per_user` bounds when a join would create one more.
+    func ownedRoomCount(_ owner: JID) async throws -> Int
 }

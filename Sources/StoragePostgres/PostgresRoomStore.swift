@@ -91,19 +91,42 @@ public struct PostgresRoomStore: RoomStore {
         ).collect()
     }
 
-    public func publicRooms() async throws -> [(jid: JID, name: String)] {
+    public func publicRooms(after: String?, limit: Int) async throws -> (rooms: [(jid: JID, name: String)], count: Int) {
+        var count = 0
+        for try await total in try await client.query(
+            """
+            SELECT count(*) FROM rooms
+            WHERE NOT locked AND coalesce((configuration->>'isPublic')::boolean, false)
+            """,
+            logger: logger
+        ).decode(Int.self) {
+            count = total
+        }
         var found: [(JID, String)] = []
+        // `COLLATE "C"`: byte order, the same for the page boundary as for the order.
         for try await (jid, name) in try await client.query(
             """
             SELECT jid, coalesce(configuration->>'name', '') FROM rooms
-            WHERE NOT locked AND coalesce((configuration->>'isPublic')::boolean, false) ORDER BY jid
+            WHERE NOT locked AND coalesce((configuration->>'isPublic')::boolean, false)
+                AND (\(after)::text IS NULL OR jid COLLATE "C" > \(after))
+            ORDER BY jid COLLATE "C" LIMIT \(limit)
             """,
             logger: logger
         ).decode((String, String).self) {
             guard let room = try? JID(jid) else { continue }
             found.append((room, name.isEmpty ? room.localpart ?? "" : name))
         }
-        return found
+        return (found, count)
+    }
+
+    public func ownedRoomCount(_ owner: JID) async throws -> Int {
+        let jid = owner.bare.description
+        for try await count in try await client.query(
+            "SELECT count(*) FROM room_affiliations WHERE jid = \(jid) AND affiliation = 'owner'", logger: logger
+        ).decode(Int.self) {
+            return count
+        }
+        return 0
     }
 
     public func apply(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async throws {

@@ -90,6 +90,15 @@ public final class AuthThrottle: Sendable {
         }
     }
 
+    /// Ends an attempt that had no outcome (the account store did not answer): it no
+    /// longer counts as in flight, and not as a failure either.
+    func cancel(_ attempt: Attempt) {
+        state.withLock { state in
+            state.addresses[attempt.address]?.inFlight -= 1
+            if let account = attempt.account { state.accounts[account]?.inFlight -= 1 }
+        }
+    }
+
     private static func current(
         _ record: Record?,
         now: ContinuousClock.Instant,

@@ -514,8 +514,11 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
             if let authzid = plain.authzid, (try? JID(authzid)) != account {
                 return connection.authenticationFailed(SASLFailure(.invalidAuthzid), account: account)
             }
-            connection.lookUpCredentials(account) { connection, credentials in
-                guard let credentials, credentials.verify(password: plain.password) else {
+            let delegate = connection.delegate
+            // PBKDF2 takes milliseconds: it runs off the event loop, which serves other clients.
+            connection.lookUp({ try await delegate.credentials(for: account)?.verify(password: plain.password) ?? false }) {
+                connection, verified in
+                guard verified else {
                     return connection.authenticationFailed(SASLFailure(.notAuthorized), account: account)
                 }
                 connection.authenticated = account
@@ -530,20 +533,30 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         _ account: JID,
         then body: @escaping (C2SConnection, StoredCredentials?) -> Void
     ) {
+        let delegate = self.delegate
+        lookUp({ try await delegate.credentials(for: account) }, then: body)
+    }
+
+    /// Runs `work` (an account lookup, a password hash) off the event loop, with reading
+    /// paused, then `body` back on it.
+    private func lookUp<Result: Sendable>(
+        _ work: @escaping @Sendable () async throws -> Result,
+        then body: @escaping (C2SConnection, Result) -> Void
+    ) {
         guard let context else { return }
         busy = true
-        let promise = context.eventLoop.makePromise(of: StoredCredentials?.self)
-        let delegate = self.delegate
-        promise.completeWithTask { try await delegate.credentials(for: account) }
+        updateReading()
+        let promise = context.eventLoop.makePromise(of: Result.self)
+        promise.completeWithTask(work)
         promise.futureResult.assumeIsolated().whenComplete { result in
             guard !self.isClosed else { return }
             switch result {
-            case .success(let credentials):
-                body(self, credentials)
+            case .success(let value):
+                body(self, value)
                 if !self.isClosed, self.busy { self.resume() }
             case .failure(let error):
                 self.logger.error("account lookup failed: \(error)")
-                self.attempt = nil
+                if let attempt = self.attempt.take() { self.throttle.cancel(attempt) }
                 self.send(SASLFailure(.temporaryAuthFailure).element)
                 self.resume()
             }

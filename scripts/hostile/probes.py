@@ -1406,6 +1406,10 @@ def run_one(ctx, pinger, number, name, function):
     ping_value = ping.get("max_ms") if opts.ping_stat == "max" else ping.get("p99_ms")
     if ping_value is None or ping_value > opts.ping_limit_ms:
         reasons.append("ping")
+    busy = cpu.get("machine_percent")
+    if "ping" in reasons and busy is not None and busy >= opts.busy_percent:
+        # Other processes had the cores: the node may not be the one to blame.
+        reasons[reasons.index("ping")] = "ping?"
     if outcome.get("crashed") and not reasons:
         verdict = "ERROR"
     else:
@@ -1476,6 +1480,8 @@ def parse_args(argv):
     p.add_argument("--ping-interval-ms", type=float, default=50.0)
     p.add_argument("--nice", type=int, default=10,
                    help="lower the probes' CPU priority by this much (not the pinger's)")
+    p.add_argument("--busy-percent", type=float, default=85.0,
+                   help="a ping failure while the whole machine is this busy is marked ping? (unreliable)")
     p.add_argument("--settle", type=float, default=2.0, help="seconds measured after each probe")
     p.add_argument("--answer-seconds", type=float, default=10.0, help="how long to wait for an answer")
     p.add_argument("--abort-rss-mib", type=float, default=4096.0,

@@ -1,0 +1,15 @@
+import ConclaveFuzzing
+import LibFuzzerDriver
+
+/// libFuzzer's entry point for one input (see ConclaveFuzzing's `fuzzStreamParser`).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func testOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    fuzzStreamParser(fuzzBytes(data, size))
+    return 0
+}
+
+/// The executable's entry point, as SwiftPM names it (see `runLibFuzzer`).
+@_cdecl("FuzzStreamParser_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+    runLibFuzzer(argc, argv, testOneInput)
+}
