@@ -202,7 +202,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FuzzCorpusTests",
-            dependencies: ["ConclaveFuzzing", "XMPPXMLParser", "XMPPCore"],
+            dependencies: ["ConclaveFuzzing"],
             swiftSettings: upcoming
         ),
         .testTarget(

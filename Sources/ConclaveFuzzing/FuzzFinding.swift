@@ -7,7 +7,8 @@ public struct FuzzFinding: Error, CustomStringConvertible {
     public var description: String
 
     public init(_ description: String) {
-        self.description = description
+        // Long enough to show what broke, short enough to read (inputs reach megabytes).
+        self.description = description.utf8.count > 4000 ? String(description.prefix(4000)) + "…" : description
     }
 
     /// Throws `message` unless `condition` holds.

@@ -95,13 +95,17 @@ enum RoomInvariants {
             )
         }
 
-        // The occupants: distinct nicks (as RFC 8266 compares them) and real JIDs, none
-        // banned, none without a role, only members in a members-only room.
-        var nicks: Set<String> = []
+        // The occupants: a nick (as RFC 8266 compares them) belongs to one account (its
+        // resources may share it, XEP-0045 §7.2.x), a real JID is in once; none banned,
+        // none without a role, only members in a members-only room.
+        var nicks: [String: JID] = [:]
         var reals: Set<JID> = []
         for occupant in room.occupants {
+            let holder = nicks[occupant.nickKey, default: occupant.realJID.bare]
+            nicks[occupant.nickKey] = holder
             try FuzzFinding.check(
-                nicks.insert(occupant.nickKey).inserted, "\(context): two occupants with the nick \(occupant.nick)"
+                holder == occupant.realJID.bare,
+                "\(context): \(holder) and \(occupant.realJID) share the nick \(occupant.nick)"
             )
             try FuzzFinding.check(
                 reals.insert(occupant.realJID).inserted, "\(context): \(occupant.realJID) is in the room twice"

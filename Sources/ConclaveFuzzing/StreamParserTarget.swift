@@ -114,14 +114,27 @@ public enum StreamParserTarget {
             )
         case (let x?, let y?):
             try FuzzFinding.check(
-                x.condition == y.condition,
+                x.condition == y.condition || isSizeLimit(x) || isSizeLimit(y),
                 "stream parser: fed \(aName) it failed with \(x); fed \(bName) with \(y)"
             )
         case (let x?, nil):
-            throw FuzzFinding("stream parser: fed \(aName) it failed with \(x); fed \(bName) it did not")
+            try FuzzFinding.check(
+                isSizeLimit(x), "stream parser: fed \(aName) it failed with \(x); fed \(bName) it did not"
+            )
         case (nil, let y?):
-            throw FuzzFinding("stream parser: fed \(bName) it failed with \(y); fed \(aName) it did not")
+            try FuzzFinding.check(
+                isSizeLimit(y), "stream parser: fed \(bName) it failed with \(y); fed \(aName) it did not"
+            )
         }
+    }
+
+    /// The two byte-size limits (stanza, stream header) count the bytes received, and
+    /// libxml2 parses some bytes only when more arrive: near a limit, or before a
+    /// well-formedness error libxml2 has not reached yet, whether the limit is hit
+    /// depends on the pieces. Both close the stream; every other outcome must not
+    /// depend on them.
+    static func isSizeLimit(_ error: XMLStreamParserError) -> Bool {
+        error.condition == .policyViolation && error.detail.contains("larger than")
     }
 
     private static func describe(_ events: [XMLStreamEvent], _ index: Int) -> String {

@@ -50,6 +50,8 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var readingPaused = false
     /// Set while a stream error is being written, so writing it cannot end it again.
     private var ending = false
+    /// Asynchronous steps started so far (see `beginStep`).
+    private var steps = 0
     private var logger: Logger
     private let parser: XMLStreamParser
     private var context: ChannelHandlerContext?
@@ -204,6 +206,20 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         configuration.metrics.slowConsumerEnded()
         logger.info("ending a stream whose client does not read", metadata: ["unsent": "\(unsent)"])
         fail(StreamError(.policyViolation, text: "too much output left unread"))
+    }
+
+    /// Starts an asynchronous step: events wait in `pending` (and reading pauses) until
+    /// it ends. Steps may start steps; only the latest one resumes the input.
+    private func beginStep() -> Int {
+        steps += 1
+        busy = true
+        updateReading()
+        return steps
+    }
+
+    private func endStep(_ step: Int) {
+        guard !isClosed, busy, step == steps else { return }
+        resume()
     }
 
     private func resume() {
@@ -459,12 +475,12 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         self.attempt = attempt
         guard delay > .zero, let context else { return body(self) }
         configuration.metrics.authenticationDelayed()
-        busy = true
+        let step = beginStep()
         updateReading()
         context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
             guard !self.isClosed else { return }
             body(self)
-            if !self.isClosed, self.busy { self.resume() }
+            self.endStep(step)
         }
     }
 
@@ -544,7 +560,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         then body: @escaping (C2SConnection, Result) -> Void
     ) {
         guard let context else { return }
-        busy = true
+        let step = beginStep()
         updateReading()
         let promise = context.eventLoop.makePromise(of: Result.self)
         promise.completeWithTask(work)
@@ -553,12 +569,12 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
             switch result {
             case .success(let value):
                 body(self, value)
-                if !self.isClosed, self.busy { self.resume() }
+                self.endStep(step)
             case .failure(let error):
                 self.logger.error("account lookup failed: \(error)")
                 if let attempt = self.attempt.take() { self.throttle.cancel(attempt) }
                 self.send(SASLFailure(.temporaryAuthFailure).element)
-                self.resume()
+                self.endStep(step)
             }
         }
     }

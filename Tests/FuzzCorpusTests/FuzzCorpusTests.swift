@@ -4,8 +4,8 @@ import Testing
 
 /// The fuzz targets (docs/fuzzing.md), briefly: every input of the committed corpus in
 /// Tests/Fuzz/corpus/<target>/, then a few thousand seeded mutations of them. A
-/// finding names the corpus file, or the mutation's seed and its bytes (base64), so
-/// that `make fuzz`'s libFuzzer targets can replay it.
+/// finding names the corpus file, or the mutation, whose bytes are written under
+/// .conclave/fuzz/failures/ so that `make fuzz`'s libFuzzer targets can replay them.
 @Suite struct FuzzCorpusTests {
     @Test(arguments: FuzzTarget.allCases)
     func corpusInputsBreakNothing(target: FuzzTarget) throws {
@@ -30,7 +30,10 @@ import Testing
             do {
                 try target.run(input)
             } catch {
-                Issue.record("\(target.rawValue) mutation \(index), input (base64) \(Data(input).base64EncodedString()): \(error)")
+                let file = FuzzTarget.failures.appendingPathComponent("\(target.rawValue)-mutation-\(index)")
+                try? FileManager.default.createDirectory(at: FuzzTarget.failures, withIntermediateDirectories: true)
+                try? Data(input).write(to: file)
+                Issue.record("\(target.rawValue) mutation \(index) (input in \(file.path)): \(error)")
                 return
             }
         }
@@ -59,8 +62,11 @@ enum FuzzTarget: String, CaseIterable, Sendable {
         }
     }
 
-    static let corpusRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fuzz/corpus")
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+    static let corpusRoot = repository.appendingPathComponent("Tests/Fuzz/corpus")
+    /// Where a failing mutation is written, to replay it (`Fuzz/.build…/FuzzRoom <file>`).
+    static let failures = repository.appendingPathComponent(".conclave/fuzz/failures")
 
     /// The committed inputs, by file name, in name order.
     func corpus() throws -> [(String, [UInt8])] {
