@@ -55,6 +55,9 @@ public final class XMLStreamParser {
         public var maxAttributesPerElement = 64
         /// Largest stream header (everything before the end of `<stream:stream …>`).
         public var maxHeaderBytes = 8 * 1024
+        /// Names and namespace URIs (estimated bytes) libxml2 may collect in its
+        /// dictionary before the parser starts a fresh context between two stanzas.
+        public var maxDictionaryBytes = 1024 * 1024
         public init() {}
     }
 
@@ -81,6 +84,16 @@ public final class XMLStreamParser {
     private var scanner = MarkupScanner()
     private var sniffedEncoding = false
     private var leadingBytes: [UInt8] = []
+    /// The bytes up to the end of the stream header, kept to start a fresh libxml2
+    /// context in the middle of the stream (see `renewContextIfNeeded`).
+    private var headerBytes: [UInt8] = []
+    /// Bytes of names and namespace URIs libxml2 has probably added to its dictionary,
+    /// which lives as long as its context: a stream of ever new names would otherwise
+    /// grow it without bound.
+    private var dictionaryBytes = 0
+    private var replayingHeader = false
+    /// How many times the libxml2 context was renewed mid-stream.
+    public private(set) var contextRenewals = 0
 
     /// libxml2 is fed pieces of at most this size, so an oversized stanza is
     /// refused after at most this many bytes beyond the limit have been buffered.
@@ -106,6 +119,8 @@ public final class XMLStreamParser {
         scanner = MarkupScanner()
         sniffedEncoding = false
         leadingBytes = []
+        headerBytes = []
+        dictionaryBytes = 0
         stanzaElements = 0
         failure = nil
         streamOpen = false
@@ -136,10 +151,40 @@ public final class XMLStreamParser {
             try parseSlice(slice)
             offset += length
         }
+        renewContextIfNeeded()
         return events
     }
 
-    private func parseSlice(_ slice: UnsafeRawBufferPointer) throws(XMLStreamParserError) {
+    /// Between stanzas, once libxml2's dictionary has taken in more than
+    /// `maxDictionaryBytes`, the context is replaced by a fresh one that is fed the
+    /// stream header again (its events are not reported): memory stays bounded on a
+    /// stream that lasts for days and keeps sending new names.
+    private func renewContextIfNeeded() {
+        guard dictionaryBytes > options.maxDictionaryBytes, failure == nil, streamOpen, stack.isEmpty,
+            let context, Int(xmlByteConsumed(context)) == fedBytes, !headerBytes.isEmpty
+        else { return }
+        xmlFreeParserCtxt(context)
+        self.context = nil
+        interned.removeAll()
+        internedBytes = 0
+        dictionaryBytes = 0
+        fedBytes = 0
+        boundaryOffset = 0
+        streamOpen = false
+        replayingHeader = true
+        let header = headerBytes
+        let replay = header.withUnsafeBytes { bytes in
+            Result { () throws(XMLStreamParserError) in try parseSlice(bytes, scanning: false) }
+        }
+        replayingHeader = false
+        if case .failure = replay { return }
+        contextRenewals += 1
+    }
+
+    private func parseSlice(_ slice: UnsafeRawBufferPointer, scanning: Bool = true) throws(XMLStreamParserError) {
+        if !streamOpen, !replayingHeader, headerBytes.count <= options.maxHeaderBytes {
+            headerBytes.append(contentsOf: slice.prefix(options.maxHeaderBytes + 1 - headerBytes.count))
+        }
         if !sniffedEncoding {
             // UTF-16 and UTF-32 give themselves away in the first two bytes (a byte order
             // mark, or a NUL byte next to '<'); RFC 6120 §11.6 allows UTF-8 only.
@@ -154,7 +199,7 @@ public final class XMLStreamParser {
                 }
             }
         }
-        if let problem = scanner.scan(slice, maxAttributes: options.maxAttributesPerElement) {
+        if scanning, let problem = scanner.scan(slice, maxAttributes: options.maxAttributesPerElement) {
             fail(.policyViolation, problem)
             throw failure!
         }
@@ -175,7 +220,9 @@ public final class XMLStreamParser {
             throw failure!
         }
         fedBytes += slice.count
-        if !streamOpen, fedBytes > options.maxHeaderBytes {
+        // Bytes since the last boundary: before a header (the first, or one after the
+        // stream closed) they are the header's.
+        if !streamOpen, fedBytes - boundaryOffset > options.maxHeaderBytes {
             fail(.policyViolation, "stream header larger than \(options.maxHeaderBytes) bytes")
             throw failure!
         }
@@ -303,6 +350,8 @@ public final class XMLStreamParser {
                 fail(.policyViolation, "stream header larger than \(options.maxHeaderBytes) bytes")
                 return
             }
+            if replayingHeader { return }
+            headerBytes.removeSubrange(min(boundaryOffset, headerBytes.count)...)
             events.append(.streamOpen(header: element, defaultNamespace: defaultNamespace))
             return
         }
@@ -377,6 +426,7 @@ public final class XMLStreamParser {
         let string = String(cString: pointer)
         interned[key] = string
         internedBytes += string.utf8.count
+        dictionaryBytes += string.utf8.count
         return string
     }
 

@@ -101,6 +101,63 @@ import XMPPXMLParser
         #expect(Harness.failure(Harness.bytewise(bytes))?.condition == .unsupportedEncoding, "\(name) byte by byte")
     }
 
+    /// libxml2 keeps every name and namespace URI it has seen in a dictionary that lives
+    /// as long as its context: a long stream of ever new names grew it without bound.
+    /// The parser starts a fresh context between stanzas once it has taken in a MiB,
+    /// and the stanzas parse the same across the change.
+    @Test func aLongStreamOfNewNamesRenewsTheContext() throws {
+        let parser = XMLStreamParser()
+        _ = try parser.parse(Harness.prologue)
+        var received = 0
+        for batch in 0..<300 {
+            var input = ""
+            for index in 0..<10 {
+                let unique = "urn:unique:\(batch):\(index):" + String(repeating: "n", count: 400)
+                input += "<message id='m\(batch)-\(index)'><x xmlns='\(unique)' a\(batch)x\(index)='1'/></message>"
+            }
+            for event in try parser.parse(input) {
+                guard case .element(let message) = event else {
+                    Issue.record("unexpected \(event)")
+                    continue
+                }
+                #expect(message.id == "m\(received / 10)-\(received % 10)")
+                #expect(message.namespace == "jabber:client")
+                #expect(message.elements.first?.namespace.hasPrefix("urn:unique:\(received / 10):") == true)
+                received += 1
+            }
+        }
+        #expect(received == 3000)
+        #expect(parser.contextRenewals >= 1, "1.2 MB of new names went into one libxml2 dictionary")
+        // The stream goes on normally afterwards, and its end is still seen.
+        let tail = try parser.parse("<presence/></stream:stream>")
+        #expect(tail.count == 2)
+        #expect(tail.last == .streamClose)
+    }
+
+    @Test func stanzasParseTheSameAcrossRenewals() throws {
+        var options = XMLStreamParser.Options()
+        options.maxDictionaryBytes = 1
+        let parser = XMLStreamParser(options: options)
+        _ = try parser.parse(Harness.prologue)
+        for index in 0..<5 {
+            let events = try parser.parse("<message id='\(index)'><body>hi</body></message>")
+            #expect(Harness.stanzas(events).map(\.id) == ["\(index)"], "\(events)")
+        }
+        // Once after the header, once after each stanza.
+        #expect(parser.contextRenewals == 6)
+        #expect(try parser.parse("</stream:stream>") == [.streamClose])
+    }
+
+    /// The header's size bound counts only the bytes before a header: a stream that has
+    /// carried more than that and then closes ends cleanly.
+    @Test func aLongStreamStillClosesCleanly() throws {
+        let parser = XMLStreamParser()
+        _ = try parser.parse(Harness.prologue)
+        let stanzas = String(repeating: Harness.message(bytes: 1000), count: 20)
+        #expect(Harness.stanzas(try parser.parse(stanzas)).count == 20)
+        #expect(try parser.parse("</stream:stream>") == [.streamClose])
+    }
+
     @Test func aUTF8ByteOrderMarkIsAccepted() throws {
         let bytes: [UInt8] = [0xEF, 0xBB, 0xBF] + Array((Harness.prologue + "<presence/>").utf8)
         #expect(Harness.stanzas(try Harness.events([bytes[...]])).map(\.name) == ["presence"])
