@@ -5,7 +5,7 @@ TEST_DB := conclave_test
 
 NODES ?= 3
 
-.PHONY: bench-alloc bench-compare certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
+.PHONY: fuzz fuzz-build bench-alloc bench-compare certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
 
 help:
 	@echo "make run             build and run one node (embedded PostgreSQL under .conclave/)"
@@ -15,6 +15,7 @@ help:
 	@echo "make cluster-down    drain and stop the local cluster"
 	@echo "make certs           a local CA and NODES=$(NODES) node certificates in .conclave/tls/"
 	@echo "make cluster-dns     serve DNS SRV records for the local cluster (dnsmasq, 127.0.0.1:5353)"
+	@echo "make fuzz           run the libFuzzer targets for FUZZ_SECONDS=$(FUZZ_SECONDS) each (docs/fuzzing.md)"
 
 build:
 	$(SWIFT) build
@@ -57,6 +58,19 @@ cluster-dns-stop:
 # ordo-one/benchmark; the figures are in docs/benchmarks.md.
 bench-alloc:
 	cd Benchmarks && $(SWIFT) package benchmark --no-progress
+
+# libFuzzer targets (docs/fuzzing.md): the stream parser fed bytes in arbitrary pieces,
+# parse → serialize → parse, and a room fed stanzas from several senders. Built in the
+# nested package Fuzz/ with -sanitize=fuzzer,address (its own scratch path), each run for
+# FUZZ_SECONDS, one after the other; findings in .conclave/fuzz/. `make test` runs the
+# same targets briefly on the committed corpus (Tests/Fuzz/corpus/).
+FUZZ_SECONDS ?= 60
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./Fuzz/run.sh
+
+fuzz-build:
+	$(SWIFT) build -c release --package-path Fuzz --scratch-path .build-fuzz \
+		-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
 
 # The same load against a Conclave node, a 3-node cluster and Prosody (when installed;
 # installs nothing), and the table in docs/benchmarks.md (deploy/bench/compare.sh).

@@ -180,7 +180,7 @@ struct RoomStanzaBuilder {
         switch input.byte() % 6 {
         case 0:
             return XMLElement(
-                name: "flagged", namespace: "urn:example:" + input.text(),
+                name: "flagged", namespace: input.pick(["urn:example", "http://example.com/#x", ""]),
                 attributes: [XMLAttribute(name: "p:flag", value: input.text(), namespace: "urn:p"),
                              XMLAttribute(name: "xml:lang", value: "en")]
             )

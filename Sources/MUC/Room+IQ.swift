@@ -394,6 +394,12 @@ extension Room {
                 return effects
             }
         }
+        // The room keeps an owner after the whole request (an owner may hand ownership
+        // over and step down in one request, but not demote the others and themselves).
+        if let error = checkOwnerRemains(operations.filter(\.1).map(\.0), actor: real) {
+            effects.stanzas.append(iq.errorReply(error))
+            return effects
+        }
         let actor = occupant(real: real)
         for (item, isAffiliation) in operations {
             let reason = item.child("reason", namespace: Namespace.mucAdmin)?.text
@@ -429,11 +435,7 @@ extension Room {
         let current = affiliations[target.bare]?.affiliation ?? .none
         switch actorAffiliation {
         case .owner:
-            if target.bare == actor.bare, affiliation != .owner,
-                !affiliations.contains(where: { $0.key != target.bare && $0.value.affiliation == .owner })
-            {
-                return StanzaError(.conflict, text: "a room needs an owner")
-            }
+            // Whether the room keeps an owner depends on the whole request: checkOwnerRemains.
             return nil
         case .admin:
             if affiliation == .owner || affiliation == .admin || current == .owner || current == .admin {
@@ -443,6 +445,26 @@ extension Room {
         default:
             return StanzaError(.notAllowed)
         }
+    }
+
+    /// An owner may not leave the room without owners by demoting themselves, alone or
+    /// in a request whose other items demote the other owners (XEP-0045 §10.5: a room
+    /// needs an owner). `items` are the request's affiliation items, validated already.
+    private func checkOwnerRemains(_ items: [XMLElement], actor: JID) -> StanzaError? {
+        var owners = Set(affiliations.filter { $0.value.affiliation == .owner }.keys)
+        var demotesSelf = false
+        for item in items {
+            guard let target = item[attribute: "jid"].flatMap({ try? JID($0) })?.bare,
+                let affiliation = item[attribute: "affiliation"].flatMap(Affiliation.init(rawValue:))
+            else { continue }
+            if affiliation == .owner {
+                owners.insert(target)
+            } else {
+                owners.remove(target)
+                if target == actor.bare { demotesSelf = true }
+            }
+        }
+        return demotesSelf && owners.isEmpty ? StanzaError(.conflict, text: "a room needs an owner") : nil
     }
 
     /// A room keeps at most `limits.affiliations` affiliations: a change that would add

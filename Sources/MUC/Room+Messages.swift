@@ -148,7 +148,8 @@ extension Room {
             }
             // An invitation into a members-only room stores an affiliation: it meets the
             // same limits as an admin's change (`RoomLimits`), checked before anything is sent.
-            let makesMember = configuration.membersOnly && self.affiliation(of: invitee, environment: environment) == .none
+            let makesMember =
+                configuration.membersOnly && self.affiliation(of: invitee, environment: environment) == .none
             if makesMember, let error = refusal(ofNewAffiliation: invitee.bare, environment: environment) {
                 effects.stanzas.append(stanza.errorReply(error))
                 continue

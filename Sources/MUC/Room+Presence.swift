@@ -134,11 +134,7 @@ extension Room {
         if let position = index(real: real) {
             // Every update goes to everyone in the room: bounded per occupant (`RoomLimits`).
             let limits = environment.limits
-            let allowed = occupants[position].presenceBudget.take(
-                now: environment.now(), rate: Double(limits.presenceUpdatesPerSecond),
-                burst: Double(limits.presenceUpdateBurst)
-            )
-            guard allowed else {
+            guard takePresenceToken(real, environment: environment) else {
                 let text = "at most \(limits.presenceUpdatesPerSecond) presence updates a second"
                 effects.stanzas.append(stanza.errorReply(StanzaError(.policyViolation, type: .wait, text: text)))
                 return effects
@@ -153,6 +149,21 @@ extension Room {
         return join(
             stanza, from: real, nick: enforced.value, modified: enforced.value != nick, environment: environment,
             isNew: isNew
+        )
+    }
+
+    /// Takes one of `real`'s presence updates; `false` when it has none left now.
+    private mutating func takePresenceToken(_ real: JID, environment: RoomEnvironment) -> Bool {
+        if presenceBudgets[real] == nil, presenceBudgets.count > 2 * occupants.count + 16 {
+            // Kept across leaving and joining again (or that would reset it), so dropped
+            // only for those who are gone, once there are many more than occupants.
+            let present = Set(occupants.map(\.realJID))
+            presenceBudgets = presenceBudgets.filter { present.contains($0.key) }
+        }
+        let limits = environment.limits
+        return presenceBudgets[real, default: TokenBucket()].take(
+            now: environment.now(), rate: Double(limits.presenceUpdatesPerSecond),
+            burst: Double(limits.presenceUpdateBurst)
         )
     }
 

@@ -45,9 +45,6 @@ public struct Occupant: Sendable, Hashable {
     /// The XEP-0421 occupant id, computed once on entry rather than for every copy of
     /// every presence.
     public var occupantID: String
-    /// How many more presence updates the occupant may send now
-    /// (`RoomLimits.presenceUpdatesPerSecond`); full on entry.
-    public var presenceBudget = TokenBucket()
 
     public init(nick: String, realJID: JID, role: Role, presence: XMLElement, occupantID: String) {
         self.nick = nick
@@ -139,6 +136,10 @@ public struct Room: Sendable {
     public var history: [HistoryEntry]
     /// A new room waits for its owner to configure it (XEP-0045 §10.1).
     public var locked: Bool
+    /// How many more presence updates each occupant (by real JID) may send now
+    /// (`RoomLimits.presenceUpdatesPerSecond`): full on entry. Kept apart from `Occupant`,
+    /// which is stored when it changes, so a refused update writes nothing.
+    var presenceBudgets: [JID: TokenBucket] = [:]
 
     public init(
         jid: JID, configuration: RoomConfiguration = RoomConfiguration(),

@@ -91,7 +91,9 @@ public struct PostgresRoomStore: RoomStore {
         ).collect()
     }
 
-    public func publicRooms(after: String?, limit: Int) async throws -> (rooms: [(jid: JID, name: String)], count: Int) {
+    public func publicRooms(after: String?, limit: Int) async throws
+        -> (rooms: [(jid: JID, name: String)], count: Int)
+    {
         var count = 0
         for try await total in try await client.query(
             """

@@ -19,7 +19,10 @@ extension XMLElement {
         // (anybody may send one) declares it itself, since the stanza may be stored or
         // forwarded to places where no stream header declares it.
         let inStream = namespace == Namespace.stream
-        let qualifiedName = inStream ? "stream:" + name : name
+        // The XML namespace may not be declared as a default namespace (Namespaces in
+        // XML §3); its prefix `xml` is bound by definition.
+        let inXML = namespace == Namespace.xml
+        let qualifiedName = inStream ? "stream:" + name : inXML ? "xml:" + name : name
         out += "<"
         out += qualifiedName
         if inStream {
@@ -28,6 +31,8 @@ extension XMLElement {
                 out += Namespace.stream
                 out += "\""
             }
+        } else if inXML {
+            // Nothing to declare; the default namespace stays the enclosing one.
         } else if namespace != parentNamespace {
             out += " xmlns=\""
             XMLEscaping.appendAttribute(namespace, to: &out)
@@ -67,7 +72,7 @@ extension XMLElement {
             case .element(let element):
                 element.serialize(
                     into: &out,
-                    parentNamespace: namespace == Namespace.stream ? parentNamespace : namespace,
+                    parentNamespace: inStream || inXML ? parentNamespace : namespace,
                     nested: true
                 )
             case .text(let text):

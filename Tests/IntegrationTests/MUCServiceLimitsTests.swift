@@ -77,7 +77,9 @@ struct MUCServiceLimitsTests {
             var query = XMLElement("query", namespace: Namespace.discoItems)
             if after != nil || max != nil {
                 var set = XMLElement("set", namespace: "http://jabber.org/protocol/rsm")
-                if let max { set.append(XMLElement("max", namespace: "http://jabber.org/protocol/rsm", text: "\(max)")) }
+                if let max {
+                    set.append(XMLElement("max", namespace: "http://jabber.org/protocol/rsm", text: "\(max)"))
+                }
                 if let after {
                     set.append(XMLElement("after", namespace: "http://jabber.org/protocol/rsm", text: after))
                 }

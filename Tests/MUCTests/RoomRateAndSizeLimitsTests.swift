@@ -111,6 +111,22 @@ import XMPPCore
         #expect(test.room.occupant(real: Cast.juliet)?.nick == "Jules")
     }
 
+    @Test func leavingAndJoiningAgainDoesNotRefillTheBudget() {
+        var test = TestRoom.twoInside()
+        let environment = Self.environment(test) {
+            $0.presenceUpdatesPerSecond = 1
+            $0.presenceUpdateBurst = 1
+        }
+        let first = test.room.handle(Self.status("one"), from: Cast.juliet, environment: environment)
+        #expect(first.presences(to: Cast.romeo).count == 1)
+        _ = test.room.handle(
+            Build.presence(from: Cast.juliet, to: "Juliet", type: "unavailable"), from: Cast.juliet,
+            environment: environment)
+        _ = test.room.handle(Build.join(Cast.juliet, nick: "Juliet"), from: Cast.juliet, environment: environment)
+        let second = test.room.handle(Self.status("two"), from: Cast.juliet, environment: environment)
+        #expect(second.stanzas.first?.errorCondition == .policyViolation)
+    }
+
     @Test func joiningAndLeavingAreNotRateLimited() {
         var test = TestRoom.twoInside()
         let environment = Self.environment(test) {
@@ -143,7 +159,7 @@ import XMPPCore
         let environment = Self.environment(test) { $0.historyBytes = 3 * size + size / 2 }
         for index in 1...5 {
             let message = Build.message(from: Cast.romeo, type: "groupchat", body: "\(index)" + body.dropFirst())
-            test.room.handle(message, from: Cast.romeo, environment: environment)
+            _ = test.room.handle(message, from: Cast.romeo, environment: environment)
         }
         #expect(test.room.history.count == 3)
         #expect(test.room.history.map(\.message.body?.first) == ["3", "4", "5"])
