@@ -20,8 +20,10 @@ let package = Package(
     dependencies: [.package(path: "..")],
     targets: [
         .target(name: "LibFuzzerDriver", path: "Sources/LibFuzzerDriver"),
-        .executableTarget(name: "FuzzStreamParser", dependencies: [targets, "LibFuzzerDriver"], path: "Sources/FuzzStreamParser"),
-        .executableTarget(name: "FuzzRoundTrip", dependencies: [targets, "LibFuzzerDriver"], path: "Sources/FuzzRoundTrip"),
+        .executableTarget(
+            name: "FuzzStreamParser", dependencies: [targets, "LibFuzzerDriver"], path: "Sources/FuzzStreamParser"),
+        .executableTarget(
+            name: "FuzzRoundTrip", dependencies: [targets, "LibFuzzerDriver"], path: "Sources/FuzzRoundTrip"),
         .executableTarget(name: "FuzzRoom", dependencies: [targets, "LibFuzzerDriver"], path: "Sources/FuzzRoom"),
     ],
     swiftLanguageModes: [.v6]

@@ -58,7 +58,8 @@ enum RoomInvariants {
         }
         try FuzzFinding.check(
             affiliations == room.affiliations,
-            "\(context): stored affiliations \(describe(affiliations)) but the room holds \(describe(room.affiliations))"
+            "\(context): stored affiliations \(describe(affiliations)) "
+                + "but the room holds \(describe(room.affiliations))"
         )
         try FuzzFinding.check(
             configuration == room.configuration, "\(context): the stored configuration differs from the room's"

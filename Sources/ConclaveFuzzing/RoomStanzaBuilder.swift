@@ -42,7 +42,11 @@ struct RoomStanzaBuilder {
         case 3:
             // A presence update, or a nick change when the nick differs.
             var presence = presence(from: sender, to: input.bool() ? currentNick ?? nick(&input) : nick(&input))
-            if input.bool() { presence.append(XMLElement("show", namespace: Namespace.client, text: input.pick(["away", "dnd", "xa", "chat", "bogus"]))) }
+            if input.bool() {
+                presence.append(
+                    XMLElement(
+                        "show", namespace: Namespace.client, text: input.pick(["away", "dnd", "xa", "chat", "bogus"])))
+            }
             if input.bool() { presence.append(XMLElement("status", namespace: Namespace.client, text: input.text())) }
             return presence
         case 4:
@@ -51,32 +55,39 @@ struct RoomStanzaBuilder {
             if input.bool() { presence.append(XMLElement("status", namespace: Namespace.client, text: input.text())) }
             return presence
         case 5, 6:
-            var message = message(from: sender, to: nil, type: input.pick(["groupchat", "groupchat", "chat", "normal", "headline"]))
+            var message = message(
+                from: sender, to: nil, type: input.pick(["groupchat", "groupchat", "chat", "normal", "headline"]))
             if input.bool() { message.id = input.text() }
             message.append(XMLElement("body", namespace: Namespace.client, text: input.text()))
             if input.bool() { message.append(extraPayload(&input)) }
             return message
         case 7:
-            var message = message(from: sender, to: nick(&input), type: input.pick(["chat", "groupchat", "normal", "bogus"]))
+            var message = message(
+                from: sender, to: nick(&input), type: input.pick(["chat", "groupchat", "normal", "bogus"]))
             message.append(XMLElement("body", namespace: Namespace.client, text: input.text()))
             if input.bool() { message.append(XMLElement("x", namespace: Namespace.mucUser)) }
             return message
         case 8:
             var message = message(from: sender, to: nil, type: "groupchat")
             message.append(XMLElement("subject", namespace: Namespace.client, text: input.text()))
-            if input.byte() % 4 == 0 { message.append(XMLElement("body", namespace: Namespace.client, text: input.text())) }
+            if input.byte() % 4 == 0 {
+                message.append(XMLElement("body", namespace: Namespace.client, text: input.text()))
+            }
             return message
         case 9, 10:
             return configurationSubmit(from: sender, &input)
         case 11:
-            return iq(input.pick(["get", "set"]), from: sender, payload: XMLElement("query", namespace: Namespace.mucOwner))
+            return iq(
+                input.pick(["get", "set"]), from: sender, payload: XMLElement("query", namespace: Namespace.mucOwner))
         case 12, 13:
             return adminSet(from: sender, &input)
         case 14:
-            let attribute = input.bool() ? ("affiliation", input.pick(Self.affiliations)) : ("role", input.pick(Self.roles))
+            let attribute =
+                input.bool() ? ("affiliation", input.pick(Self.affiliations)) : ("role", input.pick(Self.roles))
             var item = XMLElement("item", namespace: Namespace.mucAdmin)
             item[attribute: attribute.0] = attribute.1
-            return iq("get", from: sender, payload: XMLElement("query", namespace: Namespace.mucAdmin, children: [item]))
+            return iq(
+                "get", from: sender, payload: XMLElement("query", namespace: Namespace.mucAdmin, children: [item]))
         case 15:
             return invite(from: sender, &input)
         case 16:
@@ -85,8 +96,11 @@ struct RoomStanzaBuilder {
             var destroy = XMLElement("destroy", namespace: Namespace.mucOwner)
             if input.bool() { destroy[attribute: "jid"] = input.text() }
             if input.bool() { destroy.append(XMLElement("reason", namespace: Namespace.mucOwner, text: input.text())) }
-            if input.bool() { destroy.append(XMLElement("password", namespace: Namespace.mucOwner, text: input.text())) }
-            return iq("set", from: sender, payload: XMLElement("query", namespace: Namespace.mucOwner, children: [destroy]))
+            if input.bool() {
+                destroy.append(XMLElement("password", namespace: Namespace.mucOwner, text: input.text()))
+            }
+            return iq(
+                "set", from: sender, payload: XMLElement("query", namespace: Namespace.mucOwner, children: [destroy]))
         case 18:
             let payload: XMLElement
             switch input.byte() % 4 {
@@ -101,15 +115,28 @@ struct RoomStanzaBuilder {
         case 20:
             // An IQ to an occupant: forwarded, answered (self-ping), or an answer coming back.
             let type = input.pick(["get", "set", "result", "error"])
-            var iq = iq(type, from: sender, to: nick(&input), payload: input.bool() ? XMLElement("ping", namespace: Namespace.ping) : XMLElement("vCard", namespace: "vcard-temp"))
-            if type == "result" || type == "error" { iq.id = input.pick(["muc~" + Base64.encode(people[input.below(people.count)].description) + "~" + input.text(), input.text()]) }
+            var iq = iq(
+                type, from: sender, to: nick(&input),
+                payload: input.bool()
+                    ? XMLElement("ping", namespace: Namespace.ping) : XMLElement("vCard", namespace: "vcard-temp"))
+            if type == "result" || type == "error" {
+                iq.id = input.pick([
+                    "muc~" + Base64.encode(people[input.below(people.count)].description) + "~" + input.text(),
+                    input.text(),
+                ])
+            }
             return iq
         case 21:
             // The client's side bounced something: an error presence or message.
-            var stanza = input.bool() ? presence(from: sender, to: input.bool() ? currentNick : nil) : message(from: sender, to: nil, type: nil)
+            var stanza =
+                input.bool()
+                ? presence(from: sender, to: input.bool() ? currentNick : nil)
+                : message(from: sender, to: nil, type: nil)
             stanza.type = "error"
             if input.bool() {
-                let condition = input.pick([StanzaError.Condition.gone, .forbidden, .itemNotFound, .resourceConstraint, .notAcceptable])
+                let condition = input.pick([
+                    StanzaError.Condition.gone, .forbidden, .itemNotFound, .resourceConstraint, .notAcceptable,
+                ])
                 stanza.append(StanzaError(condition).element)
             }
             return stanza
@@ -143,14 +170,16 @@ struct RoomStanzaBuilder {
     }
 
     func message(from sender: JID, to nick: String?, type: String?) -> XMLElement {
-        var message = XMLElement("message", namespace: Namespace.client, ["from": sender.description, "to": address(nick)])
+        var message = XMLElement(
+            "message", namespace: Namespace.client, ["from": sender.description, "to": address(nick)])
         message.type = type
         return message
     }
 
     func iq(_ type: String, from sender: JID, to nick: String? = nil, payload: XMLElement) -> XMLElement {
         XMLElement(
-            "iq", namespace: Namespace.client, ["from": sender.description, "to": address(nick), "type": type, "id": "q1"],
+            "iq", namespace: Namespace.client,
+            ["from": sender.description, "to": address(nick), "type": type, "id": "q1"],
             children: [payload]
         )
     }
@@ -181,15 +210,21 @@ struct RoomStanzaBuilder {
         case 0:
             return XMLElement(
                 name: "flagged", namespace: input.pick(["urn:example", "http://example.com/#x", ""]),
-                attributes: [XMLAttribute(name: "p:flag", value: input.text(), namespace: "urn:p"),
-                             XMLAttribute(name: "xml:lang", value: "en")]
+                attributes: [
+                    XMLAttribute(name: "p:flag", value: input.text(), namespace: "urn:p"),
+                    XMLAttribute(name: "xml:lang", value: "en"),
+                ]
             )
         case 1:
             return XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": input.text()])
         case 2:
             return XMLElement("stanza-id", namespace: Namespace.stanzaID, ["id": input.text(), "by": room.description])
         case 3:
-            return XMLElement("x", namespace: Namespace.mucUser, children: [XMLElement("item", namespace: Namespace.mucUser, ["affiliation": "owner", "role": "moderator"])])
+            return XMLElement(
+                "x", namespace: Namespace.mucUser,
+                children: [
+                    XMLElement("item", namespace: Namespace.mucUser, ["affiliation": "owner", "role": "moderator"])
+                ])
         case 4:
             return XMLElement("error", namespace: "http://etherx.jabber.org/streams", text: input.text())
         default:
@@ -204,13 +239,15 @@ struct RoomStanzaBuilder {
             let variable = input.pick(Self.configurationFields)
             var values: [String] = []
             for _ in 0..<input.below(3) {
-                values.append(input.bool() ? input.pick(Self.configurationValues) : input.text(Self.configurationValues))
+                values.append(
+                    input.bool() ? input.pick(Self.configurationValues) : input.text(Self.configurationValues))
             }
             fields.append(.init(variable, values: values))
         }
         let type = input.byte() % 8 == 0 ? input.pick(["cancel", "form", "result", ""]) : "submit"
         let form = DataForm(type: type, fields: fields)
-        return iq("set", from: sender, payload: XMLElement("query", namespace: Namespace.mucOwner, children: [form.element]))
+        return iq(
+            "set", from: sender, payload: XMLElement("query", namespace: Namespace.mucOwner, children: [form.element]))
     }
 
     func adminSet(from sender: JID, _ input: inout FuzzInput) -> XMLElement {
@@ -253,7 +290,9 @@ struct RoomStanzaBuilder {
                 query.append(XMLElement("remove", namespace: Namespace.register))
             } else {
                 var fields: [DataForm.Field] = []
-                if input.byte() % 4 != 0 { fields.append(.init("FORM_TYPE", values: ["http://jabber.org/protocol/muc#register"])) }
+                if input.byte() % 4 != 0 {
+                    fields.append(.init("FORM_TYPE", values: ["http://jabber.org/protocol/muc#register"]))
+                }
                 if input.byte() % 4 != 0 { fields.append(.init("muc#register_roomnick", values: [nick(&input)])) }
                 query.append(DataForm(type: "submit", fields: fields).element)
             }

@@ -75,7 +75,9 @@ public enum RoomTarget {
             }
             let currentNick = room?.occupant(real: sender)?.nick
             let template = Int(operation) % RoomStanzaBuilder.templateCount
-            guard let stanza = builder.stanza(template, from: sender, currentNick: currentNick, &input) else { continue }
+            guard let stanza = builder.stanza(template, from: sender, currentNick: currentNick, &input) else {
+                continue
+            }
             // As the service: only a join creates a room; anything else finds none.
             let isNew = room == nil
             if isNew && !isJoin(stanza) { continue }

@@ -57,7 +57,8 @@ public enum RoundTripTarget {
         let second = again[0].serialized(parentNamespace: Namespace.client)
         try FuzzFinding.check(
             second == text,
-            "round trip: stanza \(index) serializes differently the second time:\n  first:  \(text)\n  second: \(second)"
+            "round trip: stanza \(index) serializes differently the second time:\n  first:  \(text)\n"
+                + "  second: \(second)"
         )
     }
 }

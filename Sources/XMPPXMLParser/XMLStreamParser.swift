@@ -423,7 +423,12 @@ public final class XMLStreamParser {
         guard let pointer else { return "" }
         let key = UnsafeRawPointer(pointer)
         if let known = interned[key] { return known }
-        let string = String(cString: pointer)
+        var string = String(cString: pointer)
+        // Namespace URIs are attribute values to libxml2: without entity substitution it
+        // hands an escaped '&' over as "&#38;" (see the attribute values above). Left so,
+        // the URI changed, and written again ("&amp;#38;") it became an invalid URI that
+        // made the next parser (a node link's, a room's history) fail.
+        if string.utf8.contains(UInt8(ascii: "&")) { string = string.replacing("&#38;", with: "&") }
         interned[key] = string
         internedBytes += string.utf8.count
         dictionaryBytes += string.utf8.count

@@ -88,7 +88,8 @@ struct Mutator {
     static let tokens: [[UInt8]] = [
         "<", ">", "/>", "</", "'", "\"", "&", "&amp;", "&#38;", "&#x1D11E;", "&#0;", "<![CDATA[", "]]>", "<!--", "<?",
         "xmlns='urn:a'", "xmlns:p='urn:p'", " p:a='1'", " q:a='2'", " xml:lang='en'", "xmlns:stream=", "stream:",
-        "<message>", "</message>", "<presence/>", "<iq type='get'>", "</stream:stream>", "\u{0}", "\r\n", "é", "\u{FEFF}",
+        "<message>", "</message>", "<presence/>", "<iq type='get'>", "</stream:stream>", "\u{0}", "\r\n", "é",
+        "\u{FEFF}",
     ].map { Array($0.utf8) }
 
     mutating func mutate(_ base: [UInt8], corpus: [[UInt8]]) -> [UInt8] {

@@ -10,8 +10,10 @@ import XMPPCore
         var test = TestRoom.open(affiliations: [Cast.juliet: .owner])
         let reply = test.admin(
             Cast.romeo,
-            [Build.item(["affiliation": "none", "jid": Cast.juliet.bare.description]),
-             Build.item(["affiliation": "member", "jid": Cast.romeo.bare.description])]
+            [
+                Build.item(["affiliation": "none", "jid": Cast.juliet.bare.description]),
+                Build.item(["affiliation": "member", "jid": Cast.romeo.bare.description]),
+            ]
         )
         #expect(reply.iqs(to: Cast.romeo).first?.errorCondition == .conflict)
         #expect(reply.changes.isEmpty)
@@ -23,8 +25,10 @@ import XMPPCore
         var test = TestRoom.open()
         let reply = test.admin(
             Cast.romeo,
-            [Build.item(["affiliation": "owner", "jid": Cast.juliet.bare.description]),
-             Build.item(["affiliation": "admin", "jid": Cast.romeo.bare.description])]
+            [
+                Build.item(["affiliation": "owner", "jid": Cast.juliet.bare.description]),
+                Build.item(["affiliation": "admin", "jid": Cast.romeo.bare.description]),
+            ]
         )
         #expect(reply.iqs(to: Cast.romeo).last?[attribute: "type"] == "result")
         #expect(test.room.affiliations[Cast.juliet.bare]?.affiliation == .owner)
