@@ -151,17 +151,12 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         var binding = ""
         if let tls {
-            guard let certificate = try? context.pipeline.syncOperations.nioSSL_peerCertificate(),
-                let der = try? certificate.toDERBytes()
-            else {
-                refuse("no peer certificate", context: context)
+            switch tls.binding(forPeer: node, on: context, weAccepted: true) {
+            case .success(let peerBinding): binding = peerBinding
+            case .failure(let refusal):
+                refuse(refusal.reason, event: refusal.isNameMismatch ? .refusedCertificateName : .refusedConnector, context: context)
                 return
             }
-            if tls.verifyNames, !LinkCertificateNames(der: der).name(node) {
-                refuse("its certificate does not name node \(node)", event: .refusedCertificateName, context: context)
-                return
-            }
-            binding = LinkHandshake.binding(acceptorCertificate: tls.certificateDER, connectorCertificate: der)
         }
         let transcript = LinkHandshake.Transcript(
             connector: node, acceptor: links.name, connectorNonce: theirNonce, acceptorNonce: nonce,

@@ -1,4 +1,5 @@
 public import NIOSSL
+import NIOCore
 
 /// Mutual TLS for node links: every node presents its certificate and accepts only
 /// peers whose certificate the cluster's CA signed. Peers are dialled by address, so the
@@ -39,5 +40,36 @@ public struct LinkTLS: Sendable {
         client = try NIOSSLContext(configuration: clientConfiguration)
         certificateDER = try leaf.toDERBytes()
         self.verifyNames = verifyNames
+    }
+}
+
+extension LinkTLS {
+    /// Why a peer's certificate does not do for the handshake.
+    struct PeerRefusal: Error {
+        let reason: String
+        let isNameMismatch: Bool
+    }
+
+    /// The handshake's channel binding for a peer claiming to be `node`, from its
+    /// certificate on `context`'s connection: the certificate must be there and, with
+    /// `verifyNames`, name that node.
+    func binding(
+        forPeer node: String,
+        on context: ChannelHandlerContext,
+        weAccepted: Bool
+    ) -> Result<String, PeerRefusal> {
+        guard let certificate = try? context.pipeline.syncOperations.nioSSL_peerCertificate(),
+            let der = try? certificate.toDERBytes()
+        else {
+            return .failure(PeerRefusal(reason: "no peer certificate", isNameMismatch: false))
+        }
+        if verifyNames, !LinkCertificateNames(der: der).name(node) {
+            return .failure(PeerRefusal(reason: "its certificate does not name node \(node)", isNameMismatch: true))
+        }
+        return .success(
+            weAccepted
+                ? LinkHandshake.binding(acceptorCertificate: certificateDER, connectorCertificate: der)
+                : LinkHandshake.binding(acceptorCertificate: der, connectorCertificate: certificateDER)
+        )
     }
 }

@@ -103,18 +103,12 @@ final class OutboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         var binding = ""
         if let tls {
-            guard let certificate = try? context.pipeline.syncOperations.nioSSL_peerCertificate(),
-                let der = try? certificate.toDERBytes()
-            else {
-                refuse("no peer certificate", context: context)
+            switch tls.binding(forPeer: link.peer, on: context, weAccepted: false) {
+            case .success(let peerBinding): binding = peerBinding
+            case .failure(let refusal):
+                refuse(refusal.reason, event: refusal.isNameMismatch ? .refusedCertificateName : .refusedAcceptor, context: context)
                 return
             }
-            if tls.verifyNames, !LinkCertificateNames(der: der).name(link.peer) {
-                refuse(
-                    "its certificate does not name node \(link.peer)", event: .refusedCertificateName, context: context)
-                return
-            }
-            binding = LinkHandshake.binding(acceptorCertificate: der, connectorCertificate: tls.certificateDER)
         }
         let incarnation = links.incarnation.withLock { $0 }
         let transcript = LinkHandshake.Transcript(
