@@ -245,7 +245,7 @@ extension Room {
     }
 
     /// The newest entries of `history` a room keeps: at most `historyLength` of them,
-    /// and at most `limits.historyBytes` serialized bytes together (oldest dropped first).
+    /// and at most `limits.historyBytes` bytes of content together (oldest dropped first).
     static func keptHistory(_ history: [HistoryEntry], configuration: RoomConfiguration, limits: RoomLimits)
         -> ArraySlice<HistoryEntry>
     {

@@ -89,15 +89,15 @@ public struct HistoryEntry: Sendable, Hashable {
     /// Seconds since 1970.
     public var stamp: Double
     public var senderNick: String
-    /// Bytes of `message` serialized (as stored): what it counts towards
-    /// `RoomLimits.historyBytes`, measured once.
+    /// Bytes `message` holds (`contentBytes`): what it counts towards
+    /// `RoomLimits.historyBytes`, measured once, without serializing it.
     public let bytes: Int
 
     public init(message: XMLElement, stamp: Double, senderNick: String) {
         self.message = message
         self.stamp = stamp
         self.senderNick = senderNick
-        self.bytes = message.serialized(parentNamespace: Namespace.client).utf8.count
+        self.bytes = message.contentBytes
     }
 }
 

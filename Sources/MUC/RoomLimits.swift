@@ -38,7 +38,7 @@ public struct RoomLimits: Sendable, Hashable {
     /// Presence updates an occupant may send at once before the rate applies.
     /// `muc_limits.presence_update_burst`.
     public var presenceUpdateBurst = 20
-    /// Bytes of the history a room keeps (each message as serialized), besides its
+    /// Bytes of the history a room keeps (the bytes of each message's names, attributes and text), besides its
     /// count (`muc#roomconfig_historylength`): the oldest messages are dropped first.
     /// `muc_limits.history_bytes`.
     public var historyBytes = 1 << 20

@@ -85,6 +85,21 @@ public struct XMLElement: Sendable, Hashable {
         return result
     }
 
+    /// UTF-8 bytes of the element's names, namespaces, attributes and text, its
+    /// descendants' included: what it holds, counted without serializing it (a bound
+    /// on history, say, costs no extra serialization per message).
+    public var contentBytes: Int {
+        var total = name.utf8.count + namespace.utf8.count
+        for attribute in attributes { total += attribute.name.utf8.count + attribute.value.utf8.count }
+        for child in children {
+            switch child {
+            case .element(let element): total += element.contentBytes
+            case .text(let text): total += text.utf8.count
+            }
+        }
+        return total
+    }
+
     public mutating func append(_ element: XMLElement) {
         children.append(.element(element))
     }

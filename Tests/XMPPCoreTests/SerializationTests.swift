@@ -126,3 +126,17 @@ import XMPPCore
         #expect(XMLEscaping.escapeText("a\rb") == "a&#13;b")
     }
 }
+
+/// `contentBytes` counts what an element holds without serializing it: a room's history
+/// bound uses it once per kept message.
+@Suite struct ContentBytesTests {
+    @Test func countsNamesNamespacesAttributesAndTextOfEveryDescendant() {
+        let body = XMLElement("body", namespace: "jabber:client", text: "héllo")
+        let message = XMLElement("message", namespace: "jabber:client", ["id": "m1"], children: [body])
+        // "message" 7 + "jabber:client" 13 + "id" 2 + "m1" 2 + "body" 4 + 13 + "héllo" 6
+        #expect(message.contentBytes == 47)
+        #expect(message.appending(XMLElement("x", namespace: "")).contentBytes == 48)
+        // Escaping does not count: what the tree holds does.
+        #expect(XMLElement("b", text: "<&>").contentBytes == 4)
+    }
+}
