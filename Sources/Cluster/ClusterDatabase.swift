@@ -59,13 +59,14 @@ public struct ClusterDatabase: Sendable {
         return incarnation
     }
 
-    /// Ends the lease of `name` if it is still running: a previous run of the node that
-    /// crashed and was started again before its lease ran out. `true` if there was one.
-    public func endLeaseIfAlive(name: String) async throws -> Bool {
+    /// Ends the lease of `name` if it is still running, or ran out less than `recent`
+    /// seconds ago: a previous run of the node that crashed (or hung) and was started
+    /// again before every other node could notice it die. `true` if there was one.
+    public func endLeaseIfAlive(name: String, recent: Double) async throws -> Bool {
         let rows = try await client.query(
             """
-            UPDATE cluster_nodes SET lease_until = now() - interval '1 second'
-            WHERE name = \(name) AND state <> 'left' AND lease_until > now()
+            UPDATE cluster_nodes SET lease_until = least(lease_until, now() - interval '1 second')
+            WHERE name = \(name) AND state <> 'left' AND lease_until > now() - make_interval(secs => \(recent))
             RETURNING 1
             """,
             logger: logger
@@ -159,6 +160,17 @@ public struct ClusterDatabase: Sendable {
         return found
     }
 
+    /// The occupants recorded as having their session on `node`, in every room.
+    public func occupants(homedAt node: String) async throws -> [(room: String, real: String)] {
+        var found: [(String, String)] = []
+        for try await (room, real) in try await client.query(
+            "SELECT room, real_jid FROM room_occupants WHERE home_node = \(node) ORDER BY room, position", logger: logger
+        ).decode((String, String).self) {
+            found.append((room, real))
+        }
+        return found
+    }
+
     /// Forgets the sessions of nodes that are no longer alive.
     public func removeSessions(ofNode node: String) async throws {
         _ = try await client.query("DELETE FROM sessions WHERE node = \(node)", logger: logger).all()
@@ -197,14 +209,14 @@ public struct ClusterError: Error, CustomStringConvertible, Sendable {
 }
 
 extension ClusterDatabase {
-    /// Rooms whose recorded owner is no longer alive.
+    /// Rooms whose recorded owner is no longer alive (or is an earlier incarnation).
     public func roomsOwnedByUnreachableNodes() async throws -> [String] {
         var rooms: [String] = []
         for try await room in try await client.query(
             """
             SELECT o.room FROM room_owners o
-            WHERE o.node IS NOT NULL AND EXISTS (SELECT 1 FROM rooms r WHERE r.jid = o.room) AND NOT EXISTS (
-                SELECT 1 FROM cluster_nodes n WHERE n.name = o.node AND conclave_alive(n.lease_until) AND n.state <> 'left')
+            WHERE o.node IS NOT NULL AND EXISTS (SELECT 1 FROM rooms r WHERE r.jid = o.room)
+                AND NOT conclave_owner_live(o.node, o.incarnation)
             """,
             logger: logger
         ).decode(String.self) {

@@ -73,7 +73,7 @@ extension MUCService {
                 ended = true
             }
         }
-        if ended { retire(box) }
+        if ended { end(box) }
     }
 
     // MARK: - Membership changes
@@ -101,7 +101,7 @@ extension MUCService {
                     }
                 }
             }
-            if ended { retire(box) }
+            if ended { end(box) }
         }
     }
 

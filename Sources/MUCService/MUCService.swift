@@ -15,6 +15,10 @@ public struct RoomInput: Sendable {
     public var home: String
     /// How often it was forwarded between nodes.
     public var hops: Int
+    /// When this node first held it back (its room activating, moving, or its lease
+    /// unconfirmed): input that waits longer than the service's `inputTimeout` is
+    /// refused.
+    var heldSince: ContinuousClock.Instant?
 
     public init(stanza: XMLElement, real: JID, home: String, hops: Int = 0) {
         self.stanza = stanza
@@ -34,6 +38,8 @@ public protocol RoomPlacement: Sendable {
     func isReachable(_ node: String) -> Bool
     /// This node's lease is valid: it may apply changes to rooms.
     var canServe: Bool { get }
+    /// This node's incarnation: room ownership is claimed under it.
+    var incarnation: Int64 { get }
     /// Returns once every live node has taken the current ring, and everything each sent
     /// this node under the previous one has arrived (or a timeout passed).
     func ringBarrier() async
@@ -102,6 +108,8 @@ public final class MUCService: Sendable {
     let counterState = Mutex(Counters())
     /// Counted on every room output, so an atomic rather than `counterState`'s lock.
     let deliveryCount = Atomic<Int>(0)
+    /// A sweep of unserved ownerships is running (`releaseUnserved`).
+    private let sweeping = Atomic<Bool>(false)
 
     public struct Counters: Sendable {
         public var activations = 0
@@ -112,6 +120,11 @@ public final class MUCService: Sendable {
         public var deliveries = 0
         /// Room changes the store refused for good (dropped; the room re-read).
         public var rejectedWrites = 0
+        /// Room input refused because it waited longer than `inputTimeout` (its room
+        /// could not be activated, was moving, or this node's lease was unconfirmed).
+        public var inputsTimedOut = 0
+        /// Owner rows this node's incarnation held for rooms it did not serve, released.
+        public var unservedReleased = 0
     }
 
     enum Phase { case activating, active, leaving, gone }
@@ -142,6 +155,16 @@ public final class MUCService: Sendable {
         /// addresses the same occupants again and again, and parsing a JID (with its
         /// normalisation) was a tenth of a busy node's time.
         var addresses: [String: JID] = [:]
+        /// Why activation has not succeeded yet (for the error and log of input that
+        /// waits too long).
+        var activationProblem: String?
+
+        /// Holds `input` back, in order, noting when it started waiting.
+        mutating func hold(_ input: RoomInput) {
+            var input = input
+            if input.heldSince == nil { input.heldSince = .now }
+            pending.append(input)
+        }
     }
 
     final class RoomBox: Sendable {
@@ -150,6 +173,10 @@ public final class MUCService: Sendable {
         init(_ jid: JID) { self.jid = jid }
     }
 
+    /// How long input may wait for its room (activation, a hand-over, an unconfirmed
+    /// lease) before its sender gets an error.
+    public let inputTimeout: Duration
+
     public init(
         domain: JID,
         store: any RoomStore,
@@ -157,8 +184,10 @@ public final class MUCService: Sendable {
         placement: any RoomPlacement,
         output: any RoomOutput,
         restrictRoomCreation: Bool = false,
+        inputTimeout: Duration = .seconds(5),
         logger: Logger
     ) {
+        self.inputTimeout = inputTimeout
         self.domain = domain
         self.restrictRoomCreation = restrictRoomCreation
         self.store = store
@@ -337,11 +366,11 @@ public final class MUCService: Sendable {
                 // A room on its way out (`.gone`) is still in `rooms` until `retire`
                 // takes it out under this lock, and routes what it holds again.
                 guard slot.phase == .active, !slot.catchingUp else {
-                    slot.pending.append(input)
+                    slot.hold(input)
                     return nil
                 }
                 guard behindOthers else { return .process(input, box) }
-                slot.pending.append(input)
+                slot.hold(input)
                 slot.catchingUp = true
                 return .drain(box)
             }
@@ -358,7 +387,7 @@ public final class MUCService: Sendable {
             return output.forward(forwarded, to: owner) ? nil : .retry(forwarded)
         }
         let box = RoomBox(roomJID)
-        box.state.withLock { $0.pending = [input] }
+        box.state.withLock { $0.hold(input) }
         rooms[roomJID] = box
         return .activate(box)
     }
@@ -413,6 +442,67 @@ public final class MUCService: Sendable {
         for next in actions { perform(next) }
     }
 
+    /// A room that ended here (a temporary room emptied, a destroyed room): taken out,
+    /// and its ownership released once its last writes are stored, so that whichever
+    /// node the ring names next claims it at once.
+    func end(_ box: RoomBox) {
+        let fence = box.state.withLock { $0.fence }
+        retire(box)
+        guard let fence else { return }
+        Task { await self.release(box.jid, fence: fence) }
+    }
+
+    /// Releases `fence`'s ownership of `room` once the room's queued writes are stored.
+    /// A later claim of the room (a new epoch) is not affected.
+    func release(_ room: JID, fence: RoomFence) async {
+        await flushWrites(room)
+        do {
+            try await store.release(room, fence: fence)
+        } catch {
+            // The periodic sweep (`releaseUnserved`) tries again.
+            logger.warning("releasing an ended room failed", metadata: ["room": "\(room)", "error": "\(error)"])
+        }
+    }
+
+    /// Releases the owner rows this incarnation holds for rooms it does not serve (the
+    /// room ended, its activation gave up after claiming, a release failed), or only
+    /// `room`'s: a holder that is alive but does not serve a room must not keep others
+    /// from it.
+    public func releaseUnserved(only room: JID? = nil) async {
+        // One sweep at a time (a slow database must not pile them up).
+        if room == nil {
+            guard sweeping.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
+        }
+        defer { if room == nil { sweeping.store(false, ordering: .releasing) } }
+        let me = placement.nodeName
+        let held: [(room: JID, epoch: Int64)]
+        do {
+            if let room {
+                guard let record = try await store.owner(of: room), record.node == me,
+                    record.incarnation == placement.incarnation
+                else { return }
+                held = [(room, record.epoch)]
+            } else {
+                held = try await store.heldRooms(node: me, incarnation: placement.incarnation)
+            }
+        } catch {
+            logger.warning("reading the rooms this node holds failed", metadata: ["error": "\(error)"])
+            return
+        }
+        for (room, epoch) in held where rooms.withLock({ $0[room] == nil }) {
+            await flushWrites(room)
+            // Activated here meanwhile: that claim made a new epoch, which this release
+            // does not match.
+            do {
+                try await store.release(room, fence: RoomFence(node: me, epoch: epoch))
+                counterState.withLock { $0.unservedReleased += 1 }
+                logger.info("released a room this node held but did not serve", metadata: ["room": "\(room)", "epoch": "\(epoch)"])
+            } catch {
+                logger.warning("releasing a room failed", metadata: ["room": "\(room)", "error": "\(error)"])
+            }
+        }
+    }
+
     /// Activates `room` without input (its previous owner released it or died), so
     /// that occupants of dead nodes leave and the room keeps serving.
     public func activate(room: JID) {
@@ -441,11 +531,23 @@ public final class MUCService: Sendable {
 
     private func activate(_ box: RoomBox) async {
         let me = placement.nodeName
+        let started = ContinuousClock.now
         var delay: Duration = .milliseconds(20)
+        var askedHolder = false
+        func note(_ problem: String) {
+            box.state.withLock { $0.activationProblem = problem }
+        }
         while true {
             guard placement.owner(of: box.jid) == me else { return retire(box) }  // not ours after all
             guard placement.canServe else {
                 return retire(box, refusing: StanzaError(.serviceUnavailable, text: "this node lost its place in the cluster; try again"))
+            }
+            // Nothing waits for the room any more (what did was refused after
+            // `inputTimeout`): stop trying; the next input starts again.
+            if ContinuousClock.now - started > inputTimeout, box.state.withLock({ $0.pending.isEmpty }) {
+                let problem = box.state.withLock { $0.activationProblem } ?? "unknown"
+                logger.warning("gave up activating a room", metadata: ["room": "\(box.jid)", "why": "\(problem)"])
+                return retire(box)
             }
             do {
                 // Writes queued under an earlier epoch of this room (it ended or moved
@@ -459,8 +561,19 @@ public final class MUCService: Sendable {
                     // No such room, and nothing here creates it.
                     return retire(box, refusing: StanzaError(.itemNotFound, text: "no such room"))
                 }
-                guard let epoch = try await store.claim(box.jid, node: me) else {
-                    // Another live node still holds it (a hand-over in progress).
+                guard let epoch = try await store.claim(box.jid, node: me, incarnation: placement.incarnation) else {
+                    // Another live incarnation holds it: a hand-over in progress, normally.
+                    let holder = try await store.owner(of: box.jid)
+                    note("its ownership is held by \(holder?.description ?? "nobody")")
+                    if !askedHolder, ContinuousClock.now - started > .seconds(1), let holder, holder.live,
+                        let node = holder.node, node != me
+                    {
+                        // Longer than a hand-over takes: the holder may hold the row
+                        // without serving the room; it releases it if so.
+                        askedHolder = true
+                        try await store.askToRelease(box.jid, holder: node)
+                        logger.info("asked a room's holder to release it", metadata: ["room": "\(box.jid)", "holder": "\(holder)"])
+                    }
                     try? await Task.sleep(for: delay)
                     delay = min(delay * 2, .milliseconds(250))
                     continue
@@ -478,10 +591,61 @@ public final class MUCService: Sendable {
                 logger.error("activating a room failed for good", metadata: ["room": "\(box.jid)", "error": "\(error)"])
                 return retire(box, refusing: StanzaError(.internalServerError, text: "the room cannot be loaded"))
             } catch {
+                note("the database did not answer (\(error))")
                 logger.warning("activating a room failed; retrying", metadata: ["room": "\(box.jid)", "error": "\(String(reflecting: error))"])
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(1))
             }
+        }
+    }
+
+    // MARK: - Input that waits too long
+
+    /// Refuses, every `inputTimeout / 4`, the input that has waited for its room longer
+    /// than `inputTimeout`, until cancelled.
+    public func runInputTimeouts() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: max(inputTimeout / 4, .milliseconds(50)))
+            expireWaitingInput()
+        }
+    }
+
+    /// Refuses the input that has waited longer than `inputTimeout` (the others keep
+    /// their order), with an error that says why, and logs each room once.
+    public func expireWaitingInput(now: ContinuousClock.Instant = .now) {
+        let boxes = rooms.withLock { Array($0.values) }
+        let canServe = placement.canServe
+        for box in boxes {
+            let (expired, why) = box.state.withLock { slot -> ([RoomInput], String) in
+                guard let first = slot.pending.first?.heldSince, now - first > inputTimeout else { return ([], "") }
+                var expired: [RoomInput] = []
+                // A session's leave is internal and removes an occupant: it keeps waiting.
+                slot.pending.removeAll { input in
+                    guard let since = input.heldSince, now - since > inputTimeout,
+                        input.stanza.child("session-ended", namespace: MUCInternal.namespace) == nil
+                    else { return false }
+                    expired.append(input)
+                    return true
+                }
+                let why: String =
+                    switch slot.phase {
+                    case .activating: "the room could not be activated (\(slot.activationProblem ?? "still trying"))"
+                    case .leaving: "the room is moving to another node"
+                    case .active where !canServe: "this node's lease is not confirmed (the database may be unreachable)"
+                    case .active: "the room is busy"
+                    case .gone: "the room stopped here"
+                    }
+                return (expired, why)
+            }
+            guard !expired.isEmpty else { continue }
+            counterState.withLock { $0.inputsTimedOut += expired.count }
+            let seconds = inputTimeout.components.seconds
+            logger.warning(
+                "room input waited too long; refused",
+                metadata: ["room": "\(box.jid)", "stanzas": "\(expired.count)", "why": "\(why)", "bound": "\(seconds) s"]
+            )
+            let error = StanzaError(.resourceConstraint, text: "\(why); gave up after \(seconds) s, try again")
+            for input in expired { refuse(input, error) }
         }
     }
 
@@ -573,7 +737,7 @@ public final class MUCService: Sendable {
                 }
                 return (slot.pending.removeFirst(), slot.phase)
             }
-            if phase == .gone { return retire(box) }
+            if phase == .gone { return end(box) }
             guard let next else { return }
             process(next, in: box)
         }
@@ -592,13 +756,13 @@ public final class MUCService: Sendable {
         let canServe = placement.canServe
         box.state.withLock { slot in
             guard slot.phase == .active, var room = slot.room else {
-                if slot.phase == .gone { requeue.append(input) } else { slot.pending.append(input) }
+                if slot.phase == .gone { requeue.append(input) } else { slot.hold(input) }
                 return
             }
             guard canServe else {
                 // The lease is not confirmed (PostgreSQL unreachable for a while): hold
                 // the input, in order, until it is — or until the node knows it lost it.
-                slot.pending.append(input)
+                slot.hold(input)
                 slot.catchingUp = true
                 return
             }
@@ -654,7 +818,7 @@ public final class MUCService: Sendable {
                 slot.phase = .gone
             }
         }
-        if ended { retire(box) }
+        if ended { end(box) }
         for input in requeue { handle(input) }
     }
 

@@ -32,6 +32,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     struct State {
         var ring = HashRing(nodes: [String]())
         var reachable: Set<String> = []
+        /// The incarnation of each reachable node, as last read.
+        var incarnations: [String: Int64] = [:]
         var incarnation: Int64 = 0
         var leaseValidUntil = ContinuousClock.now
         var draining = false
@@ -281,7 +283,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         // nodes learn that only by seeing the node unreachable: end that run's lease and
         // give every node a membership read (one heartbeat) to notice, so that its
         // occupants leave their rooms before this run's sessions can join them again.
-        if try await database.endLeaseIfAlive(name: nodeName) || rejoining {
+        let recent = settings.heartbeatSeconds * 3 + 1
+        if try await database.endLeaseIfAlive(name: nodeName, recent: recent) || rejoining {
             logger.notice("an earlier run of this node held a lease: waiting until the other nodes have seen it end")
             try await Task.sleep(for: .seconds(settings.heartbeatSeconds * 2) + .milliseconds(200))
         }
@@ -295,6 +298,23 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         self.linkAddress = linkAddress
         try await refreshMembership()
         logger.info("joined the cluster", metadata: ["incarnation": "\(incarnation)", "link": "\(linkAddress)"])
+        if !rejoining { try await leaveRoomsOfEarlierRuns() }
+    }
+
+    /// Occupants recorded with their session on this node are what an earlier run left
+    /// (this run has no session yet): each leaves its room, as a session that ends does,
+    /// so that the room tells the others and never sends to a ghost. Rooms whose owner
+    /// had noticed the earlier run die have removed them already; these catch the rest
+    /// (rooms nobody served since, a restart quicker than the lease).
+    private func leaveRoomsOfEarlierRuns() async throws {
+        guard let service else { return }
+        let stale = try await database.occupants(homedAt: nodeName)
+        guard !stale.isEmpty else { return }
+        logger.notice("occupants an earlier run of this node left in rooms: they leave", metadata: ["occupants": "\(stale.count)"])
+        for (room, real) in stale {
+            guard let room = try? JID(room), let real = try? JID(real) else { continue }
+            service.handle(RoomInput(stanza: MUCInternal.sessionEnded(room: room, token: 0), real: real, home: nodeName))
+        }
     }
 
     private let linkAddressState = Mutex("")
@@ -357,6 +377,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                 try await refreshMembership()
                 beats += 1
                 if beats % 600 == 0 { try? await database.pruneEvents() }
+                // Owner rows of rooms this node does not serve (normally released when
+                // the room ends or moves; this catches what a failure left).
+                if beats % 10 == 0, canServe, let service { Task { await service.releaseUnserved() } }
             } catch {
                 logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
             }
@@ -388,7 +411,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         let ring = HashRing(nodes: ringNodes)
         let peers = members.filter { $0.reachable && $0.name != nodeName }.map { ($0.name, $0.linkAddress, $0.incarnation) }
         var ringChanged = false
+        var restarted = false
         var lost: Set<String> = []
+        let incarnations = Dictionary(members.filter(\.reachable).map { ($0.name, $0.incarnation) }, uniquingKeysWith: max)
         var others: [LinkFrame] = []
         // The new ring, the links, the barriers it settles, and the room input that was
         // queued for nodes gone from the links all change at once for the rooms' routing:
@@ -397,8 +422,12 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             (ringChanged, lost) = state.withLock { state -> (Bool, Set<String>) in
                 let changed = state.ring != ring
                 let lost = state.reachable.subtracting(reachable)
+                restarted = incarnations.contains { name, incarnation in
+                    state.incarnations[name].map { $0 != incarnation } ?? false
+                }
                 state.ring = ring
                 state.reachable = reachable
+                state.incarnations = incarnations
                 return (changed, lost)
             }
             var inputs: [RoomInput] = []
@@ -431,8 +460,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                 Task { await service.rebalance() }
             }
         }
-        if !lost.isEmpty || ringChanged {
-            // Rooms whose owner is gone: the new owner takes them at once.
+        if !lost.isEmpty || ringChanged || restarted {
+            // Rooms whose owner is gone (or is an earlier run of a node that restarted):
+            // the new owner takes them at once.
             for room in (try? await database.roomsOwnedByUnreachableNodes()) ?? [] {
                 if let jid = try? JID(room), owner(of: jid) == nodeName { service?.activate(room: jid) }
             }
@@ -452,6 +482,11 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         case "released":
             guard let room = event.room.flatMap({ try? JID($0) }) else { return }
             service?.activate(room: room)
+        case "release-wanted":
+            // Another node could not claim a room this node holds: released unless
+            // this node serves it.
+            guard event.node == nodeName, let room = event.room.flatMap({ try? JID($0) }), let service else { return }
+            Task { await service.releaseUnserved(only: room) }
         default:
             break
         }

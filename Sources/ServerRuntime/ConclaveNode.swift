@@ -118,6 +118,7 @@ public final class ConclaveNode: Service {
                 placement: coordinator,
                 output: coordinator,
                 restrictRoomCreation: configuration.mucRestrictRoomCreation,
+                inputTimeout: .milliseconds(Int64(configuration.cluster.roomInputTimeoutSeconds * 1000)),
                 logger: logger
             )
             coordinator.attach(muc: muc, router: router)
@@ -125,6 +126,7 @@ public final class ConclaveNode: Service {
             router.attach(remote: coordinator)
             self.cluster.withLock { $0 = coordinator }
             async let writerDone: Void = muc.runWriter()
+            group.addTask { await muc.runInputTimeouts() }
             // Links first (their address goes into the membership), then the bus, then
             // membership: nothing committed after the registration is missed.
             let linkPort = try await coordinator.links.listen(
@@ -201,6 +203,7 @@ public final class ConclaveNode: Service {
                 "node ready",
                 metadata: [
                     "domain": "\(domain)", "muc_domain": "\(mucDomain)", "port": "\(starttlsPort)", "link": "\(linkAddress)",
+                    "http": "\(httpPort.map(String.init) ?? "-")",
                 ]
             )
             // SIGHUP: load the certificates again (renewed ones take effect for new
@@ -279,6 +282,15 @@ public final class ConclaveNode: Service {
         text.add("conclave_room_activations_total", "counter", "Rooms claimed and loaded by this node.", Double(counters.activations))
         text.add("conclave_handovers_total", "counter", "Rooms handed over to another node.", Double(counters.handOvers))
         text.add("conclave_stale_writes_total", "counter", "Room writes refused because another node owns the room.", Double(counters.staleWrites))
+        text.add(
+            "conclave_room_inputs_timed_out_total", "counter",
+            "Stanzas to rooms refused because they waited longer than cluster.room_input_timeout_seconds for their room.",
+            Double(counters.inputsTimedOut)
+        )
+        text.add(
+            "conclave_unserved_rooms_released_total", "counter",
+            "Room ownerships this node held without serving the room, released.", Double(counters.unservedReleased)
+        )
         text.add(
             "conclave_rejected_room_writes_total", "counter",
             "Room changes the database refused for good (dropped, the room re-read from the database).",

@@ -60,6 +60,7 @@ extension ServerConfiguration {
             var tls_key: String?
             var lease_seconds: Double?
             var heartbeat_seconds: Double?
+            var room_input_timeout_seconds: Double?
             var tls_verify_names: Bool?
             var link_auth_timeout_seconds: Double?
             var link_preauth_bytes: Int?
@@ -227,6 +228,7 @@ extension ServerConfiguration {
             if let value = cluster.tls_key { self.cluster.tlsKey = value }
             if let value = cluster.lease_seconds { self.cluster.leaseSeconds = value }
             if let value = cluster.heartbeat_seconds { self.cluster.heartbeatSeconds = value }
+            if let value = cluster.room_input_timeout_seconds { self.cluster.roomInputTimeoutSeconds = value }
             if let value = cluster.tls_verify_names { self.cluster.tlsVerifyNames = value }
             if let value = cluster.link_auth_timeout_seconds { self.cluster.linkAuthTimeoutSeconds = value }
             if let value = cluster.link_preauth_bytes { self.cluster.linkPreAuthBytes = value }
@@ -262,6 +264,9 @@ extension ServerConfiguration {
     func validateCluster() throws {
         guard cluster.leaseSeconds > 0, cluster.heartbeatSeconds > 0, cluster.heartbeatSeconds < cluster.leaseSeconds else {
             throw ConfigurationError("cluster: heartbeat_seconds must be positive and shorter than lease_seconds")
+        }
+        guard cluster.roomInputTimeoutSeconds > 0, cluster.roomInputTimeoutSeconds <= 3600 else {
+            throw ConfigurationError("cluster: room_input_timeout_seconds must be more than 0 and at most 3600")
         }
         let limits = [
             cluster.linkPreAuthBytes, cluster.linkMaxUnauthenticated, cluster.linkMaxUnauthenticatedPerAddress,
@@ -365,6 +370,7 @@ extension ServerConfiguration {
         if let value = environment["CONCLAVE_CLUSTER_TLS_KEY"] { cluster.tlsKey = value }
         if let value = try double("CONCLAVE_CLUSTER_LEASE_SECONDS") { cluster.leaseSeconds = value }
         if let value = try double("CONCLAVE_CLUSTER_HEARTBEAT_SECONDS") { cluster.heartbeatSeconds = value }
+        if let value = try double("CONCLAVE_CLUSTER_ROOM_INPUT_TIMEOUT_SECONDS") { cluster.roomInputTimeoutSeconds = value }
         if let value = try bool("CONCLAVE_CLUSTER_TLS_VERIFY_NAMES") { cluster.tlsVerifyNames = value }
         if let value = try double("CONCLAVE_CLUSTER_LINK_AUTH_TIMEOUT_SECONDS") { cluster.linkAuthTimeoutSeconds = value }
         if let value = try int("CONCLAVE_CLUSTER_LINK_PREAUTH_BYTES") { cluster.linkPreAuthBytes = value }

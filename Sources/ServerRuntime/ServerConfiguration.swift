@@ -105,6 +105,9 @@ public struct ServerConfiguration: Sendable, Hashable {
         /// A node whose heartbeat is older than this is dead.
         public var leaseSeconds = 3.0
         public var heartbeatSeconds = 1.0
+        /// How long a stanza to a room may wait for the room (its activation, a
+        /// hand-over, an unconfirmed lease) before the sender gets an error.
+        public var roomInputTimeoutSeconds = 5.0
         /// With link TLS, a peer's certificate must name the node it claims to be (CN or a
         /// DNS name equal to the node name, or with it as first label).
         public var tlsVerifyNames = true

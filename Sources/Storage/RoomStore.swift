@@ -92,6 +92,27 @@ public struct RoomFence: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(node):\(epoch)" }
 }
 
+/// A room's row in `room_owners`.
+public struct RoomOwnerRecord: Sendable, Hashable, CustomStringConvertible {
+    /// `nil`: released.
+    public var node: String?
+    /// The incarnation of `node` that claimed it (`nil` in rows older than incarnations).
+    public var incarnation: Int64?
+    public var epoch: Int64
+    /// `node`'s incarnation `incarnation` is alive and in the cluster: it may serve the room.
+    public var live: Bool
+    public init(node: String?, incarnation: Int64?, epoch: Int64, live: Bool) {
+        self.node = node
+        self.incarnation = incarnation
+        self.epoch = epoch
+        self.live = live
+    }
+    public var description: String {
+        guard let node else { return "released (epoch \(epoch))" }
+        return "\(node) incarnation \(incarnation.map(String.init) ?? "?") epoch \(epoch) (\(live ? "live" : "not live"))"
+    }
+}
+
 /// A write refused because the room has a newer owner (or none): the writer is stale.
 public struct StaleOwnerError: Error, Sendable, CustomStringConvertible {
     public var room: JID
@@ -134,9 +155,16 @@ public enum StoredRoomChange: Sendable, Hashable {
 public protocol RoomStore: Sendable {
     /// One room with affiliations, history and occupants; `nil` if it does not exist.
     func loadRoom(_ room: JID) async throws -> StoredRoom?
-    /// Takes ownership of `room` for `node` if it has no live owner (or `node` is the
-    /// owner): returns the new epoch, or `nil` when another live node holds it.
-    func claim(_ room: JID, node: String) async throws -> Int64?
+    /// Takes ownership of `room` for the live `incarnation` of `node` if no other live
+    /// incarnation holds it: returns the new epoch, or `nil` when one does (or when
+    /// `incarnation` is not live itself).
+    func claim(_ room: JID, node: String, incarnation: Int64) async throws -> Int64?
+    /// The room's owner row: who holds it and whether that incarnation is live.
+    func owner(of room: JID) async throws -> RoomOwnerRecord?
+    /// The rooms `node`'s `incarnation` holds, with the epochs it holds them under.
+    func heldRooms(node: String, incarnation: Int64) async throws -> [(room: JID, epoch: Int64)]
+    /// Asks `holder` to release `room` if it does not serve it (a control-bus event).
+    func askToRelease(_ room: JID, holder: String) async throws
     /// Gives up ownership (hand-over): the next owner may claim at once.
     func release(_ room: JID, fence: RoomFence) async throws
     /// Applies changes in one transaction if `fence` still owns the room; throws

@@ -65,20 +65,54 @@ public struct PostgresRoomStore: RoomStore {
         return stored
     }
 
-    public func claim(_ room: JID, node: String) async throws -> Int64? {
+    public func claim(_ room: JID, node: String, incarnation: Int64) async throws -> Int64? {
+        // Claimed only by a live incarnation, and only from no one: a released row, this
+        // incarnation's own, or one whose incarnation is not the live one of its node (an
+        // earlier run under the same name, a node that died or left).
         let rows = try await client.query(
             """
-            INSERT INTO room_owners AS o (room, node, epoch)
-            SELECT \(room.description), \(node), 1
-            WHERE EXISTS (SELECT 1 FROM cluster_nodes WHERE name = \(node) AND conclave_alive(lease_until) AND state <> 'left')
-            ON CONFLICT (room) DO UPDATE SET node = EXCLUDED.node, epoch = o.epoch + 1, updated_at = now()
-            WHERE o.node IS NULL OR o.node = EXCLUDED.node OR NOT EXISTS (
-                SELECT 1 FROM cluster_nodes n WHERE n.name = o.node AND conclave_alive(n.lease_until) AND n.state <> 'left')
+            INSERT INTO room_owners AS o (room, node, incarnation, epoch)
+            SELECT \(room.description), \(node), \(incarnation), 1
+            WHERE conclave_owner_live(\(node), \(incarnation))
+            ON CONFLICT (room) DO UPDATE SET node = EXCLUDED.node, incarnation = EXCLUDED.incarnation,
+                epoch = o.epoch + 1, updated_at = now()
+            WHERE o.node IS NULL OR (o.node = EXCLUDED.node AND o.incarnation = EXCLUDED.incarnation)
+                OR NOT conclave_owner_live(o.node, o.incarnation)
             RETURNING epoch
             """,
             logger: logger
         ).decode(Int64.self).all()
         return rows.first
+    }
+
+    public func owner(of room: JID) async throws -> RoomOwnerRecord? {
+        var found: RoomOwnerRecord?
+        for try await (node, incarnation, epoch, live) in try await client.query(
+            """
+            SELECT node, incarnation, epoch, node IS NOT NULL AND conclave_owner_live(node, incarnation)
+            FROM room_owners WHERE room = \(room.description)
+            """,
+            logger: logger
+        ).decode((String?, Int64?, Int64, Bool).self) {
+            found = RoomOwnerRecord(node: node, incarnation: incarnation, epoch: epoch, live: live)
+        }
+        return found
+    }
+
+    public func heldRooms(node: String, incarnation: Int64) async throws -> [(room: JID, epoch: Int64)] {
+        var held: [(JID, Int64)] = []
+        for try await (room, epoch) in try await client.query(
+            "SELECT room, epoch FROM room_owners WHERE node = \(node) AND incarnation = \(incarnation)", logger: logger
+        ).decode((String, Int64).self) {
+            if let jid = try? JID(room) { held.append((jid, epoch)) }
+        }
+        return held
+    }
+
+    public func askToRelease(_ room: JID, holder: String) async throws {
+        _ = try await client.query(
+            "INSERT INTO events (kind, room, node) VALUES ('release-wanted', \(room.description), \(holder))", logger: logger
+        ).collect()
     }
 
     public func release(_ room: JID, fence: RoomFence) async throws {

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import ServerRuntime
+import Storage
 import StoragePostgres
 import XMPPCore
 
@@ -50,6 +51,17 @@ struct ClusterCommand: AsyncParsableCommand {
                 for try await jid in try await client.query("SELECT jid FROM rooms", logger: logger).decode(String.self) {
                     allRooms.append(jid)
                 }
+                // Rooms whose owner row names an incarnation that is not live: nobody
+                // serves them; the ring's owner claims each on its next stanza (or
+                // `conclave room release`).
+                var unserved: [(room: String, node: String)] = []
+                for try await (room, node) in try await client.query(
+                    """
+                    SELECT o.room, o.node FROM room_owners o JOIN rooms r ON r.jid = o.room
+                    WHERE o.node IS NOT NULL AND NOT conclave_owner_live(o.node, o.incarnation) ORDER BY o.room
+                    """,
+                    logger: logger
+                ).decode((String, String).self) { unserved.append((room, node)) }
                 let ring = HashRing(nodes: members.filter(\.inRing).map(\.name))
                 var share: [String: Int] = [:]
                 for room in allRooms { if let owner = ring.owner(of: room) { share[owner, default: 0] += 1 } }
@@ -65,7 +77,13 @@ struct ClusterCommand: AsyncParsableCommand {
                                 : Double(share[member.name] ?? 0) / Double(allRooms.count),
                         ]
                     }
-                    let data = try JSONSerialization.data(withJSONObject: ["nodes": objects, "rooms": allRooms.count], options: [.sortedKeys])
+                    let data = try JSONSerialization.data(
+                        withJSONObject: [
+                            "nodes": objects, "rooms": allRooms.count,
+                            "rooms_held_by_earlier_runs": unserved.map { ["room": $0.room, "node": $0.node] },
+                        ] as [String: Any],
+                        options: [.sortedKeys]
+                    )
                     print(String(decoding: data, as: UTF8.self))
                     return
                 }
@@ -86,6 +104,14 @@ struct ClusterCommand: AsyncParsableCommand {
                     )
                 }
                 print("\(ring.nodes.count) node(s) in the ring, \(allRooms.count) room(s)")
+                if !unserved.isEmpty {
+                    print(
+                        "\(unserved.count) room(s) held by a run of a node that is not live (claimed by the ring's owner on "
+                            + "their next stanza; `conclave room release ROOM` releases one now):"
+                    )
+                    for (room, node) in unserved.prefix(20) { print("  \(room) (\(node))") }
+                    if unserved.count > 20 { print("  …") }
+                }
             }
         }
     }
@@ -94,7 +120,7 @@ struct ClusterCommand: AsyncParsableCommand {
 /// `conclave room …`: where a room lives, and changing its affiliations from outside.
 struct RoomCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "room", abstract: "Inspect and change rooms.", subcommands: [Where.self, AffiliationCommand.self]
+        commandName: "room", abstract: "Inspect and change rooms.", subcommands: [Where.self, Release.self, AffiliationCommand.self]
     )
 
     struct Where: AsyncParsableCommand {
@@ -112,26 +138,82 @@ struct RoomCommand: AsyncParsableCommand {
             try await withDatabase(configuration, logger: logger) { client in
                 let members = try await ClusterDatabase(client: client, logger: logger).members()
                 let ringOwner = HashRing(nodes: members.filter(\.inRing).map(\.name)).owner(of: roomJID.description)
-                var owner: String?
-                var epoch: Int64?
-                for try await (node, value) in try await client.query(
-                    "SELECT node, epoch FROM room_owners WHERE room = \(roomJID.description)", logger: logger
-                ).decode((String?, Int64).self) {
-                    owner = node
-                    epoch = value
-                }
+                let record = try await PostgresRoomStore(client: client, logger: logger).owner(of: roomJID)
                 let exists = try await roomExists(client, roomJID, logger: logger)
                 if json {
                     let object: [String: Any] = [
-                        "room": roomJID.description, "owner": owner ?? NSNull(), "epoch": epoch ?? NSNull(),
+                        "room": roomJID.description, "owner": record?.node ?? NSNull(), "epoch": record?.epoch ?? NSNull(),
+                        "incarnation": record?.incarnation ?? NSNull(), "owner_live": record?.live ?? false,
                         "ring_owner": ringOwner ?? NSNull(), "exists": exists,
                     ]
                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                     print(String(decoding: data, as: UTF8.self))
                     return
                 }
-                let held = owner.map { "owned by \($0), epoch \(epoch ?? 0)" } ?? (epoch == nil ? "never owned" : "released, epoch \(epoch ?? 0)")
-                print("\(roomJID): \(exists ? "" : "(no such room) ")\(held); the ring assigns it to \(ringOwner ?? "no node")")
+                print("\(roomJID): \(exists ? "" : "(no such room) ")\(describe(record)); the ring assigns it to \(ringOwner ?? "no node")")
+            }
+        }
+    }
+
+    struct Release: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Release a room whose ownership is stuck, so that the ring's owner claims it.",
+            discussion: """
+                A room's owner row names the node incarnation that serves it. A row whose \
+                incarnation is not live (the node died, left, or restarted) is released at once. \
+                A live owner is asked to release the room if it does not serve it; while it \
+                serves the room, the command is refused (drain or stop that node instead).
+                """
+        )
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "The room's JID.") var room: String
+        @Option(help: "Seconds to wait for a live owner's answer.") var timeout: Double = 5
+
+        func run() async throws {
+            let roomJID = try parseRoom(room)
+            let configuration = try common.load()
+            let logger = quietLogger(common, configuration)
+            try await withDatabase(configuration, logger: logger) { client in
+                let store = PostgresRoomStore(client: client, logger: logger)
+                guard let record = try await store.owner(of: roomJID) else {
+                    throw CommandError("\(roomJID) has never been owned: there is nothing to release")
+                }
+                guard let node = record.node else {
+                    print("\(roomJID) is not held by any node (epoch \(record.epoch)): the ring's owner claims it on its next stanza")
+                    return
+                }
+                if !record.live {
+                    // Only that row: a claim meanwhile made a new epoch, which stays.
+                    var released = false
+                    for try await _ in try await client.query(
+                        """
+                        UPDATE room_owners SET node = NULL, updated_at = now()
+                        WHERE room = \(roomJID.description) AND epoch = \(record.epoch) AND node = \(node)
+                            AND NOT conclave_owner_live(node, incarnation)
+                        RETURNING 1
+                        """,
+                        logger: logger
+                    ) { released = true }
+                    if released {
+                        print("\(roomJID) released: \(describe(record)) was not live")
+                        return
+                    }
+                    throw CommandError("\(roomJID) changed owner meanwhile: \(describe(try await store.owner(of: roomJID)))")
+                }
+                try await store.askToRelease(roomJID, holder: node)
+                let deadline = ContinuousClock.now + .seconds(timeout)
+                while ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                    let now = try await store.owner(of: roomJID)
+                    if now?.epoch != record.epoch || now?.node != node || now?.live != true {
+                        print("\(roomJID) released by \(node): it did not serve the room; now \(describe(now))")
+                        return
+                    }
+                }
+                throw CommandError(
+                    "refused: \(describe(record)) is alive and serving \(roomJID) (or did not answer within \(Int(timeout)) s); "
+                        + "drain or stop that node to move the room"
+                )
             }
         }
     }
@@ -262,6 +344,14 @@ private func ownedRooms(_ client: PostgresClient, node: String, logger: Logger) 
         "SELECT count(*)::int FROM room_owners o JOIN rooms r ON r.jid = o.room WHERE o.node = \(node)", logger: logger
     ).decode(Int.self) { count = value }
     return count
+}
+
+/// A room's owner row in words.
+private func describe(_ record: RoomOwnerRecord?) -> String {
+    guard let record else { return "never owned" }
+    guard let node = record.node else { return "released, epoch \(record.epoch)" }
+    let incarnation = record.incarnation.map { "incarnation \($0)" } ?? "an incarnation before incarnations were recorded"
+    return "owned by \(node) (\(incarnation), \(record.live ? "live" : "NOT LIVE: claimable")), epoch \(record.epoch)"
 }
 
 private func roomExists(_ client: PostgresClient, _ room: JID, logger: Logger) async throws -> Bool {

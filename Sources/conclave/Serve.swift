@@ -29,6 +29,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM CA that signed every node's certificate: node links use mutual TLS.") var clusterTlsCa: String?
     @Option(help: "Seconds without a heartbeat before a node is declared dead.") var leaseSeconds: Double?
     @Option(help: "Seconds between heartbeats.") var heartbeatSeconds: Double?
+    @Option(help: "Seconds a stanza may wait for its room (activation, a move) before its sender gets an error.")
+    var roomInputTimeoutSeconds: Double?
 
     func run() async throws {
         var configuration = try common.load()
@@ -53,6 +55,12 @@ struct Serve: AsyncParsableCommand {
         if let clusterTlsCa { configuration.cluster.tlsCA = clusterTlsCa }
         if let leaseSeconds { configuration.cluster.leaseSeconds = leaseSeconds }
         if let heartbeatSeconds { configuration.cluster.heartbeatSeconds = heartbeatSeconds }
+        if let roomInputTimeoutSeconds {
+            guard roomInputTimeoutSeconds > 0, roomInputTimeoutSeconds <= 3600 else {
+                throw ValidationError("--room-input-timeout-seconds must be more than 0 and at most 3600")
+            }
+            configuration.cluster.roomInputTimeoutSeconds = roomInputTimeoutSeconds
+        }
         let logger = common.makeLogger(configuration)
         let node = try ConclaveNode(configuration: configuration, logger: logger)
         let group = ServiceGroup(

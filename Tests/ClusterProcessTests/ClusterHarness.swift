@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -362,8 +365,11 @@ final class NodeProcess: Sendable {
     /// The c2s port it logged in its "node ready" line.
     let port: Int
     let link: String
+    /// The port of /metrics (from the "node ready" line), if it serves HTTP.
+    let http: Int?
 
-    init(name: String, logPath: String, process: Process, exit: ProcessExit, port: Int, link: String) {
+    init(name: String, logPath: String, process: Process, exit: ProcessExit, port: Int, link: String, http: Int? = nil) {
+        self.http = http
         self.name = name
         self.logPath = logPath
         self.process = process
@@ -612,21 +618,21 @@ final class Cluster: Sendable {
         process.terminationHandler = { process in exit.finish(process.terminationStatus) }
         try process.run()
         try? log.close()
-        let (port, link) = try await eventually("\(name) to log 'node ready' (\(logPath))", timeout: .seconds(30)) {
-            () -> (Int, String)? in
+        let (port, link, http) = try await eventually("\(name) to log 'node ready' (\(logPath))", timeout: .seconds(30)) {
+            () -> (Int, String, Int?)? in
             let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
             if let line = text.split(separator: "\n").first(where: { $0.contains("node ready") }) {
                 guard let port = Self.field("port", in: line).flatMap(Int.init) else {
                     throw TestFailure("no port= in the 'node ready' line of \(name): \(line)")
                 }
-                return (port, Self.field("link", in: line) ?? "?")
+                return (port, Self.field("link", in: line) ?? "?", Self.field("http", in: line).flatMap(Int.init))
             }
             if let status = exit.value {
                 throw TestFailure("\(name) exited with status \(status) before it was ready:\n\(text)")
             }
             return nil
         }
-        let node = NodeProcess(name: name, logPath: logPath, process: process, exit: exit, port: port, link: link)
+        let node = NodeProcess(name: name, logPath: logPath, process: process, exit: exit, port: port, link: link, http: http)
         state.withLock { $0.nodes[name] = node }
         return node
     }
@@ -654,6 +660,13 @@ final class Cluster: Sendable {
     }
 
     func pause(_ name: String) throws { try node(name).signal(SIGSTOP) }
+
+    /// The text of the node's /metrics.
+    func metrics(_ name: String) async throws -> String {
+        guard let http = try node(name).http else { throw TestFailure("\(name) serves no HTTP") }
+        let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(http)/metrics")!)
+        return String(decoding: data, as: UTF8.self)
+    }
     func resume(_ name: String) throws { try node(name).signal(SIGCONT) }
 
     // MARK: The CLI

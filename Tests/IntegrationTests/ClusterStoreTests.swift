@@ -34,16 +34,16 @@ struct ClusterStoreTests {
         try await register(database, second, port: 2)
         let room = try room()
 
-        let epoch = try #require(try await store.claim(room, node: first))
+        let epoch = try #require(try await store.claim(room, node: first, incarnation: 1))
         let old = RoomFence(node: first, epoch: epoch)
         try await store.apply([.configuration(json: "{}", persistent: true, locked: false)], to: room, fence: old)
         try await store.apply([.subject("first", nick: "a", stamp: 1)], to: room, fence: old)
 
         // The second node cannot claim a room a live node holds…
-        #expect(try await store.claim(room, node: second) == nil)
+        #expect(try await store.claim(room, node: second, incarnation: 1) == nil)
         // …until it is released; then the epoch moves on.
         try await store.release(room, fence: old)
-        let newEpoch = try #require(try await store.claim(room, node: second))
+        let newEpoch = try #require(try await store.claim(room, node: second, incarnation: 1))
         #expect(newEpoch == epoch + 1)
 
         // The deposed owner's write fails as a whole and leaves nothing behind.
@@ -61,6 +61,72 @@ struct ClusterStoreTests {
         #expect(try await store.loadRoom(room)?.subject == "second")
     }
 
+    /// The reproduction of a stranded room: node A held the room, A restarted under the
+    /// same name (a new incarnation, alive): the row names A's earlier run, so node B —
+    /// the ring's owner now — claims at once; the earlier run can claim nothing, and the
+    /// new run of A claims only from no live holder.
+    @Test func aRowLeftByAnEarlierRunOfALiveNodeIsClaimableAtOnce() async throws {
+        let client = try await TestDatabase.shared.connected()
+        let logger = TestEnvironment.logger
+        let database = ClusterDatabase(client: client, logger: logger)
+        let store = PostgresRoomStore(client: client, logger: logger)
+        let (a, b) = (unique("restarted-"), unique("ringowner-"))
+        try await register(database, a, port: 1)
+        try await register(database, b, port: 2)
+        let room = try room()
+        let first = try #require(try await store.claim(room, node: a, incarnation: 1))
+        #expect(try await store.owner(of: room) == RoomOwnerRecord(node: a, incarnation: 1, epoch: first, live: true))
+        #expect(try await store.claim(room, node: b, incarnation: 1) == nil)
+        #expect(try await store.heldRooms(node: a, incarnation: 1).map(\.room) == [room])
+
+        // A restarts: incarnation 2, alive. The row is no one's any more.
+        let second = try await database.register(name: a, linkAddress: "127.0.0.1:1", leaseSeconds: 30)
+        #expect(second == 2)
+        _ = try await database.setState(name: a, "draining")
+        #expect(try await store.owner(of: room)?.live == false)
+        #expect(try await store.heldRooms(node: a, incarnation: 2).isEmpty)
+        // The earlier run cannot claim (nor take it back).
+        #expect(try await store.claim(room, node: a, incarnation: 1) == nil)
+        let taken = try #require(try await store.claim(room, node: b, incarnation: 1))
+        #expect(taken == first + 1)
+        // Now B holds it live: A's new run waits for a release like anyone.
+        #expect(try await store.claim(room, node: a, incarnation: 2) == nil)
+        try await store.release(room, fence: RoomFence(node: b, epoch: taken))
+        #expect(try await store.owner(of: room) == RoomOwnerRecord(node: nil, incarnation: 1, epoch: taken, live: false))
+        #expect(try await store.claim(room, node: a, incarnation: 2) == taken + 1)
+    }
+
+    /// A row written before owner rows named incarnations has none: nobody live holds it.
+    @Test func aRowWithoutIncarnationIsClaimable() async throws {
+        let client = try await TestDatabase.shared.connected()
+        let logger = TestEnvironment.logger
+        let database = ClusterDatabase(client: client, logger: logger)
+        let store = PostgresRoomStore(client: client, logger: logger)
+        let (old, new) = (unique("old-"), unique("new-"))
+        try await register(database, old, port: 1)
+        try await register(database, new, port: 2)
+        let room = try room()
+        _ = try await client.query(
+            "INSERT INTO room_owners (room, node, epoch) VALUES (\(room.description), \(old), 7)", logger: logger
+        ).collect()
+        #expect(try await store.owner(of: room)?.live == false)
+        #expect(try await store.claim(room, node: new, incarnation: 1) == 8)
+    }
+
+    /// Asking a holder to release a room is an event for that node only.
+    @Test func askingAHolderToReleaseIsAnEventNamingIt() async throws {
+        let client = try await TestDatabase.shared.connected()
+        let logger = TestEnvironment.logger
+        let database = ClusterDatabase(client: client, logger: logger)
+        let store = PostgresRoomStore(client: client, logger: logger)
+        let room = try room()
+        let before = try await database.lastEventID()
+        try await store.askToRelease(room, holder: "node-x")
+        let events = try await database.events(after: before).filter { $0.room == room.description }
+        #expect(events.map(\.kind) == ["release-wanted"])
+        #expect(events.first?.node == "node-x")
+    }
+
     @Test func aDeadOwnersRoomCanBeClaimedAndADeadNodeCannotClaim() async throws {
         let client = try await TestDatabase.shared.connected()
         let logger = TestEnvironment.logger
@@ -70,7 +136,7 @@ struct ClusterStoreTests {
         try await register(database, dead, port: 1)
         try await register(database, live, port: 2)
         let room = try room()
-        _ = try #require(try await store.claim(room, node: dead))
+        _ = try #require(try await store.claim(room, node: dead, incarnation: 1))
         // The lease runs out (as if the node was killed long ago, beyond the grace after a restart).
         _ = try await client.query(
             "UPDATE cluster_nodes SET lease_until = now() - interval '1 hour' WHERE name = \(dead)", logger: logger
@@ -81,8 +147,8 @@ struct ClusterStoreTests {
             guard ContinuousClock.now < deadline else { throw TestFailure("the dead node stays alive") }
             try await Task.sleep(for: .milliseconds(100))
         }
-        #expect(try await store.claim(room, node: live) != nil)
-        #expect(try await store.claim(room, node: dead) == nil)
+        #expect(try await store.claim(room, node: live, incarnation: 1) != nil)
+        #expect(try await store.claim(room, node: dead, incarnation: 1) == nil)
         #expect(try await database.heartbeat(name: dead, incarnation: 1, leaseSeconds: 30) == false)
     }
 
@@ -94,7 +160,7 @@ struct ClusterStoreTests {
         let node = unique("bus-")
         try await register(database, node, port: 1)
         let room = try room()
-        let epoch = try #require(try await store.claim(room, node: node))
+        let epoch = try #require(try await store.claim(room, node: node, incarnation: 1))
         try await store.apply(
             [.configuration(json: "{}", persistent: true, locked: false),
              .affiliation(try JID("juliet@localhost"), affiliation: "member", reason: nil, nick: nil)],

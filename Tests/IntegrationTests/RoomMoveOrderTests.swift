@@ -26,6 +26,7 @@ struct RoomMoveOrderTests {
         func owner(of room: JID) -> String? { currentOwner.withLock { $0 } }
         func isReachable(_ node: String) -> Bool { true }
         var canServe: Bool { true }
+        var incarnation: Int64 { 1 }
         func ringBarrier() async {}
     }
 

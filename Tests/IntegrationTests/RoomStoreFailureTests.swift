@@ -185,7 +185,7 @@ struct RoomStoreFailureTests {
         let member = try JID(localpart: Self.random(1023), domainpart: labels.joined(separator: "."))
         #expect(member.description.utf8.count == 2047)
         let store = PostgresRoomStore(client: client, logger: logger)
-        let epoch = try #require(try await store.claim(room, node: node))
+        let epoch = try #require(try await store.claim(room, node: node, incarnation: 1))
         let fence = RoomFence(node: node, epoch: epoch)
         try await store.apply([.configuration(json: "{}", persistent: false, locked: false)], to: room, fence: fence)
         do {
