@@ -132,5 +132,38 @@ extension ClusterProcessTests {
                 #expect(!romeo.ended && !benvolio.ended)
             }
         }
+
+        /// The grace after a restart is for leases that ran out while the database was
+        /// down, not before: a node killed before the cluster and PostgreSQL were stopped
+        /// stays dead when both start again (two nodes this time), and the room the ring
+        /// gave it is served at once — it was not, for ten seconds, while the killed node
+        /// counted as alive and its rooms' input went nowhere.
+        @Test func aNodeDeadBeforeTheRestartStaysDeadInTheGrace() async throws {
+            try await Cluster.run(test: "pgdeadbefore", nodes: 3) { cluster in
+                try await cluster.addUser("romeo@localhost")
+                let room = "tomb@conference.localhost"  // the ring gives it to node3 of three
+                let mark = try cluster.node("node1").logSize
+                try await cluster.crash("node3")
+                _ = try await cluster.node("node1").waitForLog("nodes gone", after: mark)
+                try await cluster.stop("node2")
+                try await cluster.stop("node1")
+                _ = try await Self.db("stop", in: cluster)
+                let started = try await Self.db("start", in: cluster)
+                guard started.status == 0 else { throw TestFailure("\(started)") }
+                try await cluster.startNodes(["node1", "node2"])
+                let grace = try await cluster.sql.scalar(
+                    "SELECT now() < pg_postmaster_start_time() + interval '10 seconds'", as: Bool.self
+                )
+                try #require(grace == true, "the nodes took longer than the grace to start: nothing tested")
+                let alive = try await cluster.sql.scalar(
+                    "SELECT conclave_alive(lease_until) FROM cluster_nodes WHERE name = 'node3'", as: Bool.self
+                )
+                #expect(alive == false)
+                let romeo = try await cluster.connect("romeo@localhost", to: "node1", resource: "desk")
+                try await romeo.join(room, nick: "Romeo", timeout: .seconds(5))
+                let owner = try await cluster.sql.owner(of: room)
+                #expect(owner?.node == "node1" || owner?.node == "node2", "\(String(describing: owner))")
+            }
+        }
     }
 }
