@@ -1,0 +1,105 @@
+import Cluster
+import Foundation
+import MUC
+import MUCService
+import Storage
+import StoragePostgres
+import Synchronization
+import Testing
+import XMPPCore
+
+/// Input a room holds back is answered within the service's `inputTimeout`: here while
+/// the node's lease is unconfirmed (the database away). A real `MUCService` on the real
+/// PostgreSQL store; the clock of the expiry is the test's, so nothing sleeps.
+@Suite(.enabled(if: TestEnvironment.hasDatabase), .serialized, .timeLimit(.minutes(1)))
+struct RoomInputTimeoutTests {
+    final class Placement: RoomPlacement {
+        let nodeName: String
+        let serving = Mutex(true)
+        init(nodeName: String) { self.nodeName = nodeName }
+        func owner(of room: JID) -> String? { nodeName }
+        func isReachable(_ node: String) -> Bool { true }
+        var canServe: Bool { serving.withLock { $0 } }
+        var incarnation: Int64 { 1 }
+        func ringBarrier() async {}
+    }
+
+    /// Every stanza the room sends, and what the session's node is told.
+    final class Output: RoomOutput {
+        let sent = Mutex<[XMLElement]>([])
+        func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?) {
+            sent.withLock { $0.append(stanza) }
+        }
+        func forward(_ input: RoomInput, to node: String) -> Bool { true }
+        var errors: [XMLElement] { sent.withLock { $0.filter { $0.type == "error" } } }
+    }
+
+    @Test func inputHeldWhileTheLeaseIsUnconfirmedIsRefusedAfterTheBound() async throws {
+        let client = try await TestDatabase.shared.connected()
+        let logger = TestEnvironment.logger
+        let node = "bound-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let database = ClusterDatabase(client: client, logger: logger)
+        _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
+        _ = try await database.setState(name: node, "draining")
+        let placement = Placement(nodeName: node)
+        let output = Output()
+        let muc = MUCService(
+            domain: try JID("conference.localhost"), store: PostgresRoomStore(client: client, logger: logger),
+            environment: RoomEnvironment(
+                now: { Date().timeIntervalSince1970 }, makeID: { UUID().uuidString }, occupantID: { _, real in real.description }
+            ),
+            placement: placement, output: output, inputTimeout: .seconds(5), logger: logger
+        )
+        let writer = Task { await muc.runWriter() }
+        let romeo = try JID("romeo@localhost/desk")
+        let room = try JID("\(node)@conference.localhost")
+        var join = XMLElement("presence", namespace: Namespace.client, ["from": romeo.description, "to": "\(room)/Romeo"])
+        join.append(XMLElement("x", namespace: Namespace.muc))
+        muc.handle(RoomInput(stanza: join, real: romeo, home: node))
+        try await eventually("Romeo in the room") {
+            output.sent.withLock { $0.contains { $0.name == "presence" && $0.type == nil } } ? true : nil
+        }
+
+        // The lease cannot be confirmed: the room holds its input.
+        placement.serving.withLock { $0 = false }
+        var message = XMLElement(
+            "message", namespace: Namespace.client, ["from": romeo.description, "to": room.description, "type": "groupchat", "id": "m1"]
+        )
+        message.append(XMLElement("body", namespace: Namespace.client, text: "hello"))
+        muc.handle(RoomInput(stanza: message, real: romeo, home: node))
+        muc.handle(RoomInput(stanza: MUCInternal.sessionEnded(room: room, token: 9), real: romeo, home: node))
+        // Within the bound nothing is refused.
+        muc.expireWaitingInput(now: .now + .seconds(4))
+        #expect(output.errors.isEmpty)
+        // Past it, the message is refused and says why; the session's leave still waits.
+        muc.expireWaitingInput(now: .now + .seconds(6))
+        let errors = output.errors
+        #expect(errors.count == 1, "\(errors)")
+        let error = try #require(errors.first?.child("error"))
+        #expect(errors.first?[attribute: "id"] == "m1")
+        #expect(error[attribute: "type"] == "wait")
+        #expect(error.child("resource-constraint") != nil)
+        #expect(error.child("text")?.text.contains("lease") == true, "\(error)")
+        #expect(muc.counters.inputsTimedOut == 1)
+        #expect(!output.sent.withLock { $0.contains { MUCInternal.leftToken($0) == 9 } })
+
+        // The lease is back: the leave is handled (the node is told), nothing else.
+        placement.serving.withLock { $0 = true }
+        muc.resumeHeld()
+        try await eventually("the leave to be handled") {
+            output.sent.withLock { $0.contains { MUCInternal.leftToken($0) == 9 } } ? true : nil
+        }
+        #expect(!output.sent.withLock { $0.contains { $0.child("body")?.text == "hello" && $0.type == "groupchat" } })
+        muc.finishWrites()
+        await writer.value
+    }
+
+    /// Polls `condition` (every 5 ms, for at most 10 s) until it holds.
+    func eventually(_ what: String, _ condition: () -> Bool?) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while condition() == nil {
+            guard ContinuousClock.now < deadline else { throw TestFailure("timed out waiting for \(what)") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+}
