@@ -489,6 +489,14 @@ public final class MUCService: Sendable {
             logger.warning("reading the rooms this node holds failed", metadata: ["error": "\(error)"])
             return
         }
+        // A room served here that the ring gives to another node (it became active after
+        // the rebalance of its ring change) is handed over, not kept.
+        let misplaced = rooms.withLock { rooms in
+            rooms.values.contains { box in
+                placement.owner(of: box.jid) != me && box.state.withLock { $0.phase == .active }
+            }
+        }
+        if misplaced { await rebalance() }
         for (room, epoch) in held where rooms.withLock({ $0[room] == nil }) {
             await flushWrites(room)
             // Activated here meanwhile: that claim made a new epoch, which this release
@@ -584,6 +592,9 @@ public final class MUCService: Sendable {
                 counterState.withLock { $0.activations += 1 }
                 install(stored, fence: fence, in: box, creationRefusal: refusal)
                 logger.debug("room activated", metadata: ["room": "\(box.jid)", "epoch": "\(epoch)"])
+                // The ring changed while the room was activating (a rebalance passes over
+                // rooms that are not active yet): it moves on now.
+                if placement.owner(of: box.jid) != me { Task { await self.rebalance() } }
                 return
             } catch let error as PermanentStoreError {
                 // The room's rows cannot be read: retrying would keep its joiners waiting
