@@ -5,7 +5,7 @@ TEST_DB := conclave_test
 
 NODES ?= 3
 
-.PHONY: fuzz fuzz-build bench-alloc bench-compare certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
+.PHONY: chaos fuzz fuzz-build bench-alloc bench-compare certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
 
 help:
 	@echo "make run             build and run one node (embedded PostgreSQL under .conclave/)"
@@ -15,6 +15,7 @@ help:
 	@echo "make cluster-down    drain and stop the local cluster"
 	@echo "make certs           a local CA and NODES=$(NODES) node certificates in .conclave/tls/"
 	@echo "make cluster-dns     serve DNS SRV records for the local cluster (dnsmasq, 127.0.0.1:5353)"
+	@echo "make chaos           the churn harness for CHAOS_SECONDS=$(CHAOS_SECONDS) s over the reused database conclave_chaos"
 	@echo "make fuzz           run the libFuzzer targets for FUZZ_SECONDS=$(FUZZ_SECONDS) each (docs/fuzzing.md)"
 
 build:
@@ -52,6 +53,16 @@ cluster-dns:
 
 cluster-dns-stop:
 	./deploy/local/dns.sh stop
+
+# The churn harness (docs/cluster.md, "The churn harness"): real nodes started, stopped,
+# killed, paused, drained and resized over the database conclave_chaos of the embedded
+# PostgreSQL (kept from run to run, never dropped; the harness restarts PostgreSQL now and
+# then) while clients talk, with checks after every step. Steps start for CHAOS_SECONDS;
+# CHAOS_OPTS adds options (e.g. --seed N to replay a run, --max-nodes 3). Logs in
+# .conclave/chaos/run-*/.
+CHAOS_SECONDS ?= 1800
+chaos: build
+	.build/debug/conclave-chaos --duration $(CHAOS_SECONDS) $(CHAOS_OPTS)
 
 # Allocation benchmarks (malloc calls per parsed stanza, per delivered copy of a room
 # message, per hash-ring lookup) in the nested package Benchmarks/, with

@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "conclave", targets: ["conclave"]),
         .executable(name: "conclave-spec", targets: ["conclave-spec"]),
         .executable(name: "conclave-bench", targets: ["conclave-bench"]),
+        .executable(name: "conclave-chaos", targets: ["conclave-chaos"]),
         // For the allocation benchmarks in Benchmarks/ (a nested package).
         .library(name: "ConclaveBenchmarkTargets", targets: ["XMPPCore", "XMPPXMLParser", "XMPPStream", "MUC", "Cluster"]),
         // For the libFuzzer targets in Fuzz/ (a nested package): NIO-free, so the
@@ -97,6 +98,20 @@ let package = Package(
             dependencies: [
                 "XMPPCore", "XMPPStream", "XMPPDiscovery", "ServerRuntime",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: upcoming
+        ),
+        // The churn harness (`make chaos`): real nodes started, stopped, killed, paused and
+        // drained over one reused database while clients talk; checks after every step.
+        .executableTarget(
+            name: "conclave-chaos",
+            dependencies: [
+                "XMPPCore", "XMPPStream",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

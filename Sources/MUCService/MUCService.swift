@@ -40,6 +40,9 @@ public protocol RoomPlacement: Sendable {
     var canServe: Bool { get }
     /// This node's incarnation: room ownership is claimed under it.
     var incarnation: Int64 { get }
+    /// The node lost its lease and is registering again: the others do not count it
+    /// as a member, so room output for its sessions would not reach them.
+    var isRejoining: Bool { get }
     /// Returns once every live node has taken the current ring, and everything each sent
     /// this node under the previous one has arrived (or a timeout passed).
     func ringBarrier() async
@@ -334,6 +337,13 @@ public final class MUCService: Sendable {
 
     /// A stanza to the MUC domain or one of its rooms.
     public func handle(_ input: RoomInput) {
+        if input.home == placement.nodeName, placement.isRejoining,
+            input.stanza.child("session-ended", namespace: MUCInternal.namespace) == nil
+        {
+            // What the room would answer could not reach this node's sessions until the
+            // others see it again: answered here instead.
+            return refuse(input, StanzaError(.serviceUnavailable, text: "this node is rejoining the cluster; try again"))
+        }
         guard let next = rooms.withLock({ route(input, in: &$0, behindOthers: false) }) else { return }
         perform(next)
     }

@@ -39,6 +39,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         var draining = false
         /// The lease was lost and the node is joining again: no heartbeats meanwhile.
         var rejoining = false
+        /// The node is leaving the cluster for good (a graceful stop): a heartbeat that
+        /// finds its row gone is not a lost lease.
+        var leaving = false
     }
 
     struct RemoteItem: Sendable {
@@ -203,6 +206,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
 
     var ring: HashRing { state.withLock { $0.ring } }
     var incarnation: Int64 { state.withLock { $0.incarnation } }
+    var isRejoining: Bool { state.withLock { $0.rejoining } }
 
     // MARK: - RoomOutput
 
@@ -298,11 +302,14 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         self.linkAddress = linkAddress
         try await refreshMembership()
         logger.info("joined the cluster", metadata: ["incarnation": "\(incarnation)", "link": "\(linkAddress)"])
-        if !rejoining { try await leaveRoomsOfEarlierRuns() }
+        // After a lost lease as after a process start: this run's sessions could not join
+        // a room yet (input from them is refused while rejoining).
+        try await leaveRoomsOfEarlierRuns()
     }
 
-    /// Occupants recorded with their session on this node are what an earlier run left
-    /// (this run has no session yet): each leaves its room, as a session that ends does,
+    /// Occupants recorded with their session on this node are what an earlier run (or
+    /// incarnation) left — this one has no occupant yet: each leaves its room, as a
+    /// session that ends does,
     /// so that the room tells the others and never sends to a ghost. Rooms whose owner
     /// had noticed the earlier run die have removed them already; these catch the rest
     /// (rooms nobody served since, a restart quicker than the lease).
@@ -337,7 +344,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     private func startRenewer() {
         let (nodeName, leaseSeconds) = (self.nodeName, settings.leaseSeconds)
         renewer.start(every: .seconds(settings.heartbeatSeconds)) { [self] in
-            let (incarnation, paused) = state.withLock { ($0.incarnation, $0.rejoining) }
+            let (incarnation, paused) = state.withLock { ($0.incarnation, $0.rejoining || $0.leaving) }
             guard incarnation > 0, !paused else { return nil }
             return ClusterDatabase.heartbeatStatement(name: nodeName, incarnation: incarnation, leaseSeconds: leaseSeconds)
         } done: { [self] result, sent in
@@ -352,7 +359,11 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             state.withLock { $0.leaseValidUntil = sent + .seconds(settings.leaseSeconds) - .milliseconds(200) }
             if !wasServing { service?.resumeHeld() }
         case .success(false):
-            state.withLock { $0.rejoining = true }
+            let leaving = state.withLock { state -> Bool in
+                if !state.leaving { state.rejoining = true }
+                return state.leaving
+            }
+            if leaving { return }
             Task {
                 await leaseLost()
                 state.withLock { $0.rejoining = false }
@@ -372,7 +383,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             try? await Task.sleep(for: .seconds(settings.heartbeatSeconds))
             if Task.isCancelled { return }
             // While the renewer's lost lease is being taken again, start() reads the membership.
-            if state.withLock({ $0.rejoining }) { continue }
+            if state.withLock({ $0.rejoining || $0.leaving }) { continue }
             do {
                 try await refreshMembership()
                 beats += 1
@@ -505,6 +516,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
 
     /// Graceful stop, second half: leave the cluster for good.
     func leave() async {
+        state.withLock { $0.leaving = true }
         try? await database.leave(name: nodeName, incarnation: incarnation)
         await links.shutdown()
     }

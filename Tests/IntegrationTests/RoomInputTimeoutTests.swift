@@ -21,6 +21,7 @@ struct RoomInputTimeoutTests {
         func isReachable(_ node: String) -> Bool { true }
         var canServe: Bool { serving.withLock { $0 } }
         var incarnation: Int64 { 1 }
+        var isRejoining: Bool { false }
         func ringBarrier() async {}
     }
 

@@ -27,6 +27,7 @@ struct RoomMoveOrderTests {
         func isReachable(_ node: String) -> Bool { true }
         var canServe: Bool { true }
         var incarnation: Int64 { 1 }
+        var isRejoining: Bool { false }
         func ringBarrier() async {}
     }
 
