@@ -104,12 +104,23 @@ let package = Package(
             ],
             swiftSettings: upcoming
         ),
+        // What the churn harness and the multi-process tests share: PostgreSQL URLs, SQL on
+        // short connections, child processes, number runs for messages.
+        .target(
+            name: "ClusterTestSupport",
+            dependencies: [
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
         // The churn harness (`make chaos`): real nodes started, stopped, killed, paused and
         // drained over one reused database while clients talk; checks after every step.
         .executableTarget(
             name: "conclave-chaos",
             dependencies: [
-                "XMPPCore", "XMPPStream",
+                "ClusterTestSupport", "XMPPCore", "XMPPStream",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -233,7 +244,7 @@ let package = Package(
         .testTarget(
             name: "ClusterProcessTests",
             dependencies: [
-                "XMPPStream", "XMPPCore",
+                "ClusterTestSupport", "XMPPStream", "XMPPCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -244,7 +255,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "ServerRuntime", "XMPPStream", "XMPPCore", "Storage", "StoragePostgres", "Cluster", "MUC", "MUCService",
+                "ClusterTestSupport", "ServerRuntime", "XMPPStream", "XMPPCore", "Storage", "StoragePostgres", "Cluster", "MUC", "MUCService",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -1,3 +1,4 @@
+import ClusterTestSupport
 import Foundation
 import XMPPCore
 import XMPPStream
@@ -447,7 +448,7 @@ extension Chaos {
         let first = live.randomElement(using: &rng)!
         let second = live.count > 1 ? live.filter { $0 !== first }.randomElement(using: &rng)! : first
         let output = runDirectory + "/seed-step\(step).out"
-        let result = try await runCommand(
+        let result = try await ChildProcess.run(
             settings.binDirectory + "/conclave-spec",
             [
                 "--node", first.address, "--node", second.address, "--timeout",
@@ -467,20 +468,7 @@ extension Chaos {
     }
 }
 
-/// "[3-5, 9]" for [3, 4, 5, 9].
+/// "[#3-5, #9]" for [3, 4, 5, 9].
 func ranges(_ numbers: [Int]) -> String {
-    var parts: [String] = []
-    var start: Int?
-    var last: Int?
-    for number in numbers.sorted() {
-        if let l = last, number == l + 1 {
-            last = number
-            continue
-        }
-        if let s = start, let l = last { parts.append(s == l ? "#\(s)" : "#\(s)-\(l)") }
-        start = number
-        last = number
-    }
-    if let s = start, let l = last { parts.append(s == l ? "#\(s)" : "#\(s)-\(l)") }
-    return "[" + parts.joined(separator: ", ") + "]"
+    "[" + numberRuns(numbers.sorted(), prefix: "#").joined(separator: ", ") + "]"
 }

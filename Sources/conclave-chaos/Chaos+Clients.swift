@@ -1,3 +1,4 @@
+import ClusterTestSupport
 import Foundation
 import PostgresNIO
 import XMPPCore
@@ -79,11 +80,7 @@ extension Chaos {
             )
             guard
                 let answer = await session.waitFor(
-                    after: mark, timeout: answerBound,
-                    where: {
-                        $0.name == "presence" && $0[attribute: "from"] == "\(room)/\(nick)"
-                            && ($0.type == "error" || MUC.statusCodes($0).contains("110"))
-                    })
+                    after: mark, timeout: answerBound, where: { MUC.answersPresence($0, to: room, as: nick) })
             else {
                 if session.ended { return .sessionEnded }
                 throw CheckFailure(
@@ -207,11 +204,7 @@ extension Chaos {
         session.send(XMLElement("presence", namespace: Namespace.client, ["to": "\(room)/\(nick)"]))
         guard
             let answer = await session.waitFor(
-                after: mark, timeout: answerBound,
-                where: {
-                    $0.name == "presence" && $0[attribute: "from"] == "\(room)/\(nick)"
-                        && ($0.type == "error" || MUC.statusCodes($0).contains("110"))
-                })
+                after: mark, timeout: answerBound, where: { MUC.answersPresence($0, to: room, as: nick) })
         else {
             if session.ended { return }
             throw CheckFailure(
@@ -373,7 +366,7 @@ extension Chaos {
     }
 
     func setAffiliationByCLI(room: String, jid: String, affiliation: String, commit: Bool = true) async throws {
-        let result = try await runCommand(
+        let result = try await ChildProcess.run(
             settings.binDirectory + "/conclave",
             [
                 "room", "affiliation", "set", room, jid, affiliation, "--reason", "chaos", "--database-url",
@@ -422,7 +415,7 @@ extension Chaos {
     /// Where a room is, for failure messages: `conclave room where` and the owner row.
     func placement(of room: String) async -> String {
         var text = "placement of \(room):"
-        if let result = try? await runCommand(
+        if let result = try? await ChildProcess.run(
             settings.binDirectory + "/conclave",
             ["room", "where", room, "--database-url", url.description, "--log-level", "warning"],
             directory: runDirectory, timeout: .seconds(20)

@@ -1,3 +1,4 @@
+import ClusterTestSupport
 import Foundation
 
 #if canImport(Glibc)
@@ -185,7 +186,7 @@ extension Chaos {
         case .drain(let name):
             affected.insert(name)
             gracefullyStopped.insert(name)
-            let result = try await runCommand(
+            let result = try await ChildProcess.run(
                 settings.binDirectory + "/conclave",
                 [
                     "node", "drain", name, "--timeout", "60", "--database-url", url.description, "--log-level",
@@ -262,11 +263,11 @@ extension Chaos {
 
     /// `db.sh stop`, the outage, `db.sh start` (the embedded server only).
     func restartPostgres(outage: Double) async throws {
-        let stop = try await runCommand(
+        let stop = try await ChildProcess.run(
             settings.dbScript, ["stop"], directory: runDirectory, timeout: .seconds(60), keepConclaveVariables: true)
         guard stop.status == 0 else { throw ChaosError("\(stop)") }
         if outage > 0 { try await Task.sleep(for: .milliseconds(Int64(outage * 1000))) }  // the outage itself
-        let start = try await runCommand(
+        let start = try await ChildProcess.run(
             settings.dbScript, ["start"], directory: runDirectory, timeout: .seconds(90), keepConclaveVariables: true)
         guard start.status == 0 else { throw ChaosError("\(start)") }
         graceEnds = .now + .seconds(10.5)

@@ -1,3 +1,4 @@
+import ClusterTestSupport
 import Foundation
 import PostgresNIO
 import XMPPCore
@@ -274,7 +275,7 @@ final class Chaos {
         await nodes.killAll()
         for client in clients { await client.session?.drop() }
         if postgresStartedByUs {
-            _ = try? await runCommand(settings.dbScript, ["stop"], directory: runDirectory, keepConclaveVariables: true)
+            _ = try? await ChildProcess.run(settings.dbScript, ["stop"], directory: runDirectory, keepConclaveVariables: true)
         }
     }
 
@@ -288,7 +289,7 @@ final class Chaos {
             ["migrate"],
             ["user", "add-from-scripts", settings.seedScript],
         ] {
-            let result = try await runCommand(
+            let result = try await ChildProcess.run(
                 conclave, arguments + ["--database-url", url.description, "--log-level", "warning"],
                 directory: runDirectory)
             guard result.status == 0 else { throw ChaosError("\(result)") }
@@ -296,7 +297,7 @@ final class Chaos {
         let accounts = runDirectory + "/accounts.txt"
         try (1...settings.clientCount).map { "chaos\($0)@localhost\t\(Self.password)" }.joined(separator: "\n")
             .appending("\n").write(toFile: accounts, atomically: true, encoding: .utf8)
-        let added = try await runCommand(
+        let added = try await ChildProcess.run(
             conclave, ["user", "add-from-file", accounts, "--database-url", url.description, "--log-level", "warning"],
             directory: runDirectory
         )

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterTestSupport
 import Dispatch
 import Foundation
 
@@ -101,7 +102,7 @@ struct ChaosCommand: AsyncParsableCommand {
         let url: PostgresURL
         let embedded: Bool
         let embeddedURL = try? PostgresURL(
-            try await runCommand(script, ["url"], directory: workDirectory, keepConclaveVariables: true).output
+            try await ChildProcess.run(script, ["url"], directory: workDirectory, keepConclaveVariables: true).output
                 .trimmingCharacters(in: .whitespacesAndNewlines))
         if let databaseURL {
             url = try PostgresURL(databaseURL)
@@ -109,10 +110,10 @@ struct ChaosCommand: AsyncParsableCommand {
                 embeddedURL.map { $0.port == url.port && ["127.0.0.1", "localhost", "::1"].contains(url.host) } ?? false
         } else {
             guard let embeddedURL else { throw ChaosError("\(script) url did not print a URL") }
-            if try await runCommand(script, ["status"], directory: workDirectory, keepConclaveVariables: true).status
+            if try await ChildProcess.run(script, ["status"], directory: workDirectory, keepConclaveVariables: true).status
                 != 0
             {
-                let start = try await runCommand(
+                let start = try await ChildProcess.run(
                     script, ["start"], directory: workDirectory, keepConclaveVariables: true)
                 guard start.status == 0 else { throw ChaosError("\(start)") }
                 startedPostgres = true

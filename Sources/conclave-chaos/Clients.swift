@@ -150,6 +150,13 @@ enum MUC {
         stanza.child("x", namespace: Namespace.mucUser)?.children("status").compactMap { $0[attribute: "code"] } ?? []
     }
 
+    /// The room's answer to a presence sent to `room/nick` (a join or a nick change): the
+    /// self-presence (status 110) or an error presence.
+    static func answersPresence(_ stanza: XMLElement, to room: String, as nick: String) -> Bool {
+        stanza.name == "presence" && stanza[attribute: "from"] == "\(room)/\(nick)"
+            && (stanza.type == "error" || statusCodes(stanza).contains("110"))
+    }
+
     /// (room, nick) of a stanza from an occupant JID.
     static func occupant(_ stanza: XMLElement) -> (room: String, nick: String)? {
         guard let from = stanza[attribute: "from"], let slash = from.firstIndex(of: "/") else { return nil }

@@ -1,3 +1,4 @@
+import ClusterTestSupport
 import Synchronization
 
 /// "At most one node serves a room at a time": every claim bumps the room's fencing

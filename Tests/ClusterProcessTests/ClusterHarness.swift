@@ -1,3 +1,4 @@
+import ClusterTestSupport
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -128,90 +129,8 @@ extension Duration {
 
 // MARK: - PostgreSQL
 
-/// A `postgres://user[:password]@host[:port]/database` URL.
-struct PostgresURL: Sendable, CustomStringConvertible {
-    var components: URLComponents
-
-    init(_ text: String) throws {
-        guard let components = URLComponents(string: text), let scheme = components.scheme,
-            scheme == "postgres" || scheme == "postgresql", components.host != nil
-        else { throw TestFailure("not a PostgreSQL URL: \(text)") }
-        self.components = components
-    }
-
-    var host: String { components.host ?? "127.0.0.1" }
-    var port: Int { components.port ?? 5432 }
-    var user: String { components.user ?? "postgres" }
-    var password: String? { components.password }
-    var database: String {
-        let path = components.path
-        return path.hasPrefix("/") ? String(path.dropFirst()) : path
-    }
-
-    func with(database name: String) -> PostgresURL {
-        var copy = self
-        copy.components.path = "/" + name
-        return copy
-    }
-
-    var description: String { components.string ?? "?" }
-
-    var configuration: PostgresConnection.Configuration {
-        PostgresConnection.Configuration(
-            host: host, port: port, username: user, password: password, database: database, tls: .disable
-        )
-    }
-}
-
-/// Plain SQL on a database: one short connection per call, so that a restarted
-/// PostgreSQL does not leave a broken connection behind.
-struct SQL: Sendable {
-    let url: PostgresURL
-
-    func withConnection<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
-        let connection = try await PostgresConnection.connect(
-            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: url.configuration, id: 1,
-            logger: ClusterTestEnvironment.logger
-        )
-        do {
-            let result = try await body(connection)
-            try? await connection.close()
-            return result
-        } catch {
-            try? await connection.close()
-            throw error
-        }
-    }
-
-    func execute(_ query: PostgresQuery) async throws {
-        try await withConnection { connection in
-            _ = try await connection.query(query, logger: ClusterTestEnvironment.logger).collect()
-        }
-    }
-
-    func rows<each Column: PostgresDecodable & Sendable>(
-        _ query: PostgresQuery, as type: (repeat each Column).Type
-    ) async throws -> [(repeat each Column)] {
-        try await withConnection { connection in
-            var rows: [(repeat each Column)] = []
-            for try await row in try await connection.query(query, logger: ClusterTestEnvironment.logger).decode(type) {
-                rows.append(row)
-            }
-            return rows
-        }
-    }
-
-    func scalar<Value: PostgresDecodable & Sendable>(_ query: PostgresQuery, as type: Value.Type) async throws -> Value? {
-        try await withConnection { connection in
-            for try await value in try await connection.query(query, logger: ClusterTestEnvironment.logger).decode(type) {
-                return value
-            }
-            return nil
-        }
-    }
-
-    // The cluster's tables, as the tests read them.
-
+// The cluster's tables, as the tests read them (`SQL` is in ClusterTestSupport).
+extension SQL {
     /// (owner node, epoch) of a room in `room_owners`; `nil` when it has no row.
     func owner(of room: String) async throws -> (node: String?, epoch: Int64)? {
         try await rows("SELECT node, epoch FROM room_owners WHERE room = \(room)", as: (String?, Int64).self).first.map {
@@ -296,46 +215,6 @@ func runCommand(
     try? FileManager.default.removeItem(atPath: outPath)
     try? FileManager.default.removeItem(atPath: errPath)
     return CommandResult(status: status, output: output, errors: errors, command: command)
-}
-
-/// Runs a program that may leave a daemon behind (`db.sh start` starts PostgreSQL) to its
-/// end. Foundation's `Process` learns of an exit when a socket it gives the child is
-/// closed, and a daemon inherits that socket; here the child gets no descriptor beyond
-/// 0, 1 and 2, and its exit is polled with `waitpid`.
-func runDetaching(_ executable: String, _ arguments: [String], directory: String, timeout: Duration = .seconds(90)) async throws
-    -> CommandResult
-{
-    let outPath = "\(directory)/spawn-\(UUID().uuidString.prefix(8)).out"
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    // Through bash, which closes every other descriptor it inherited before it execs.
-    let closing = #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec "$0" "$@""#
-    let argv = (["/bin/bash", "-c", closing, executable] + arguments).map { strdup($0) } + [nil]
-    defer { for pointer in argv { free(pointer) } }
-    let environment = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-    defer { for pointer in environment { free(pointer) } }
-    var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, "/bin/bash", &actions, nil, argv, environment)
-    let command = ([executable] + arguments).joined(separator: " ")
-    guard spawned == 0 else { throw TestFailure("cannot start `\(command)`: error \(spawned)") }
-    let deadline = ContinuousClock.now + timeout
-    var status: Int32 = 0
-    while waitpid(pid, &status, WNOHANG) == 0 {
-        if ContinuousClock.now >= deadline {
-            kill(pid, SIGKILL)
-            _ = waitpid(pid, &status, 0)
-            throw TestFailure("`\(command)` did not finish within \(timeout)")
-        }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-    try? FileManager.default.removeItem(atPath: outPath)
-    let exitStatus: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-    return CommandResult(status: exitStatus, output: output, errors: "", command: command)
 }
 
 /// The exit status of a child, once it has exited.
@@ -1047,20 +926,7 @@ struct DeliveryCheck: CustomStringConvertible {
 
     /// "[3-5, 9]" for [3, 4, 5, 9].
     static func ranges(_ numbers: [Int]) -> String {
-        var parts: [String] = []
-        var start: Int?
-        var last: Int?
-        for number in numbers.sorted() {
-            if let l = last, number == l + 1 {
-                last = number
-                continue
-            }
-            if let s = start, let l = last { parts.append(s == l ? "\(s)" : "\(s)-\(l)") }
-            start = number
-            last = number
-        }
-        if let s = start, let l = last { parts.append(s == l ? "\(s)" : "\(s)-\(l)") }
-        return "[" + parts.joined(separator: ", ") + "]"
+        "[" + numberRuns(numbers.sorted()).joined(separator: ", ") + "]"
     }
 
     /// Compares what arrived with `expected` (the numbers that must each arrive once, in order).

@@ -1,3 +1,4 @@
+import ClusterTestSupport
 import Foundation
 import NIOPosix
 import PostgresNIO
@@ -12,8 +13,12 @@ extension ClusterProcessTests {
     /// `--no-parallel`. It runs only when CONCLAVE_TEST_DATABASE_URL names that server.
     @Suite(.timeLimit(.minutes(3)), .enabled(if: ClusterTestEnvironment.embeddedServer, "CONCLAVE_TEST_DATABASE_URL is not the embedded PostgreSQL of deploy/local/db.sh"))
     struct WhilePostgreSQLRestarts {
-        static func db(_ command: String, in cluster: Cluster) async throws -> CommandResult {
-            try await runDetaching(ClusterTestEnvironment.dbScript, [command], directory: cluster.directory)
+        /// `db.sh` may leave a daemon behind (`start` starts PostgreSQL): run as a
+        /// `ChildProcess`, which gives it no descriptor beyond 0, 1 and 2.
+        static func db(_ command: String, in cluster: Cluster) async throws -> ChildProcess.Outcome {
+            try await ChildProcess.run(
+                ClusterTestEnvironment.dbScript, [command], directory: cluster.directory, timeout: .seconds(90),
+                keepConclaveVariables: true)
         }
 
         /// CONCLAVE_TEST_PG_OUTAGES="0,3" (the default) chooses the outages to test.

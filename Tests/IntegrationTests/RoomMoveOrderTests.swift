@@ -1,4 +1,5 @@
 import Cluster
+import ClusterTestSupport
 import Foundation
 import MUC
 import MUCService
@@ -177,18 +178,6 @@ struct RoomMoveOrderTests {
 
     /// `[1, 2, 3, 7, 5]` as "1-3, 7, 5": where an order went wrong.
     static func runs(_ numbers: [Int]) -> String {
-        var parts: [String] = []
-        var start: Int?
-        var last: Int?
-        for number in numbers + [Int.min] {
-            if let l = last, number == l + 1 {
-                last = number
-                continue
-            }
-            if let s = start, let l = last { parts.append(s == l ? "\(s)" : "\(s)-\(l)") }
-            start = number
-            last = number
-        }
-        return parts.joined(separator: ", ")
+        numberRuns(numbers).joined(separator: ", ")
     }
 }

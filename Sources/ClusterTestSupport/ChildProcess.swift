@@ -1,20 +1,20 @@
-import Foundation
+public import Foundation
 import Synchronization
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// A process the harness started (a node, the CLI, conclave-spec, db.sh).
+/// A process a harness started (a node, the CLI, conclave-spec, db.sh).
 ///
 /// Started with `posix_spawn` through bash, which closes every descriptor beyond 0, 1
 /// and 2 before it execs (so a daemon, such as PostgreSQL started by `db.sh start`, holds
 /// none of ours), and reaped by `waitpid` on its own pid only: Foundation's `Process`
 /// learns of an exit through a descriptor a daemon would inherit, and a `waitpid(-1)`
 /// would steal other children's exits.
-final class ChildProcess: Sendable {
-    let pid: pid_t
-    let command: String
+public final class ChildProcess: Sendable {
+    public let pid: pid_t
+    public let command: String
     private let status = Mutex<Int32?>(nil)
 
     private init(pid: pid_t, command: String) {
@@ -24,7 +24,7 @@ final class ChildProcess: Sendable {
 
     /// Starts `executable` in `directory`, its standard output and error in `output`
     /// (appended to, or truncated first), standard input from /dev/null.
-    static func spawn(
+    public static func spawn(
         _ executable: String, _ arguments: [String], output: String, append: Bool = false, directory: String,
         keepConclaveVariables: Bool = false
     ) throws -> ChildProcess {
@@ -48,12 +48,12 @@ final class ChildProcess: Sendable {
         var pid: pid_t = 0
         let command = ([executable] + arguments).joined(separator: " ")
         let spawned = posix_spawn(&pid, "/bin/bash", &actions, nil, argv, environment)
-        guard spawned == 0 else { throw ChaosError("cannot start `\(command)`: error \(spawned)") }
+        guard spawned == 0 else { throw HarnessError("cannot start `\(command)`: error \(spawned)") }
         return ChildProcess(pid: pid, command: command)
     }
 
     /// The exit status (128 + signal when a signal ended it), or `nil` while it runs.
-    var exitStatus: Int32? {
+    public var exitStatus: Int32? {
         status.withLock { known in
             if let known { return known }
             var raw: Int32 = 0
@@ -64,14 +64,14 @@ final class ChildProcess: Sendable {
         }
     }
 
-    var isRunning: Bool { exitStatus == nil }
+    public var isRunning: Bool { exitStatus == nil }
 
-    func signal(_ number: Int32) {
+    public func signal(_ number: Int32) {
         if isRunning { _ = kill(pid, number) }
     }
 
     /// The exit status, or `nil` if it still runs after `timeout`.
-    func wait(timeout: Duration) async -> Int32? {
+    public func wait(timeout: Duration) async -> Int32? {
         let deadline = ContinuousClock.now + timeout
         while true {
             if let status = exitStatus { return status }
@@ -81,32 +81,34 @@ final class ChildProcess: Sendable {
     }
 }
 
-/// The outcome of a command run to its end.
-struct CommandResult: Sendable, CustomStringConvertible {
-    var command: String
-    var status: Int32
-    var output: String
+extension ChildProcess {
+    /// The outcome of a command run to its end.
+    public struct Outcome: Sendable, CustomStringConvertible {
+        public var command: String
+        public var status: Int32
+        public var output: String
 
-    var description: String { "`\(command)` exited \(status):\n\(output)" }
-}
+        public var description: String { "`\(command)` exited \(status):\n\(output)" }
+    }
 
-/// Runs a command to its end (at most `timeout`; then it is killed and this throws).
-/// Its output is kept in `outputFile` when given, else in a file that is removed after.
-func runCommand(
-    _ executable: String, _ arguments: [String], directory: String, timeout: Duration = .seconds(120),
-    outputFile: String? = nil, keepConclaveVariables: Bool = false
-) async throws -> CommandResult {
-    let path = outputFile ?? "\(directory)/.cmd-\(UInt32.random(in: 0...UInt32.max)).out"
-    let child = try ChildProcess.spawn(
-        executable, arguments, output: path, directory: directory, keepConclaveVariables: keepConclaveVariables)
-    guard let status = await child.wait(timeout: timeout) else {
-        child.signal(SIGKILL)
-        _ = await child.wait(timeout: .seconds(5))
+    /// Runs a command to its end (at most `timeout`; then it is killed and this throws).
+    /// Its output is kept in `outputFile` when given, else in a file that is removed after.
+    public static func run(
+        _ executable: String, _ arguments: [String], directory: String, timeout: Duration = .seconds(120),
+        outputFile: String? = nil, keepConclaveVariables: Bool = false
+    ) async throws -> Outcome {
+        let path = outputFile ?? "\(directory)/.cmd-\(UInt32.random(in: 0...UInt32.max)).out"
+        let child = try spawn(
+            executable, arguments, output: path, directory: directory, keepConclaveVariables: keepConclaveVariables)
+        guard let status = await child.wait(timeout: timeout) else {
+            child.signal(SIGKILL)
+            _ = await child.wait(timeout: .seconds(5))
+            let output = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            if outputFile == nil { try? FileManager.default.removeItem(atPath: path) }
+            throw HarnessError("`\(child.command)` did not finish within \(timeout); its output:\n\(output)")
+        }
         let output = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         if outputFile == nil { try? FileManager.default.removeItem(atPath: path) }
-        throw ChaosError("`\(child.command)` did not finish within \(timeout); its output:\n\(output)")
+        return Outcome(command: child.command, status: status, output: output)
     }
-    let output = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-    if outputFile == nil { try? FileManager.default.removeItem(atPath: path) }
-    return CommandResult(command: child.command, status: status, output: output)
 }
