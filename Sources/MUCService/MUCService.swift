@@ -558,7 +558,16 @@ public final class MUCService: Sendable {
         while true {
             guard placement.owner(of: box.jid) == me else { return retire(box) }  // not ours after all
             guard placement.canServe else {
-                return retire(box, refusing: StanzaError(.serviceUnavailable, text: "this node lost its place in the cluster; try again"))
+                if placement.isRejoining {
+                    return retire(box, refusing: StanzaError(.serviceUnavailable, text: "this node lost its place in the cluster; try again"))
+                }
+                // The lease is not confirmed yet (the database restarting, say): wait for
+                // it, as input to an active room does — at most `inputTimeout`.
+                note("this node's lease is not confirmed (the database may be unreachable)")
+                if ContinuousClock.now - started > inputTimeout, box.state.withLock({ $0.pending.isEmpty }) { return retire(box) }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .milliseconds(250))
+                continue
             }
             // Nothing waits for the room any more (what did was refused after
             // `inputTimeout`): stop trying; the next input starts again.

@@ -206,7 +206,10 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
 
     var ring: HashRing { state.withLock { $0.ring } }
     var incarnation: Int64 { state.withLock { $0.incarnation } }
-    var isRejoining: Bool { state.withLock { $0.rejoining } }
+    /// Read for every stanza from a local session to a room: an atomic copy of
+    /// `State.rejoining` rather than the state's lock.
+    var isRejoining: Bool { rejoiningNow.load(ordering: .relaxed) }
+    private let rejoiningNow = Atomic<Bool>(false)
 
     // MARK: - RoomOutput
 
@@ -364,9 +367,11 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                 return state.leaving
             }
             if leaving { return }
+            rejoiningNow.store(true, ordering: .relaxed)
             Task {
                 await leaseLost()
                 state.withLock { $0.rejoining = false }
+                rejoiningNow.store(false, ordering: .relaxed)
             }
         case .failure(let error):
             logger.warning("heartbeat failed", metadata: ["error": "\(error)"])

@@ -95,6 +95,42 @@ struct RoomInputTimeoutTests {
         await writer.value
     }
 
+    /// A room activated while the lease is unconfirmed (the database restarting) waits
+    /// for it instead of refusing at once: the join is answered once the lease is back.
+    @Test func aRoomActivatedWhileTheLeaseIsUnconfirmedWaitsForIt() async throws {
+        let client = try await TestDatabase.shared.connected()
+        let logger = TestEnvironment.logger
+        let node = "bound-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let database = ClusterDatabase(client: client, logger: logger)
+        _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
+        _ = try await database.setState(name: node, "draining")
+        let placement = Placement(nodeName: node)
+        placement.serving.withLock { $0 = false }
+        let output = Output()
+        let muc = MUCService(
+            domain: try JID("conference.localhost"), store: PostgresRoomStore(client: client, logger: logger),
+            environment: RoomEnvironment(
+                now: { Date().timeIntervalSince1970 }, makeID: { UUID().uuidString }, occupantID: { _, real in real.description }
+            ),
+            placement: placement, output: output, inputTimeout: .seconds(5), logger: logger
+        )
+        let writer = Task { await muc.runWriter() }
+        let romeo = try JID("romeo@localhost/desk")
+        let room = try JID("\(node)@conference.localhost")
+        var join = XMLElement("presence", namespace: Namespace.client, ["from": romeo.description, "to": "\(room)/Romeo"])
+        join.append(XMLElement("x", namespace: Namespace.muc))
+        muc.handle(RoomInput(stanza: join, real: romeo, home: node))
+        muc.expireWaitingInput(now: .now + .seconds(4))
+        #expect(output.sent.withLock { $0.isEmpty })
+        placement.serving.withLock { $0 = true }
+        try await eventually("Romeo in the room") {
+            output.sent.withLock { $0.contains { $0.name == "presence" && $0.type == nil } } ? true : nil
+        }
+        #expect(output.errors.isEmpty, "\(output.errors)")
+        muc.finishWrites()
+        await writer.value
+    }
+
     /// Polls `condition` (every 5 ms, for at most 10 s) until it holds.
     func eventually(_ what: String, _ condition: () -> Bool?) async throws {
         let deadline = ContinuousClock.now + .seconds(10)
