@@ -154,7 +154,9 @@ extension Chaos {
         try audit()
         for (offset, client) in clients.enumerated() {
             var rng = SeededRandom.step(step &* 64 &+ offset, of: settings.seed ^ 0x5EED)
+            trace("recover: \(client.label) reconnects if needed")
             try await reconnect(client, rng: &rng)
+            trace("recover: \(client.label) rejoins \(client.wants.count) room(s)")
             try await joinWanted(client)
         }
         try audit()

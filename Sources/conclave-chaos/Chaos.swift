@@ -173,7 +173,9 @@ final class Chaos {
                 step = number
                 let stepStart = ContinuousClock.now
                 let before = checks
+                let watchdog = stepWatchdog(number)
                 try await runStep(number)
+                watchdog.cancel()
                 report(duration: ContinuousClock.now - stepStart, checks: checks - before)
             }
             try await finish()
@@ -224,6 +226,25 @@ final class Chaos {
             "chaos: \(sent.count) messages sent (\(sent.filter(\.echoed).count) accepted, \(refusedMessages) refused), \(membershipCount) joins (\(transientRefusals) transient refusals retried), \(sessions) client sessions, \(seedRuns) seed runs, \(removals) removals by affiliation or configuration, highest epoch \(epochs.maxEpoch)"
         )
     }
+
+    /// Every wait of a step has its own bound; a step that still does not end (an await
+    /// that never returns) must not hang the run: after `stepLimit` the harness reports it,
+    /// kills the nodes and exits 1. The last lines of harness.log say what it waited for.
+    func stepWatchdog(_ number: Int) -> Task<Void, Never> {
+        let (nodes, seed, directory) = (self.nodes, settings.seed, runDirectory)
+        let limit = Self.stepLimit
+        return Task.detached {
+            guard (try? await Task.sleep(for: limit)) != nil else { return }
+            let line = "chaos: FAILED at step \(number): the step did not finish within \(Int(limit.seconds)) s "
+                + "(the harness awaits something that never comes; the end of \(directory)/harness.log says what); "
+                + "replay with --seed \(seed) --steps \(number)\n"
+            FileHandle.standardOutput.write(Data(line.utf8))
+            await nodes.killAll()
+            exit(1)
+        }
+    }
+
+    static let stepLimit: Duration = .seconds(300)
 
     /// The first failure: what failed, how to replay it, and the end of every node's log.
     func fail(_ error: any Error) async {
