@@ -225,9 +225,13 @@ extension Chaos {
         guard let node = nodes.node(name) else { return }
         affected.insert(name)
         let offset = node.logSize
-        trace("SIGSTOP \(name)")
+        // During the first 10 s after PostgreSQL started, every lease that ran out since
+        // counts as alive (the restart grace): a pause then must outlast the grace too.
+        let grace = Duration.milliseconds(Int64(((try? await sql.restartGraceLeft()) ?? 0) * 1000))
+        let pause = grace + lease + .milliseconds(1500)
+        trace("SIGSTOP \(name) for \(pause.text)")
         nodes.pause(name)
-        try await Task.sleep(for: lease + .milliseconds(1500))  // the pause itself
+        try await Task.sleep(for: pause)  // the pause itself
         trace("SIGCONT \(name)")
         nodes.resume(name)
         guard
@@ -236,7 +240,7 @@ extension Chaos {
         else {
             throw CheckFailure(
                 "a paused node rejoins",
-                "\(name) was paused \((lease + .milliseconds(1500)).text) (lease \(lease.text)) and did not log 'lease lost' within \(bound.text) of SIGCONT"
+                "\(name) was paused \(pause.text) (lease \(lease.text)) and did not log 'lease lost' within \(bound.text) of SIGCONT"
             )
         }
         passed()
