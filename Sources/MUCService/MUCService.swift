@@ -128,6 +128,9 @@ public final class MUCService: Sendable {
         public var inputsTimedOut = 0
         /// Owner rows this node's incarnation held for rooms it did not serve, released.
         public var unservedReleased = 0
+        /// Messages that reached their room a second time (sent again after the room
+        /// moved or its owner died, though handled before): dropped.
+        public var duplicatesDropped = 0
     }
 
     enum Phase { case activating, active, leaving, gone }
@@ -773,6 +776,17 @@ public final class MUCService: Sendable {
         }
     }
 
+    /// A groupchat message whose sender's occupant already has a message with the same
+    /// id in the room's history (kept in memory, loaded from the store on activation):
+    /// input that reached the room twice, across a move or an owner's death. Input that
+    /// travelled once (`hops` below 2) is never looked up.
+    static func alreadyHandled(_ stanza: XMLElement, from real: JID, in room: Room) -> Bool {
+        guard stanza.stanzaKind == .message, stanza.type == "groupchat", let id = stanza.id, !id.isEmpty,
+            let nick = room.occupant(real: real)?.nick
+        else { return false }
+        return room.history.contains { $0.senderNick == nick && $0.message.id == id }
+    }
+
     static func isJoin(_ stanza: XMLElement) -> Bool {
         guard stanza.stanzaKind == .presence, stanza.type == nil, let to = try? stanza.toJID(), to.resourcepart != nil else {
             return false
@@ -833,6 +847,13 @@ public final class MUCService: Sendable {
                     ended = true
                     return
                 }
+            }
+            if input.hops >= 2, Self.alreadyHandled(stanza, from: input.real, in: room) {
+                // Routed again after its room moved or its owner died (a frame not yet
+                // acknowledged is sent again), but handled before: once is enough.
+                counterState.withLock { $0.duplicatesDropped += 1 }
+                logger.info("a message handled before its room moved came again; dropped", metadata: ["room": "\(box.jid)"])
+                return
             }
             let isNew = slot.creating
             slot.creating = false

@@ -292,6 +292,11 @@ public final class ConclaveNode: Service {
             "Room ownerships this node held without serving the room, released.", Double(counters.unservedReleased)
         )
         text.add(
+            "conclave_room_duplicates_dropped_total", "counter",
+            "Messages that reached their room again after it moved or its owner died, though handled before: dropped.",
+            Double(counters.duplicatesDropped)
+        )
+        text.add(
             "conclave_rejected_room_writes_total", "counter",
             "Room changes the database refused for good (dropped, the room re-read from the database).",
             Double(counters.rejectedWrites)
