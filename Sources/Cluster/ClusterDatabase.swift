@@ -209,14 +209,17 @@ public struct ClusterError: Error, CustomStringConvertible, Sendable {
 }
 
 extension ClusterDatabase {
-    /// Rooms whose recorded owner is no longer alive (or is an earlier incarnation).
+    /// Rooms whose recorded owner is no longer alive (or is an earlier incarnation), and
+    /// temporary rooms nobody holds: released by a node that stopped while its ring's
+    /// next owner was already dead, they would keep their gone occupants until someone
+    /// joined. Activated, they lose those occupants and, empty, end.
     public func roomsOwnedByUnreachableNodes() async throws -> [String] {
         var rooms: [String] = []
         for try await room in try await client.query(
             """
-            SELECT o.room FROM room_owners o
-            WHERE o.node IS NOT NULL AND EXISTS (SELECT 1 FROM rooms r WHERE r.jid = o.room)
-                AND NOT conclave_owner_live(o.node, o.incarnation)
+            SELECT o.room FROM room_owners o JOIN rooms r ON r.jid = o.room
+            WHERE (o.node IS NOT NULL AND NOT conclave_owner_live(o.node, o.incarnation))
+                OR (o.node IS NULL AND NOT r.persistent)
             """,
             logger: logger
         ).decode(String.self) {
