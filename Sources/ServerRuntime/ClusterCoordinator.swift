@@ -217,7 +217,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         if node == nodeName {
             router.withLock { $0 }?.deliverLocal(stanza, to: recipients)
         } else if let node {
-            links.send(.deliver(stanza, recipients: recipients), to: node)
+            sendOrWait(.deliver(stanza, recipients: recipients), to: node)
         } else {
             let router = router.withLock { $0 }
             for recipient in recipients {
@@ -225,6 +225,36 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                 copy[attribute: "to"] = recipient.description
                 router?.deliver(copy)
             }
+        }
+    }
+
+    /// Room output for a node this node has no link to: a node that joined a moment ago,
+    /// whose sessions' input reached a room here before this node read the membership
+    /// that names it. Kept, in order, until the next membership read, then sent (or
+    /// dropped if the node is still unknown). Before, it was dropped at once, and a join
+    /// through a node that had just started could go unanswered.
+    private let unlinked = Mutex<[(node: String, frame: LinkFrame)]>([])
+
+    private func sendOrWait(_ frame: LinkFrame, to node: String) {
+        // Behind what already waits for that node: order holds.
+        let behind = unlinked.withLock { waiting -> Bool in
+            guard waiting.contains(where: { $0.node == node }) else { return false }
+            waiting.append((node, frame))
+            return true
+        }
+        if behind || links.enqueue(frame, to: node) { return }
+        let first = unlinked.withLock { waiting -> Bool in
+            waiting.append((node, frame))
+            return waiting.count == 1
+        }
+        guard first else { return }
+        Task {
+            try? await refreshMembership()
+            let waiting = unlinked.withLock { waiting in
+                defer { waiting = [] }
+                return waiting
+            }
+            for (node, frame) in waiting { links.send(frame, to: node) }
         }
     }
 
