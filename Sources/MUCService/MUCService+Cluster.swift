@@ -31,17 +31,36 @@ extension MUCService {
     private func reread(_ room: JID, rejected: Bool) async {
         guard let box = rooms.withLock({ $0[room] }) else { return }
         let fence = box.state.withLock { $0.fence }
-        await flushWrites(room)
-        let stored: StoredRoom?
-        do {
-            stored = try await store.loadRoom(room)
-        } catch {
-            logger.error("reading a changed room failed", metadata: ["room": "\(room)", "error": "\(error)"])
-            return
+        // A configuration or affiliation change the room makes while this reads is in
+        // its memory but maybe not yet in what was read: applying that older read would
+        // undo it. Read again until nothing was queued meanwhile (checked under the
+        // room's lock, where changes are queued).
+        for attempt in 1...20 {
+            let queued = box.queuedSettings.load(ordering: .relaxed)
+            await flushWrites(room)
+            let stored: StoredRoom?
+            do {
+                stored = try await store.loadRoom(room)
+            } catch {
+                logger.error("reading a changed room failed", metadata: ["room": "\(room)", "error": "\(error)"])
+                return
+            }
+            let (current, ended) = box.state.withLock { slot -> (Bool, Bool) in
+                guard rejected || box.queuedSettings.load(ordering: .relaxed) == queued || attempt == 20 else {
+                    return (false, false)
+                }
+                return (true, apply(stored, to: &slot, box: box, fence: fence, rejected: rejected))
+            }
+            if ended { end(box) }
+            if current { break }
         }
-        var ended = false
-        box.state.withLock { slot in
-            guard slot.phase == .active, var current = slot.room, slot.fence == fence else { return }
+    }
+
+    /// Applies what the store holds (`stored`; `nil`: the room is gone) to the room;
+    /// `true` when the room ended (the caller ends it, outside the room's lock).
+    private func apply(_ stored: StoredRoom?, to slot: inout Slot, box: RoomBox, fence: RoomFence?, rejected: Bool) -> Bool {
+        do {
+            guard slot.phase == .active, var current = slot.room, slot.fence == fence else { return false }
             var effects: RoomEffects
             if let stored {
                 let fresh = Self.room(from: stored, logger: logger)
@@ -70,10 +89,10 @@ extension MUCService {
             apply(effects, slot: &slot, box: box, request: nil, occupantsChanged: true)
             if effects.roomEnded {
                 slot.phase = .gone
-                ended = true
+                return true
             }
+            return false
         }
-        if ended { end(box) }
     }
 
     // MARK: - Membership changes

@@ -176,6 +176,9 @@ public final class MUCService: Sendable {
     final class RoomBox: Sendable {
         let jid: JID
         let state = Mutex(Slot())
+        /// Configuration and affiliation changes queued for the store so far: a re-read
+        /// of the room is current only if none was queued while it read.
+        let queuedSettings = Atomic<Int>(0)
         init(_ jid: JID) { self.jid = jid }
     }
 
@@ -983,6 +986,10 @@ public final class MUCService: Sendable {
 
     private func enqueue(_ change: StoredRoomChange, slot: Slot, box: RoomBox) {
         guard let fence = slot.fence else { return }
+        switch change {
+        case .configuration, .affiliation: box.queuedSettings.add(1, ordering: .relaxed)
+        default: break
+        }
         writes.push(.change(fence, change), for: box.jid)
     }
 
