@@ -50,6 +50,10 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         var bounce: (@Sendable (XMLElement) -> Void)?
     }
 
+    /// Groupchat messages other nodes' rooms delivered here, to be told apart when their
+    /// input is routed again (see `DeliveredMessages`).
+    let delivered = DeliveredMessages()
+
     /// Renews the lease apart from everything else.
     private let renewer: LeaseRenewer
 
@@ -66,6 +70,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         let muc = self.muc
         let router = self.router
         let me = self.me
+        let delivered = self.delivered
         (remoteItems, remote) = AsyncStream.makeStream(of: RemoteItem.self)
         links = NodeLinks(
             name: nodeName, incarnation: 0, secret: secret, tls: linkTLS, options: linkOptions, group: group,
@@ -79,6 +84,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                 case .room(let stanza, let real, let home, let hops):
                     muc.withLock { $0 }?.handle(RoomInput(stanza: stanza, real: real, home: home, hops: hops))
                 case .deliver(let stanza, let recipients):
+                    delivered.note(stanza, to: recipients)
                     router.withLock { $0 }?.deliverLocal(stanza, to: recipients)
                 case .user(let stanza):
                     router.withLock { $0 }?.deliverFromRemote(stanza)
@@ -90,6 +96,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                     break  // the peer is gone: the barrier's timeout covers it
                 case .room(let stanza, let real, let home, let hops):
                     // Its node went away: route it again (the ring has changed).
+                    guard !delivered.reached(stanza, sender: real) else { return }
                     muc.withLock { $0 }?.handle(RoomInput(stanza: stanza, real: real, home: home, hops: hops + 1))
                 case .deliver:
                     break  // the recipients' node is gone, and so are they
@@ -479,6 +486,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             var inputs: [RoomInput] = []
             for frame in links.replace(peers: peers) {
                 if case .room(let stanza, let real, let home, let hops) = frame {
+                    if delivered.reached(stanza, sender: real) { continue }
                     inputs.append(RoomInput(stanza: stanza, real: real, home: home, hops: hops + 1))
                 } else {
                     others.append(frame)
@@ -570,4 +578,58 @@ protocol RemoteRouting: Sendable {
     func route(_ stanza: XMLElement, to: JID, bounce: (@Sendable (XMLElement) -> Void)?)
     func sessionBound(_ jid: JID) async
     func sessionEnded(_ jid: JID) async
+}
+
+/// The groupchat messages (room, id, recipient) rooms on other nodes delivered to this
+/// node's sessions lately. A room's owner that handled a sender's message, and sent it
+/// back, but died or paused before acknowledging the input frame, gets the frame again
+/// from here after the failover — to the next owner, which would broadcast it a second
+/// time. The sender's own copy arrived here already: such input is dropped instead.
+/// Bounded (the newest 8,192 copies); consulted only when input is routed again.
+final class DeliveredMessages: Sendable {
+    private struct Key: Hashable {
+        var room: String
+        var id: String
+        var recipient: String
+    }
+    private struct State {
+        var keys: Set<Key> = []
+        var order: [Key] = []
+        var next = 0
+    }
+    private static let capacity = 8192
+    private let state = Mutex(State())
+    /// Input routed again that was dropped for this reason (a metric).
+    let dropped = Atomic<Int>(0)
+
+    func note(_ stanza: XMLElement, to recipients: [JID]) {
+        guard stanza.name == "message", stanza.type == "groupchat", let id = stanza.id, !id.isEmpty,
+            let from = stanza[attribute: "from"]
+        else { return }
+        guard let room = (try? JID(from))?.bare.description else { return }
+        state.withLock { state in
+            for recipient in recipients {
+                let key = Key(room: room, id: id, recipient: recipient.description)
+                guard state.keys.insert(key).inserted else { continue }
+                if state.order.count < Self.capacity {
+                    state.order.append(key)
+                } else {
+                    state.keys.remove(state.order[state.next])
+                    state.order[state.next] = key
+                    state.next = (state.next + 1) % Self.capacity
+                }
+            }
+        }
+    }
+
+    /// The room sent `stanza` (input from `sender`) back to its sender already.
+    func reached(_ stanza: XMLElement, sender: JID) -> Bool {
+        guard stanza.name == "message", stanza.type == "groupchat", let id = stanza.id, !id.isEmpty,
+            let to = stanza[attribute: "to"]
+        else { return false }
+        guard let room = (try? JID(to))?.bare.description else { return false }
+        let seen = state.withLock { $0.keys.contains(Key(room: room, id: id, recipient: sender.description)) }
+        if seen { dropped.add(1, ordering: .relaxed) }
+        return seen
+    }
 }

@@ -294,7 +294,7 @@ public final class ConclaveNode: Service {
         text.add(
             "conclave_room_duplicates_dropped_total", "counter",
             "Messages that reached their room again after it moved or its owner died, though handled before: dropped.",
-            Double(counters.duplicatesDropped)
+            Double(counters.duplicatesDropped + coordinator.delivered.dropped.load(ordering: .relaxed))
         )
         text.add(
             "conclave_rejected_room_writes_total", "counter",
