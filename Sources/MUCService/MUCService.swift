@@ -428,7 +428,8 @@ public final class MUCService: Sendable {
 
     /// Takes a room that stopped here out of `rooms`, and routes what waited in it, in
     /// order, ahead of later input (or refuses it all with `error`).
-    func retire(_ box: RoomBox, refusing error: StanzaError? = nil) {
+    /// `from`: the first input routed again instead of refused, with all after it.
+    func retire(_ box: RoomBox, refusing error: StanzaError? = nil, routingFrom first: (RoomInput) -> Bool = { _ in false }) {
         var refused: [RoomInput] = []
         routeWaiting { rooms in
             if rooms[box.jid] === box { rooms[box.jid] = nil }
@@ -438,8 +439,9 @@ public final class MUCService: Sendable {
                 return slot.pending
             }
             guard error == nil else {
-                refused = waiting
-                return []
+                let split = waiting.firstIndex(where: first) ?? waiting.endIndex
+                refused = Array(waiting[..<split])
+                return Array(waiting[split...])
             }
             return waiting
         }
@@ -591,8 +593,9 @@ public final class MUCService: Sendable {
                 let pending = box.state.withLock { $0.pending }
                 let wantsCreation = pending.contains { Self.isJoin($0.stanza) }
                 if try await store.loadRoom(box.jid) == nil && !wantsCreation {
-                    // No such room, and nothing here creates it.
-                    return retire(box, refusing: StanzaError(.itemNotFound, text: "no such room"))
+                    // No such room, and nothing here creates it — but a join that arrived
+                    // meanwhile does: it is routed again (and activates the room anew).
+                    return retire(box, refusing: StanzaError(.itemNotFound, text: "no such room"), routingFrom: { Self.isJoin($0.stanza) })
                 }
                 guard let epoch = try await store.claim(box.jid, node: me, incarnation: placement.incarnation) else {
                     // Another live incarnation holds it: a hand-over in progress, normally.
