@@ -28,10 +28,10 @@ integration=${PIPESTATUS[0]}
 swift test --skip-build --filter ClusterProcessTests --no-parallel 2>&1 | tee -a .conclave/test.log
 processes=${PIPESTATUS[0]}
 [ "$status" = 0 ] && status=$processes
-# The churn harness, short form (`make chaos` runs it for 30 minutes): 20 random steps
+# The churn harness, short form (`make chaos` runs it for 30 minutes): 10 random steps
 # over the database conclave_chaos, which earlier runs (of this and of `make chaos`) left
-# behind. It prints its seed; `conclave-chaos --seed N --steps 20` replays a failure.
-.build/debug/conclave-chaos --steps "${CONCLAVE_CHAOS_STEPS:-20}" 2>&1 | tee -a .conclave/test.log
+# behind. It prints its seed; `conclave-chaos --seed N --steps 10` replays a failure.
+.build/debug/conclave-chaos --steps "${CONCLAVE_CHAOS_STEPS:-10}" 2>&1 | tee -a .conclave/test.log
 chaos=${PIPESTATUS[0]}
 [ "$status" = 0 ] && status=$chaos
 exit "$status"
