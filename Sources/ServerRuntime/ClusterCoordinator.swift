@@ -96,7 +96,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                     break  // the peer is gone: the barrier's timeout covers it
                 case .room(let stanza, let real, let home, let hops):
                     // Its node went away: route it again (the ring has changed).
-                    guard !delivered.reached(stanza, sender: real) else { return }
+                    guard !delivered.reached(stanza, sender: real) else {
+                        return logger.info("input the room had answered came back from a gone node; dropped", metadata: ["jid": "\(real)"])
+                    }
                     muc.withLock { $0 }?.handle(RoomInput(stanza: stanza, real: real, home: home, hops: hops + 1))
                 case .deliver:
                     break  // the recipients' node is gone, and so are they
@@ -486,7 +488,10 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             var inputs: [RoomInput] = []
             for frame in links.replace(peers: peers) {
                 if case .room(let stanza, let real, let home, let hops) = frame {
-                    if delivered.reached(stanza, sender: real) { continue }
+                    if delivered.reached(stanza, sender: real) {
+                        logger.info("input the room had answered came back from a gone node; dropped", metadata: ["jid": "\(real)"])
+                        continue
+                    }
                     inputs.append(RoomInput(stanza: stanza, real: real, home: home, hops: hops + 1))
                 } else {
                     others.append(frame)
