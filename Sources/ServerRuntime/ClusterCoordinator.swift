@@ -245,25 +245,23 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     private let unlinked = Mutex<[(node: String, frame: LinkFrame)]>([])
 
     private func sendOrWait(_ frame: LinkFrame, to node: String) {
-        // Behind what already waits for that node: order holds.
-        let behind = unlinked.withLock { waiting -> Bool in
-            guard waiting.contains(where: { $0.node == node }) else { return false }
-            waiting.append((node, frame))
-            return true
-        }
-        if behind || links.enqueue(frame, to: node) { return }
+        // Queued for the link, or behind what already waits for that node, under one lock
+        // with the flush below: a frame never overtakes one that waits.
         let first = unlinked.withLock { waiting -> Bool in
+            if !waiting.contains(where: { $0.node == node }), links.enqueue(frame, to: node) { return false }
             waiting.append((node, frame))
             return waiting.count == 1
         }
         guard first else { return }
         Task {
             try? await refreshMembership()
-            let waiting = unlinked.withLock { waiting in
+            let dropped = unlinked.withLock { waiting -> Int in
                 defer { waiting = [] }
-                return waiting
+                return waiting.filter { !links.enqueue($0.frame, to: $0.node) }.count
             }
-            for (node, frame) in waiting { links.send(frame, to: node) }
+            if dropped > 0 {
+                logger.warning("room output for a node that is not a member was dropped", metadata: ["frames": "\(dropped)"])
+            }
         }
     }
 
