@@ -14,22 +14,7 @@ import XMPPCore
 @Suite(.enabled(if: TestEnvironment.hasDatabase), .serialized, .timeLimit(.minutes(1)))
 struct RoomDuplicateInputTests {
     @Test func aMessageRoutedAgainAfterAMoveIsNotBroadcastTwice() async throws {
-        let client = try await TestDatabase.shared.connected()
-        let logger = TestEnvironment.logger
-        let node = "dup-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        let database = ClusterDatabase(client: client, logger: logger)
-        _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
-        _ = try await database.setState(name: node, "draining")
-        let placement = RoomInputTimeoutTests.Placement(nodeName: node)
-        let output = RoomInputTimeoutTests.Output()
-        let muc = MUCService(
-            domain: try JID("conference.localhost"), store: PostgresRoomStore(client: client, logger: logger),
-            environment: RoomEnvironment(
-                now: { Date().timeIntervalSince1970 }, makeID: { UUID().uuidString }, occupantID: { _, real in real.description }
-            ),
-            placement: placement, output: output, logger: logger
-        )
-        let writer = Task { await muc.runWriter() }
+        let (node, muc, _, output, writer) = try await RoomInputTimeoutTests.service(prefix: "dup-")
         let romeo = try JID("romeo@localhost/desk")
         let room = try JID("\(node)@conference.localhost")
         var join = XMLElement("presence", namespace: Namespace.client, ["from": romeo.description, "to": "\(room)/Romeo"])

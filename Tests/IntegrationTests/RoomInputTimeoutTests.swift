@@ -35,10 +35,14 @@ struct RoomInputTimeoutTests {
         var errors: [XMLElement] { sent.withLock { $0.filter { $0.type == "error" } } }
     }
 
-    @Test func inputHeldWhileTheLeaseIsUnconfirmedIsRefusedAfterTheBound() async throws {
+    /// A `MUCService` of a node registered in PostgreSQL (draining, so the other tests'
+    /// nodes never send it rooms), with the test's placement and output, its writer running.
+    static func service(prefix: String = "bound-") async throws
+        -> (node: String, muc: MUCService, placement: Placement, output: Output, writer: Task<Void, Never>)
+    {
         let client = try await TestDatabase.shared.connected()
         let logger = TestEnvironment.logger
-        let node = "bound-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let node = prefix + String(UInt64.random(in: 0...UInt64.max), radix: 36)
         let database = ClusterDatabase(client: client, logger: logger)
         _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
         _ = try await database.setState(name: node, "draining")
@@ -51,7 +55,11 @@ struct RoomInputTimeoutTests {
             ),
             placement: placement, output: output, inputTimeout: .seconds(5), logger: logger
         )
-        let writer = Task { await muc.runWriter() }
+        return (node, muc, placement, output, Task { await muc.runWriter() })
+    }
+
+    @Test func inputHeldWhileTheLeaseIsUnconfirmedIsRefusedAfterTheBound() async throws {
+        let (node, muc, placement, output, writer) = try await Self.service()
         let romeo = try JID("romeo@localhost/desk")
         let room = try JID("\(node)@conference.localhost")
         var join = XMLElement("presence", namespace: Namespace.client, ["from": romeo.description, "to": "\(room)/Romeo"])
@@ -98,23 +106,8 @@ struct RoomInputTimeoutTests {
     /// A room activated while the lease is unconfirmed (the database restarting) waits
     /// for it instead of refusing at once: the join is answered once the lease is back.
     @Test func aRoomActivatedWhileTheLeaseIsUnconfirmedWaitsForIt() async throws {
-        let client = try await TestDatabase.shared.connected()
-        let logger = TestEnvironment.logger
-        let node = "bound-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        let database = ClusterDatabase(client: client, logger: logger)
-        _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
-        _ = try await database.setState(name: node, "draining")
-        let placement = Placement(nodeName: node)
+        let (node, muc, placement, output, writer) = try await Self.service()
         placement.serving.withLock { $0 = false }
-        let output = Output()
-        let muc = MUCService(
-            domain: try JID("conference.localhost"), store: PostgresRoomStore(client: client, logger: logger),
-            environment: RoomEnvironment(
-                now: { Date().timeIntervalSince1970 }, makeID: { UUID().uuidString }, occupantID: { _, real in real.description }
-            ),
-            placement: placement, output: output, inputTimeout: .seconds(5), logger: logger
-        )
-        let writer = Task { await muc.runWriter() }
         let romeo = try JID("romeo@localhost/desk")
         let room = try JID("\(node)@conference.localhost")
         var join = XMLElement("presence", namespace: Namespace.client, ["from": romeo.description, "to": "\(room)/Romeo"])
