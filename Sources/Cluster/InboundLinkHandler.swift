@@ -30,8 +30,16 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     private var peer: String?
     private var peerName = ""
     private var peerIncarnation: Int64 = 0
+    /// The incarnation of this node the peer addressed: once this node runs as another
+    /// one (it rejoined), the connection carries nothing more.
+    private var addressed: Int64 = 0
     private var handled: UInt64 = 0
     private var acked: UInt64 = 0
+    /// Room input handed on and not yet handled, in arrival order, and which of those
+    /// are done: frames are acknowledged up to the first one still in the room's hands.
+    private var inRoom: [UInt64] = []
+    private var inRoomHead = 0
+    private var doneInRoom: Set<UInt64> = []
 
     init(links: NodeLinks, tls: LinkTLS?) {
         self.links = links
@@ -128,7 +136,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
                     refuse("a frame before authentication", context: context)
                     return
                 }
-                receive(element)
+                receive(element, context: context)
             case .streamClose:
                 close(context)
             }
@@ -170,6 +178,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         peer = key
         peerName = node
         peerIncarnation = incarnation
+        addressed = mine
         leavePending()
         let last = links.received.withLock { received -> UInt64 in
             if let entry = received[key], entry.incarnation == incarnation { return entry.seq }
@@ -182,8 +191,25 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: ok)), promise: nil)
     }
 
-    private func receive(_ element: XMLElement) {
+    private func receive(_ element: XMLElement, context: ChannelHandlerContext) {
         guard let peer else { return }
+        guard addressed == links.incarnation.withLock({ $0 }) else {
+            // This node rejoined as a new run: the peer routes what it sent again once it
+            // sees the new run, so nothing of it may be taken (or acknowledged) here.
+            close(context)
+            return
+        }
+        guard !links.hasDeparted(peerName, incarnation: peerIncarnation) else {
+            // Declared gone while it was paused: its rooms and sessions have moved on, and
+            // what it still sends would arrive late or twice.
+            links.record(.departedPeerFrameDropped)
+            links.logger.warning(
+                "node link: a run of the peer declared gone still sends; dropped, link closed",
+                metadata: ["peer": "\(peerName)", "incarnation": "\(peerIncarnation)"]
+            )
+            close(context)
+            return
+        }
         let parsed = LinkFrame.parse(element)
         if parsed == nil {
             links.record(.unknownFrameSkipped)
@@ -199,7 +225,47 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             return true
         }
         handled = max(handled, seq)
-        if isNew, let frame = parsed?.frame { links.handler(frame, peerName) }
+        guard isNew, let frame = parsed?.frame else { return }
+        guard case .room = frame else {
+            links.handler(frame, peerName, LinkReceipt(released: {}))
+            return
+        }
+        inRoom.append(seq)
+        let loop = context.eventLoop
+        let me = NIOLoopBound(self, eventLoop: loop)
+        let context = NIOLoopBound(context, eventLoop: loop)
+        links.handler(
+            frame, peerName,
+            LinkReceipt(released: {
+                loop.execute { me.value.roomHandled(seq, context: context.value) }
+            })
+        )
+    }
+
+    /// The frames that may be acknowledged: all handled ones before the first room input
+    /// still in a room's hands.
+    private var acknowledgeable: UInt64 { inRoomHead < inRoom.count ? inRoom[inRoomHead] - 1 : handled }
+
+    private func roomHandled(_ seq: UInt64, context: ChannelHandlerContext) {
+        doneInRoom.insert(seq)
+        while inRoomHead < inRoom.count, doneInRoom.remove(inRoom[inRoomHead]) != nil { inRoomHead += 1 }
+        if inRoomHead == inRoom.count {
+            inRoom.removeAll(keepingCapacity: true)
+            inRoomHead = 0
+        } else if inRoomHead >= 1024 {
+            inRoom.removeFirst(inRoomHead)
+            inRoomHead = 0
+        }
+        acknowledge(context)
+    }
+
+    private func acknowledge(_ context: ChannelHandlerContext) {
+        let upTo = acknowledgeable
+        guard upTo > acked, !closing, context.channel.isActive, links.acknowledging.load(ordering: .relaxed),
+            addressed == links.incarnation.withLock({ $0 })
+        else { return }
+        acked = upTo
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: "<ack seq='\(upTo)'/>")), promise: nil)
     }
 
     /// Refuses the handshake: the peer reads the end of the stream, then the connection closes.
@@ -218,12 +284,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if handled > acked, !closing {
-            acked = handled
-            context.writeAndFlush(
-                wrapOutboundOut(context.channel.allocator.buffer(string: "<ack seq='\(handled)'/>")), promise: nil
-            )
-        }
+        acknowledge(context)
         context.fireChannelReadComplete()
     }
 

@@ -21,7 +21,9 @@ import XMPPXMLParser
 /// number of unauthenticated connections (`Options`). A frame the peer cannot parse is
 /// sent again alone, and dropped if it fails again, so it cannot stall the link.
 public final class NodeLinks: Sendable {
-    public typealias Handler = @Sendable (_ frame: LinkFrame, _ from: String) -> Void
+    /// Receives each new frame. For room input the receipt is to be held until the input
+    /// is handled: the frame is acknowledged to its sender when it is released.
+    public typealias Handler = @Sendable (_ frame: LinkFrame, _ from: String, _ receipt: LinkReceipt) -> Void
 
     /// Limits of the link protocol; every one is a configuration key (docs/configuration.md).
     public struct Options: Sendable, Hashable {
@@ -60,6 +62,10 @@ public final class NodeLinks: Sendable {
     /// the incarnation of this node it addressed (a link to an earlier run of this node
     /// numbered its frames on its own).
     let received = Mutex<[String: (incarnation: Int64, seq: UInt64)]>([:])
+    /// Incarnations of peers the membership has declared gone, and the newest incarnation
+    /// seen per peer: what such a run still sends (a paused node that resumes and flushes
+    /// output of rooms that have moved on) is dropped, not delivered late.
+    private let gone = Mutex<(departed: Set<String>, newest: [String: Int64])>(([], [:]))
     private let serverChannel = Mutex<(any Channel)?>(nil)
 
     public init(
@@ -89,7 +95,18 @@ public final class NodeLinks: Sendable {
     public func setIncarnation(_ value: Int64) {
         incarnation.withLock { $0 = value }
         received.withLock { $0 = [:] }
+        acknowledging.store(true, ordering: .relaxed)
     }
+
+    /// This node lost its lease and drops its rooms: room input handled from now on was
+    /// not really handled, so nothing is acknowledged until the node runs again as a new
+    /// incarnation. Its senders route what they still hold again.
+    public func stopAcknowledging() {
+        acknowledging.store(false, ordering: .relaxed)
+    }
+
+    /// Whether links acknowledge frames (`false` between a lost lease and the new run).
+    let acknowledging = Atomic<Bool>(true)
 
     // MARK: - Listening
 
@@ -169,11 +186,14 @@ public final class NodeLinks: Sendable {
     public func replace(peers: [(name: String, address: String, incarnation: Int64)]) -> [LinkFrame] {
         var stale: [OutboundLink] = []
         var fresh: [OutboundLink] = []
+        let wanted = Dictionary(peers.filter { $0.name != name }.map { ($0.name, $0) }) { first, _ in first }
         outbound.withLock { links in
-            let wanted = Dictionary(peers.filter { $0.name != name }.map { ($0.name, $0) }) { first, _ in first }
             for (peer, link) in links {
                 if let want = wanted[peer], want.address == link.address, want.incarnation == link.peerIncarnation {
                     continue
+                }
+                if wanted[peer]?.incarnation != link.peerIncarnation {
+                    gone.withLock { _ = $0.departed.insert(Self.key(peer, link.peerIncarnation)) }
                 }
                 stale.append(link)
                 links[peer] = nil
@@ -186,10 +206,26 @@ public final class NodeLinks: Sendable {
                 fresh.append(link)
             }
         }
+        gone.withLock { gone in
+            for want in wanted.values {
+                gone.departed.remove(Self.key(want.name, want.incarnation))
+                gone.newest[want.name] = max(gone.newest[want.name] ?? 0, want.incarnation)
+            }
+        }
         var unsent: [LinkFrame] = []
         for link in stale { unsent += link.close() }
         for link in fresh { link.start() }
         return unsent
+    }
+
+    private static func key(_ peer: String, _ incarnation: Int64) -> String { peer + "|" + String(incarnation) }
+
+    /// Whether `peer`'s run `incarnation` has been declared gone (or a later run of it
+    /// is known): its frames are no longer taken.
+    func hasDeparted(_ peer: String, incarnation: Int64) -> Bool {
+        gone.withLock { gone in
+            gone.departed.contains(Self.key(peer, incarnation)) || (gone.newest[peer] ?? 0) > incarnation
+        }
     }
 
     static func streamHeader(_ attributes: [(String, String)]) -> String {

@@ -19,6 +19,10 @@ public struct RoomInput: Sendable {
     /// unconfirmed): input that waits longer than the service's `inputTimeout` is
     /// refused.
     var heldSince: ContinuousClock.Instant?
+    /// Released with the last copy of this input, once it is handled, refused or passed
+    /// on: input that came over a node link is acknowledged to its sender then
+    /// (`LinkReceipt`), so that its sender still holds it if this node dies first.
+    public var receipt: (any AnyObject & Sendable)?
 
     public init(stanza: XMLElement, real: JID, home: String, hops: Int = 0) {
         self.stanza = stanza

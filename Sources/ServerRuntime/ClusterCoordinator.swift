@@ -75,14 +75,16 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         links = NodeLinks(
             name: nodeName, incarnation: 0, secret: secret, tls: linkTLS, options: linkOptions, group: group,
             logger: logger,
-            handler: { frame, from in
+            handler: { frame, from, receipt in
                 switch frame {
                 case .barrier(let id, let ring):
                     me.withLock { $0 }?.barrierReceived(id, ring: ring, from: from)
                 case .barrierAck(let id):
                     me.withLock { $0 }?.barrierAcked(id, from: from)
                 case .room(let stanza, let real, let home, let hops):
-                    muc.withLock { $0 }?.handle(RoomInput(stanza: stanza, real: real, home: home, hops: hops))
+                    var input = RoomInput(stanza: stanza, real: real, home: home, hops: hops)
+                    input.receipt = receipt
+                    muc.withLock { $0 }?.handle(input)
                 case .deliver(let stanza, let recipients):
                     delivered.note(stanza, to: recipients)
                     router.withLock { $0 }?.deliverLocal(stanza, to: recipients)
@@ -446,6 +448,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     private func leaseLost() async {
         logger.error("lease lost: this node was declared dead; rejoining as a new incarnation")
         state.withLock { $0.leaseValidUntil = .now - .seconds(1) }
+        links.stopAcknowledging()
         service?.dropAll()
         router.withLock { $0 }?.closeAll(with: StreamError(.reset, text: "this node rejoined the cluster; reconnect"))
         do {

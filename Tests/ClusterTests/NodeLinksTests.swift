@@ -50,7 +50,7 @@ import XMPPCore
         NodeLinks(
             name: name, incarnation: 1, secret: secret, tls: tls, group: MultiThreadedEventLoopGroup.singleton,
             logger: Logger(label: "test"),
-            handler: { frame, from in received.add(frame, from: from) },
+            handler: { frame, from, _ in received.add(frame, from: from) },
             bounce: { frame in bounced?.add(frame, from: "bounce") }
         )
     }
