@@ -174,6 +174,10 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             refuse("bad credentials", context: context)
             return
         }
+        guard !links.hasDeparted(node, incarnation: incarnation) else {
+            refuse("a run of the peer the cluster declared gone", event: .departedPeerRefused, context: context)
+            return
+        }
         let key = node + "|" + String(mine)
         peer = key
         peerName = node
@@ -202,7 +206,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         guard !links.hasDeparted(peerName, incarnation: peerIncarnation) else {
             // Declared gone while it was paused: its rooms and sessions have moved on, and
             // what it still sends would arrive late or twice.
-            links.record(.departedPeerFrameDropped)
+            links.record(.departedPeerRefused)
             links.logger.warning(
                 "node link: a run of the peer declared gone still sends; dropped, link closed",
                 metadata: ["peer": "\(peerName)", "incarnation": "\(peerIncarnation)"]

@@ -27,7 +27,7 @@ public enum LinkEvent: String, CaseIterable, Sendable {
     case queueFull = "queue_full"
     /// A frame was refused (bounced) because it is larger than the largest frame.
     case frameTooLarge = "frame_too_large"
-    /// A frame from a run of a peer the membership had declared gone (it was paused past
-    /// its lease and resumed) was dropped, and its connection closed.
-    case departedPeerFrameDropped = "departed_peer_frame_dropped"
+    /// A run of a peer the membership had declared gone (it was paused past its lease and
+    /// resumed) connected or sent a frame: refused, the frame dropped, the connection closed.
+    case departedPeerRefused = "departed_peer_refused"
 }

@@ -358,6 +358,18 @@ public final class MUCService: Sendable {
         perform(next)
     }
 
+    /// One line per routing decision at debug level (a replayed `make chaos` finding).
+    func trace(_ input: RoomInput, _ decision: @autoclosure () -> String) {
+        logger.debug(
+            "room input",
+            metadata: [
+                "to": "\(input.stanza[attribute: "to"] ?? "-")", "kind": "\(input.stanza.name)/\(input.stanza.type ?? "-")",
+                "id": "\(input.stanza.id ?? "-")", "real": "\(input.real)", "home": "\(input.home)", "hops": "\(input.hops)",
+                "decision": "\(decision())",
+            ]
+        )
+    }
+
     /// What routing an input leaves to do once the rooms lock is released.
     enum Routed {
         case service(RoomInput)
@@ -386,10 +398,15 @@ public final class MUCService: Sendable {
                 // A room on its way out (`.gone`) is still in `rooms` until `retire`
                 // takes it out under this lock, and routes what it holds again.
                 guard slot.phase == .active, !slot.catchingUp else {
+                    trace(input, "held (\(slot.phase), catching up \(slot.catchingUp))")
                     slot.hold(input)
                     return nil
                 }
-                guard behindOthers else { return .process(input, box) }
+                guard behindOthers else {
+                    trace(input, "processed")
+                    return .process(input, box)
+                }
+                trace(input, "queued behind others")
                 slot.hold(input)
                 slot.catchingUp = true
                 return .drain(box)
@@ -404,8 +421,11 @@ public final class MUCService: Sendable {
             counterState.withLock { $0.forwarded += 1 }
             var forwarded = input
             forwarded.hops += 1
-            return output.forward(forwarded, to: owner) ? nil : .retry(forwarded)
+            let sent = output.forward(forwarded, to: owner)
+            trace(input, sent ? "forwarded to \(owner)" : "not forwarded to \(owner); again")
+            return sent ? nil : .retry(forwarded)
         }
+        trace(input, "activates the room")
         let box = RoomBox(roomJID)
         box.state.withLock { $0.hold(input) }
         rooms[roomJID] = box
@@ -872,6 +892,7 @@ public final class MUCService: Sendable {
                 slot.homes[input.real] = input.home
             }
             let effects = room.handle(stanza, from: input.real, environment: environment, isNew: isNew)
+            trace(input, "handled: \(effects.stanzas.count) stanza(s) out, to \(Set(effects.stanzas.compactMap { $0[attribute: "to"] }).count) address(es)")
             slot.room = room
             apply(effects, slot: &slot, box: box, request: input, occupantsChanged: changesOccupants)
             if effects.roomEnded || (isNew && room.isEmpty) {

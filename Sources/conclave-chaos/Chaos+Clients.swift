@@ -172,13 +172,21 @@ extension Chaos {
         let session = membership.session
         guard !session.ended else { return }
         client.update(membership.id) { $0.leaving = true }
-        let mark = session.count
+        // The room may have removed the occupant just before (a room made members-only
+        // tells only the removed occupant, with 322): a leave it is no longer in goes
+        // unanswered, as in Prosody. So the removal counts as the answer, even when it
+        // arrived before the leave was sent — anything since the last audit.
+        let mark = min(session.count, audited[membership.id] ?? membership.joinedIndex + 1)
         session.send(
             XMLElement(
                 "presence", namespace: Namespace.client, ["to": "\(room)/\(membership.nick)", "type": "unavailable"]))
         let answer = await session.waitFor(after: mark, timeout: answerBound) {
             $0.name == "presence" && $0.type == "unavailable" && MUC.bareFrom($0) == room
-                && MUC.statusCodes($0).contains("110")
+                && MUC.statusCodes($0).contains("110") && !MUC.statusCodes($0).contains("303")
+        }
+        if let answer, MUC.statusCodes(answer.element).contains("322") {
+            // The others were not told (see above): they keep its presence.
+            unannounced.insert(membership.nick)
         }
         if answer == nil && !session.ended {
             throw CheckFailure(

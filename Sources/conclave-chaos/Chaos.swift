@@ -21,6 +21,7 @@ struct ChaosSettings {
     var recovery: Double
     var leaseSeconds: Double
     var heartbeatSeconds: Double
+    var nodeLogLevel: String
     var postgresRestarts: Bool
     /// The kinds of operation steps may use (`nil`: all).
     var operations: Set<String>?
@@ -126,7 +127,8 @@ final class Chaos {
         nodes = Nodes(
             conclave: settings.binDirectory + "/conclave", directory: runDirectory, databaseURL: url,
             secretFile: secretFile,
-            leaseSeconds: settings.leaseSeconds, heartbeatSeconds: settings.heartbeatSeconds, count: settings.maxNodes
+            leaseSeconds: settings.leaseSeconds, heartbeatSeconds: settings.heartbeatSeconds,
+            logLevel: settings.nodeLogLevel, count: settings.maxNodes
         )
         epochs = EpochWatch(sql: SQL(url: url))
     }

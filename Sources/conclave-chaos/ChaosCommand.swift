@@ -45,6 +45,7 @@ struct ChaosCommand: AsyncParsableCommand {
     var recovery = 30.0
     @Option(help: "The nodes' lease (seconds).") var leaseSeconds = 2.0
     @Option(help: "The nodes' heartbeat interval (seconds).") var heartbeatSeconds = 0.5
+    @Option(help: "The nodes' log level (debug traces room input when replaying a finding).") var nodeLogLevel = "info"
     @Flag(
         help:
             "Never restart PostgreSQL (restarts happen only on the embedded server: they disturb everyone who uses it)."
@@ -126,7 +127,7 @@ struct ChaosCommand: AsyncParsableCommand {
             seed: seed ?? UInt64.random(in: 1...999_999_999), steps: steps ?? (duration == nil ? 20 : nil),
             duration: duration,
             maxNodes: maxNodes, clientCount: clients, databaseURL: databaseURL, bound: bound, recovery: recovery,
-            leaseSeconds: leaseSeconds, heartbeatSeconds: heartbeatSeconds, postgresRestarts: !noPostgresRestart,
+            leaseSeconds: leaseSeconds, heartbeatSeconds: heartbeatSeconds, nodeLogLevel: nodeLogLevel, postgresRestarts: !noPostgresRestart,
             operations: operations.map { Set($0.split(separator: ",").map(String.init)) }, root: root,
             dbScript: script, workDirectory: workDirectory, binDirectory: binDirectory, seedScript: seedScript
         )

@@ -65,6 +65,8 @@ final class Nodes: Sendable {
     let secretFile: String
     let leaseSeconds: Double
     let heartbeatSeconds: Double
+    /// The nodes' `--log-level` (`info`; `debug` to trace a replayed finding).
+    let logLevel: String
     let names: [String]
     private let state = Mutex(State())
 
@@ -77,8 +79,9 @@ final class Nodes: Sendable {
 
     init(
         conclave: String, directory: String, databaseURL: PostgresURL, secretFile: String, leaseSeconds: Double,
-        heartbeatSeconds: Double, count: Int
+        heartbeatSeconds: Double, logLevel: String = "info", count: Int
     ) {
+        self.logLevel = logLevel
         self.conclave = conclave
         self.directory = directory
         self.databaseURL = databaseURL
@@ -121,7 +124,7 @@ final class Nodes: Sendable {
             "0",
             "--direct-tls-port=-1", "--allow-plaintext-on-loopback", "--link-host", "127.0.0.1", "--link-port", "0",
             "--http-port", "0", "--cluster-secret-file", secretFile, "--lease-seconds", "\(leaseSeconds)",
-            "--heartbeat-seconds", "\(heartbeatSeconds)", "--log-level", "info",
+            "--heartbeat-seconds", "\(heartbeatSeconds)", "--log-level", logLevel,
         ]
         let child = try ChildProcess.spawn(conclave, arguments, output: logPath, directory: directory)
         let pidFile = directory + "/../\(name).pid"

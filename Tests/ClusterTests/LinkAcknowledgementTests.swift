@@ -113,7 +113,7 @@ import XMPPCore
         // it flushes what it had queued.
         b.update(peers: [])
         a.send(NodeLinksTests.message(2), to: "b")
-        #expect(await until { b.eventCounts[LinkEvent.departedPeerFrameDropped, default: 0] >= 1 })
+        #expect(await until { b.eventCounts[LinkEvent.departedPeerRefused, default: 0] >= 1 })
         #expect(atB.bodies == ["1"])
 
         // a rejoins as run 2: heard again.
