@@ -35,6 +35,8 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     private var addressed: Int64 = 0
     private var handled: UInt64 = 0
     private var acked: UInt64 = 0
+    /// The `through` of the last acknowledgement (see `acknowledge`).
+    private var ackedThrough: UInt64 = 0
     /// Room input handed on and not yet handled, in arrival order, and which of those
     /// are done: frames are acknowledged up to the first one still in the room's hands.
     private var inRoom: [UInt64] = []
@@ -191,6 +193,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         handled = last
         acked = last
+        ackedThrough = last
         let ok = "<ok last='\(last)' mac='\(links.handshake.proof(.acceptor, transcript))'/>"
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: ok)), promise: nil)
     }
@@ -263,13 +266,26 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         acknowledge(context)
     }
 
+    /// Acknowledges what was handled: everything up to the first room input still in a
+    /// room's hands, and — so that one slow room does not hold back the frames after it —
+    /// everything after it up to the last frame handled, except the room input still held
+    /// (`through`, `pending`).
     private func acknowledge(_ context: ChannelHandlerContext) {
         let upTo = acknowledgeable
-        guard upTo > acked, !closing, context.channel.isActive, links.acknowledging.load(ordering: .relaxed),
-            addressed == links.incarnation.withLock({ $0 })
+        let through = handled > upTo ? handled : upTo
+        guard through > ackedThrough || upTo > acked, !closing, context.channel.isActive,
+            links.acknowledging.load(ordering: .relaxed), addressed == links.incarnation.withLock({ $0 })
         else { return }
         acked = upTo
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: "<ack seq='\(upTo)'/>")), promise: nil)
+        ackedThrough = through
+        var text = "<ack seq='\(upTo)'"
+        if through > upTo {
+            let pending = inRoom[inRoomHead...].filter { !doneInRoom.contains($0) }.prefix(256)
+            if pending.count < 256 {
+                text += " through='\(through)' pending='\(pending.map(String.init).joined(separator: " "))'"
+            }
+        }
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: text + "/>")), promise: nil)
     }
 
     /// Refuses the handshake: the peer reads the end of the stream, then the connection closes.

@@ -149,11 +149,32 @@ final class OutboundLink: Sendable {
         channel.writeAndFlush(channel.allocator.buffer(string: text), promise: nil)
     }
 
-    func acknowledged(_ seq: UInt64) {
+    /// The peer handled every frame up to `seq`, and, when `through` is given, every
+    /// frame up to `through` except those in `pending` (room input its rooms still hold:
+    /// one slow room does not keep the frames after it from being acknowledged).
+    func acknowledged(_ seq: UInt64, through: UInt64? = nil, except pending: Set<UInt64> = []) {
         state.withLock { state in
             removeAcknowledged(upTo: seq, &state)
+            if let through, through > seq { removeHandled(through: through, except: pending, &state) }
             if state.written == 0, !state.unacked.isEmpty { scheduleFlush(&state) }
         }
+    }
+
+    private func removeHandled(through: UInt64, except pending: Set<UInt64>, _ state: inout State) {
+        guard state.unacked.contains(where: { $0.seq <= through && !pending.contains($0.seq) }) else { return }
+        var kept: [(seq: UInt64, frame: LinkFrame, bytes: String)] = []
+        kept.reserveCapacity(state.unacked.count)
+        var written = state.written
+        for (index, entry) in state.unacked.enumerated() {
+            if entry.seq <= through && !pending.contains(entry.seq) {
+                state.bytes -= entry.bytes.utf8.count
+                if index < state.written { written -= 1 }
+            } else {
+                kept.append(entry)
+            }
+        }
+        state.unacked = kept
+        state.written = written
     }
 
     private func removeAcknowledged(upTo seq: UInt64, _ state: inout State) {

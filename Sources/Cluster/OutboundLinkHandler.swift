@@ -80,7 +80,13 @@ final class OutboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
                 case "ok":
                     checkProof(element, context: context)
                 case "ack" where authenticated:
-                    if let seq = element[attribute: "seq"].flatMap(UInt64.init) { link.acknowledged(seq) }
+                    if let seq = element[attribute: "seq"].flatMap(UInt64.init) {
+                        // `through` and `pending`: beyond `seq`, everything up to `through`
+                        // was handled except the room input still in its rooms' hands.
+                        let through = element[attribute: "through"].flatMap(UInt64.init)
+                        let pending = Set((element[attribute: "pending"] ?? "").split(separator: " ").compactMap { UInt64($0) })
+                        link.acknowledged(seq, through: through, except: pending)
+                    }
                 case "bad-frame" where authenticated:
                     link.peerRejectedFrame(after: element[attribute: "after"].flatMap(UInt64.init) ?? 0)
                 default:

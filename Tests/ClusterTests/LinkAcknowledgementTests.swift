@@ -68,11 +68,12 @@ import XMPPCore
             defer { receipts = [] }
             return receipts[2]
         }
-        #expect(await until { a.queueDepths["b"] == 2 }, "acknowledged up to the input still in its room")
-        // b is declared gone: the input its room never handled, and what followed it, are
-        // still a's to route again.
+        // Everything but input 3 is acknowledged: a room that holds its input does not
+        // hold back the frames after it.
+        #expect(await until { a.queueDepths["b"] == 1 }, "acknowledged: all but the input still in its room")
+        // b is declared gone: the input its room never handled is still a's to route again.
         let unsent = a.replace(peers: [])
-        #expect(unsent == [try Self.roomInput(3), NodeLinksTests.message(4)])
+        #expect(unsent == [try Self.roomInput(3)])
         withExtendedLifetime(held) {}
         await a.shutdown()
         await b.shutdown()
