@@ -34,14 +34,10 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     /// one (it rejoined), the connection carries nothing more.
     private var addressed: Int64 = 0
     private var handled: UInt64 = 0
-    private var acked: UInt64 = 0
-    /// The `through` of the last acknowledgement (see `acknowledge`).
-    private var ackedThrough: UInt64 = 0
-    /// Room input handed on and not yet handled, in arrival order, and which of those
-    /// are done: frames are acknowledged up to the first one still in the room's hands.
-    private var inRoom: [UInt64] = []
-    private var inRoomHead = 0
-    private var doneInRoom: Set<UInt64> = []
+    /// The last acknowledgement sent (see `acknowledge`).
+    private var lastAcknowledgement = ""
+    /// Tells `HeldRoomInputs` which connection serves the link now.
+    private let connectionID = HeldRoomInputs.nextConnectionID()
 
     init(links: NodeLinks, tls: LinkTLS?) {
         self.links = links
@@ -78,6 +74,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelInactive(context: ChannelHandlerContext) {
         leavePending()
+        if let peer { links.heldInput.detach(key: peer, connection: connectionID) }
         context.fireChannelInactive()
     }
 
@@ -125,7 +122,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             closing = true
             let channel = context.channel
             context.writeAndFlush(
-                wrapOutboundOut(channel.allocator.buffer(string: "<bad-frame after='\(handled)'/>"))
+                wrapOutboundOut(channel.allocator.buffer(string: "<bad-frame after='\(acknowledgedUpTo)'/>"))
             ).whenComplete { _ in channel.close(promise: nil) }
             return
         }
@@ -189,13 +186,21 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         let last = links.received.withLock { received -> UInt64 in
             if let entry = received[key], entry.incarnation == incarnation { return entry.seq }
             received[key] = (incarnation, 0)
+            links.heldInput.reset(key: key)  // a new run of the peer numbers afresh
             return 0
         }
         handled = last
-        acked = last
-        ackedThrough = last
-        let ok = "<ok last='\(last)' mac='\(links.handshake.proof(.acceptor, transcript))'/>"
+        // What rooms still hold of what earlier connections took is not acknowledged.
+        let acknowledgement = acknowledgementAttributes()
+        lastAcknowledgement = acknowledgement
+        let ok = "<ok last\(acknowledgement.dropFirst(3)) mac='\(links.handshake.proof(.acceptor, transcript))'/>"
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: ok)), promise: nil)
+        let loop = context.eventLoop
+        let me = NIOLoopBound(self, eventLoop: loop)
+        let bound = NIOLoopBound(context, eventLoop: loop)
+        links.heldInput.attach(key: key, connection: connectionID) {
+            loop.execute { me.value.acknowledge(bound.value) }
+        }
     }
 
     private func receive(_ element: XMLElement, context: ChannelHandlerContext) {
@@ -237,55 +242,36 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             links.handler(frame, peerName, LinkReceipt(released: {}))
             return
         }
-        inRoom.append(seq)
-        let loop = context.eventLoop
-        let me = NIOLoopBound(self, eventLoop: loop)
-        let context = NIOLoopBound(context, eventLoop: loop)
-        links.handler(
-            frame, peerName,
-            LinkReceipt(released: {
-                loop.execute { me.value.roomHandled(seq, context: context.value) }
-            })
-        )
+        let held = links.heldInput
+        held.hold(seq, key: peer)
+        links.handler(frame, peerName, LinkReceipt(released: { held.release(seq, key: peer) }))
     }
 
-    /// The frames that may be acknowledged: all handled ones before the first room input
-    /// still in a room's hands.
-    private var acknowledgeable: UInt64 { inRoomHead < inRoom.count ? inRoom[inRoomHead] - 1 : handled }
-
-    private func roomHandled(_ seq: UInt64, context: ChannelHandlerContext) {
-        doneInRoom.insert(seq)
-        while inRoomHead < inRoom.count, doneInRoom.remove(inRoom[inRoomHead]) != nil { inRoomHead += 1 }
-        if inRoomHead == inRoom.count {
-            inRoom.removeAll(keepingCapacity: true)
-            inRoomHead = 0
-        } else if inRoomHead >= 1024 {
-            inRoom.removeFirst(inRoomHead)
-            inRoomHead = 0
-        }
-        acknowledge(context)
+    /// `seq='…'`, and `through='…' pending='…'` when room input is still held: every frame
+    /// up to `seq` is handled, and beyond it every frame up to `through` except the room
+    /// input still in its rooms' hands (one slow room does not hold back the frames after
+    /// it). Room input taken on earlier connections of the link counts too.
+    private func acknowledgementAttributes() -> String {
+        guard let peer else { return "seq='\(handled)'" }
+        let (upTo, pending) = links.heldInput.acknowledgement(key: peer, handled: handled)
+        guard let pending, handled > upTo else { return "seq='\(upTo)'" }
+        return "seq='\(upTo)' through='\(handled)' pending='\(pending.map(String.init).joined(separator: " "))'"
     }
 
-    /// Acknowledges what was handled: everything up to the first room input still in a
-    /// room's hands, and — so that one slow room does not hold back the frames after it —
-    /// everything after it up to the last frame handled, except the room input still held
-    /// (`through`, `pending`).
+    /// Every frame up to this one is handled (room input included).
+    private var acknowledgedUpTo: UInt64 {
+        peer.map { links.heldInput.acknowledgement(key: $0, handled: handled).upTo } ?? handled
+    }
+
+    /// Acknowledges what was handled, when that changed since the last acknowledgement.
     private func acknowledge(_ context: ChannelHandlerContext) {
-        let upTo = acknowledgeable
-        let through = handled > upTo ? handled : upTo
-        guard through > ackedThrough || upTo > acked, !closing, context.channel.isActive,
-            links.acknowledging.load(ordering: .relaxed), addressed == links.incarnation.withLock({ $0 })
+        guard !closing, peer != nil, context.channel.isActive, links.acknowledging.load(ordering: .relaxed),
+            addressed == links.incarnation.withLock({ $0 })
         else { return }
-        acked = upTo
-        ackedThrough = through
-        var text = "<ack seq='\(upTo)'"
-        if through > upTo {
-            let pending = inRoom[inRoomHead...].filter { !doneInRoom.contains($0) }.prefix(256)
-            if pending.count < 256 {
-                text += " through='\(through)' pending='\(pending.map(String.init).joined(separator: " "))'"
-            }
-        }
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: text + "/>")), promise: nil)
+        let attributes = acknowledgementAttributes()
+        guard attributes != lastAcknowledgement else { return }
+        lastAcknowledgement = attributes
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: "<ack \(attributes)/>")), promise: nil)
     }
 
     /// Refuses the handshake: the peer reads the end of the stream, then the connection closes.

@@ -62,6 +62,8 @@ public final class NodeLinks: Sendable {
     /// the incarnation of this node it addressed (a link to an earlier run of this node
     /// numbered its frames on its own).
     let received = Mutex<[String: (incarnation: Int64, seq: UInt64)]>([:])
+    /// Room input taken from each sending link that its rooms have not handled yet.
+    let heldInput = HeldRoomInputs()
     /// Incarnations of peers the membership has declared gone, and the newest incarnation
     /// seen per peer: what such a run still sends (a paused node that resumes and flushes
     /// output of rooms that have moved on) is dropped, not delivered late.
@@ -95,6 +97,7 @@ public final class NodeLinks: Sendable {
     public func setIncarnation(_ value: Int64) {
         incarnation.withLock { $0 = value }
         received.withLock { $0 = [:] }
+        heldInput.removeAll()
         acknowledging.store(true, ordering: .relaxed)
     }
 
@@ -150,12 +153,20 @@ public final class NodeLinks: Sendable {
 
     /// Queues `frame` for `node`, or returns `false` (no link to it, or its queue is
     /// full) without bouncing it: for callers that hold a lock the bounce would take.
-    public func enqueue(_ frame: LinkFrame, to node: String) -> Bool {
+    /// `keep` stays alive until the peer acknowledges the frame (or the link closes and
+    /// returns it with the frame): forwarded room input keeps its own receipt, so that
+    /// the node it came from hears of it only once the next node took it for good.
+    public func enqueue(_ frame: LinkFrame, to node: String, keeping keep: (any AnyObject & Sendable)? = nil) -> Bool {
         guard let link = outbound.withLock({ $0[node] }) else {
             logger.warning("no link to node", metadata: ["peer": "\(node)"])
             return false
         }
-        return link.enqueue(frame)
+        return link.enqueue(frame, keeping: keep)
+    }
+
+    /// Closes the current connection to `peer`, as a network failure would.
+    func dropConnection(to peer: String) {
+        outbound.withLock { $0[peer] }?.dropConnection()
     }
 
     /// Frames waiting for an acknowledgement, per peer (a metric).
@@ -184,6 +195,13 @@ public final class NodeLinks: Sendable {
     /// `update(peers:)`, returning the frames of the links it closed instead of bouncing
     /// them, in the order they were sent per peer: the caller re-routes them.
     public func replace(peers: [(name: String, address: String, incarnation: Int64)]) -> [LinkFrame] {
+        replaceKeeping(peers: peers).map(\.frame)
+    }
+
+    /// `replace(peers:)`, with what was kept alive for each frame (`enqueue(_:to:keeping:)`).
+    public func replaceKeeping(peers: [(name: String, address: String, incarnation: Int64)])
+        -> [(frame: LinkFrame, keep: (any AnyObject & Sendable)?)]
+    {
         var stale: [OutboundLink] = []
         var fresh: [OutboundLink] = []
         let wanted = Dictionary(peers.filter { $0.name != name }.map { ($0.name, $0) }) { first, _ in first }
@@ -212,7 +230,7 @@ public final class NodeLinks: Sendable {
                 gone.newest[want.name] = max(gone.newest[want.name] ?? 0, want.incarnation)
             }
         }
-        var unsent: [LinkFrame] = []
+        var unsent: [(frame: LinkFrame, keep: (any AnyObject & Sendable)?)] = []
         for link in stale { unsent += link.close() }
         for link in fresh { link.start() }
         return unsent

@@ -28,8 +28,9 @@ final class OutboundLink: Sendable {
 
     struct State {
         var nextSeq: UInt64 = 1
-        /// Sent or not, not yet acknowledged; in order.
-        var unacked: [(seq: UInt64, frame: LinkFrame, bytes: String)] = []
+        /// Sent or not, not yet acknowledged; in order. `keep`: what the sender keeps alive
+        /// until the frame is acknowledged (the receipt of forwarded room input).
+        var unacked: [Entry] = []
         /// Serialized bytes in `unacked`.
         var bytes = 0
         /// How many of `unacked` have been written on the current connection.
@@ -44,6 +45,8 @@ final class OutboundLink: Sendable {
         var closed = false
         var task: Task<Void, Never>?
     }
+
+    typealias Entry = (seq: UInt64, frame: LinkFrame, bytes: String, keep: (any AnyObject & Sendable)?)
 
     init(links: NodeLinks, peer: String, address: String, peerIncarnation: Int64) {
         self.links = links
@@ -60,25 +63,31 @@ final class OutboundLink: Sendable {
         state.withLock { $0.task = task }
     }
 
-    /// Closes the link; returns the frames never acknowledged.
+    /// Closes the link; returns the frames never acknowledged, with what was kept for them.
     @discardableResult
-    func close() -> [LinkFrame] {
+    func close() -> [(frame: LinkFrame, keep: (any AnyObject & Sendable)?)] {
         let (channel, task, unsent) = state.withLock { state in
             state.closed = true
             defer {
                 state.unacked = []
                 state.bytes = 0
             }
-            return (state.channel, state.task, state.unacked.map(\.frame))
+            return (state.channel, state.task, state.unacked.map { ($0.frame, $0.keep) })
         }
         task?.cancel()
         channel?.close(promise: nil)
         return unsent
     }
 
+    /// Closes the current connection (as a network failure would): the link connects
+    /// again and sends what is unacknowledged.
+    func dropConnection() {
+        state.withLock { $0.channel }?.close(promise: nil)
+    }
+
     /// Queues `frame`; `false` when the link is closed, its queue is full or the frame is
     /// larger than the largest frame.
-    func enqueue(_ frame: LinkFrame) -> Bool {
+    func enqueue(_ frame: LinkFrame, keeping keep: (any AnyObject & Sendable)? = nil) -> Bool {
         let options = links.options
         enum Outcome { case queued, closed, full(first: Bool), tooLarge(Int) }
         let outcome = state.withLock { state -> Outcome in
@@ -92,7 +101,7 @@ final class OutboundLink: Sendable {
                 return .full(first: !state.full)
             }
             state.nextSeq += 1
-            state.unacked.append((seq, frame, bytes))
+            state.unacked.append((seq, frame, bytes, keep))
             state.bytes += size
             scheduleFlush(&state)
             return .queued
@@ -162,7 +171,7 @@ final class OutboundLink: Sendable {
 
     private func removeHandled(through: UInt64, except pending: Set<UInt64>, _ state: inout State) {
         guard state.unacked.contains(where: { $0.seq <= through && !pending.contains($0.seq) }) else { return }
-        var kept: [(seq: UInt64, frame: LinkFrame, bytes: String)] = []
+        var kept: [Entry] = []
         kept.reserveCapacity(state.unacked.count)
         var written = state.written
         for (index, entry) in state.unacked.enumerated() {
@@ -215,9 +224,10 @@ final class OutboundLink: Sendable {
     }
 
     /// The peer accepted us and has handled everything up to `last`.
-    func accepted(channel: any Channel, last: UInt64) {
+    func accepted(channel: any Channel, last: UInt64, through: UInt64? = nil, except pending: Set<UInt64> = []) {
         state.withLock { state in
             removeAcknowledged(upTo: last, &state)
+            if let through, through > last { removeHandled(through: through, except: pending, &state) }
             state.written = 0
             state.channel = channel
             state.ready = true

@@ -81,10 +81,7 @@ final class OutboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
                     checkProof(element, context: context)
                 case "ack" where authenticated:
                     if let seq = element[attribute: "seq"].flatMap(UInt64.init) {
-                        // `through` and `pending`: beyond `seq`, everything up to `through`
-                        // was handled except the room input still in its rooms' hands.
-                        let through = element[attribute: "through"].flatMap(UInt64.init)
-                        let pending = Set((element[attribute: "pending"] ?? "").split(separator: " ").compactMap { UInt64($0) })
+                        let (through, pending) = Self.beyond(element)
                         link.acknowledged(seq, through: through, except: pending)
                     }
                 case "bad-frame" where authenticated:
@@ -141,7 +138,16 @@ final class OutboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         authenticated = true
         deadline?.cancel()
         deadline = nil
-        link.accepted(channel: context.channel, last: ok[attribute: "last"].flatMap(UInt64.init) ?? 0)
+        let (through, pending) = Self.beyond(ok)
+        link.accepted(channel: context.channel, last: ok[attribute: "last"].flatMap(UInt64.init) ?? 0, through: through, except: pending)
+    }
+
+    /// `through` and `pending` of an acknowledgement: beyond its `seq` (or `last`), every
+    /// frame up to `through` was handled except the room input still in its rooms' hands.
+    static func beyond(_ element: XMLElement) -> (through: UInt64?, pending: Set<UInt64>) {
+        let through = element[attribute: "through"].flatMap(UInt64.init)
+        let pending = (element[attribute: "pending"] ?? "").split(separator: " ").compactMap { UInt64($0) }
+        return (through, Set(pending))
     }
 
     private func refuse(_ reason: String, event: LinkEvent = .refusedAcceptor, context: ChannelHandlerContext) {

@@ -194,8 +194,8 @@ extension MUCService {
     }
 
     /// This node lost its lease: others may own its rooms now. Everything is dropped
-    /// without writing (the writes would be refused anyway); held input is answered
-    /// with an error.
+    /// without writing (the writes would be refused anyway); held input of this node's
+    /// sessions is answered with an error.
     public func dropAll() {
         let boxes = rooms.withLock { rooms in
             defer { rooms = [:] }
@@ -209,7 +209,9 @@ extension MUCService {
                 slot.pending = []
             }
         }
-        for input in held {
+        // Input that came over a node link is not acknowledged now (the links stopped):
+        // its sender routes it to the room's next owner, so it gets no error from here.
+        for input in held where input.receipt == nil {
             refuse(input, StanzaError(.serviceUnavailable, text: "this node lost its place in the cluster; try again"))
         }
         if !boxes.isEmpty { logger.warning("lease lost: stopped serving every room", metadata: ["rooms": "\(boxes.count)"]) }

@@ -975,6 +975,17 @@ public final class MUCService: Sendable {
                     if let request {
                         self.refuse(request, StanzaError(.notAcceptable, text: "the room could not store this change"))
                     }
+                },
+                superseded: {
+                    // Another node owns the room now, and this change is not in what it
+                    // read: the request goes to it (once this node stops serving the
+                    // room; a few forwards at most, as any moving room's input).
+                    box.state.withLock { $0.deferred -= 1 }
+                    if let request {
+                        var again = request
+                        again.hops += 1
+                        self.handle(again)
+                    }
                 }
             ),
             for: box.jid

@@ -11,9 +11,10 @@ final class RoomWriter: Sendable {
     enum Item: Sendable {
         case change(RoomFence, StoredRoomChange)
         /// Runs once what the room queued before it is stored: `stored` when it was,
-        /// `failed` when the store refused some of it for good (nothing runs when the
-        /// fence was refused: another node owns the room now).
-        case run(RoomFence, stored: @Sendable () -> Void, failed: @Sendable () -> Void)
+        /// `failed` when the store refused some of it for good, `superseded` when the
+        /// fence was refused (another node owns the room now).
+        /// `superseded`: another node owns the room now (the write was refused as stale).
+        case run(RoomFence, stored: @Sendable () -> Void, failed: @Sendable () -> Void, superseded: @Sendable () -> Void)
         case barrier(Countdown)
     }
 
@@ -158,8 +159,11 @@ final class RoomWriter: Sendable {
                 }
                 await storeGroup()
                 switch item {
-                case .run(let fence, let stored, let failure):
-                    guard !isStale(room, fence) else { continue }
+                case .run(let fence, let stored, let failure, let superseded):
+                    guard !isStale(room, fence) else {
+                        superseded()
+                        continue
+                    }
                     if failed.remove(fence) != nil { failure() } else { stored() }
                 case .barrier(let countdown):
                     countdown.reached()

@@ -34,6 +34,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         var reachable: Set<String> = []
         /// The incarnation of each reachable node, as last read.
         var incarnations: [String: Int64] = [:]
+        /// The ticket of the newest membership read applied (`refreshMembership`).
+        var appliedMembershipRead: UInt64 = 0
         var incarnation: Int64 = 0
         var leaseValidUntil = ContinuousClock.now
         var draining = false
@@ -53,6 +55,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     /// Groupchat messages other nodes' rooms delivered here, to be told apart when their
     /// input is routed again (see `DeliveredMessages`).
     let delivered = DeliveredMessages()
+    /// Tickets of membership reads, in the order they started.
+    private let membershipReads = Atomic<UInt64>(0)
 
     /// Renews the lease apart from everything else.
     private let renewer: LeaseRenewer
@@ -268,7 +272,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     }
 
     func forward(_ input: RoomInput, to node: String) -> Bool {
-        links.enqueue(.room(input.stanza, real: input.real, home: input.home, hops: input.hops), to: node)
+        links.enqueue(.room(input.stanza, real: input.real, home: input.home, hops: input.hops), to: node, keeping: input.receipt)
     }
 
     // MARK: - RemoteRouting (users on other nodes)
@@ -460,6 +464,10 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
 
     /// Reads the membership and applies changes: the ring, links, dead nodes' sessions.
     func refreshMembership() async throws {
+        // Reads run concurrently (heartbeat, bus events, output waiting for a link): one
+        // that started earlier but finished later must not undo a newer one's view (a run
+        // of a peer seen gone, then its next run, applied in the wrong order).
+        let ticket = membershipReads.add(1, ordering: .relaxed).newValue
         let members = try await database.members()
         let draining = state.withLock { $0.draining }
         let ringNodes = members.filter { $0.inRing && !(draining && $0.name == nodeName) }.map(\.name)
@@ -474,7 +482,14 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         // The new ring, the links, the barriers it settles, and the room input that was
         // queued for nodes gone from the links all change at once for the rooms' routing:
         // that input is routed again before any input routed by the new ring.
+        var outdated = false
         let change = { [self] () -> [RoomInput] in
+            outdated = state.withLock { state in
+                guard ticket > state.appliedMembershipRead else { return true }
+                state.appliedMembershipRead = ticket
+                return false
+            }
+            if outdated { return [] }
             (ringChanged, lost) = state.withLock { state -> (Bool, Set<String>) in
                 let changed = state.ring != ring
                 let lost = state.reachable.subtracting(reachable)
@@ -487,13 +502,15 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                 return (changed, lost)
             }
             var inputs: [RoomInput] = []
-            for frame in links.replace(peers: peers) {
+            for (frame, keep) in links.replaceKeeping(peers: peers) {
                 if case .room(let stanza, let real, let home, let hops) = frame {
                     if delivered.reached(stanza, sender: real) {
                         logger.info("input the room had answered came back from a gone node; dropped", metadata: ["jid": "\(real)"])
                         continue
                     }
-                    inputs.append(RoomInput(stanza: stanza, real: real, home: home, hops: hops + 1))
+                    var input = RoomInput(stanza: stanza, real: real, home: home, hops: hops + 1)
+                    input.receipt = keep  // forwarded input that came over a link: still unacknowledged there
+                    inputs.append(input)
                 } else {
                     others.append(frame)
                 }
@@ -506,6 +523,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         } else {
             _ = change()  // no rooms here: their queued input has nowhere to go (as a bounce)
         }
+        if outdated { return }
         for frame in others { links.bounce(frame) }
         if !lost.isEmpty {
             logger.info("nodes gone", metadata: ["nodes": "\(lost.sorted())"])

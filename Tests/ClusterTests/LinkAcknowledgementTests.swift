@@ -1,4 +1,4 @@
-import Cluster
+@testable import Cluster
 import Foundation
 import Logging
 import NIOCore
@@ -77,6 +77,69 @@ import XMPPCore
         withExtendedLifetime(held) {}
         await a.shutdown()
         await b.shutdown()
+    }
+
+    /// The connection drops while a room holds input taken on it: the next connection's
+    /// handshake (`<ok last>`) must not acknowledge that input.
+    @Test func aReconnectDoesNotAcknowledgeInputARoomStillHolds() async throws {
+        let atB = Received()
+        let receipts = Receipts()
+        let a = node("a")
+        let b = node("b", received: atB, receipts: receipts)
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
+        a.send(try Self.roomInput(1), to: "b")
+        a.send(NodeLinksTests.message(2), to: "b")
+        #expect(await atB.arrived(2))
+        a.dropConnection(to: "b")
+        a.send(NodeLinksTests.message(3), to: "b")
+        #expect(await atB.arrived(3))
+        #expect(await until { a.queueDepths["b"] == 1 })
+        let unsent = a.replace(peers: [])
+        #expect(unsent == [try Self.roomInput(1)], "the input its room still holds stays a's")
+        withExtendedLifetime(receipts) {}
+        await a.shutdown()
+        await b.shutdown()
+    }
+
+    /// What a node keeps alive with a frame it forwards (the receipt of the input it
+    /// passes on) lives until the next node's room has handled the frame, or comes back
+    /// with the frame when the link closes.
+    @Test func whatIsKeptWithAForwardedFrameLivesUntilItIsHandled() async throws {
+        final class Token: Sendable {
+            private let flag = Atomic<Bool>(false)
+            var gone: Bool { flag.load(ordering: .acquiring) }
+            func set() { flag.store(true, ordering: .releasing) }
+        }
+        final class Keep: Sendable {
+            let token: Token
+            init(_ token: Token) { self.token = token }
+            deinit { token.set() }
+        }
+        let atC = Received()
+        let receipts = Receipts()
+        let b = node("b")
+        let c = node("c", received: atC, receipts: receipts)
+        let port = try await c.listen(host: "127.0.0.1", port: 0)
+        b.update(peers: [(name: "c", address: "127.0.0.1:\(port)", incarnation: 1)])
+        let first = Token()
+        let second = Token()
+        #expect(b.enqueue(try Self.roomInput(1), to: "c", keeping: Keep(first)))
+        #expect(b.enqueue(try Self.roomInput(2), to: "c", keeping: Keep(second)))
+        #expect(await atC.arrived(2))
+        // c's rooms handle input 1 and hold input 2.
+        let held = receipts.held.withLock { receipts -> LinkReceipt in
+            defer { receipts = [] }
+            return receipts[1]
+        }
+        #expect(await until { first.gone }, "released once c handled it")
+        #expect(!second.gone)
+        let unsent = b.replaceKeeping(peers: [])
+        #expect(unsent.map(\.frame) == [try Self.roomInput(2)])
+        #expect(unsent.first?.keep is Keep, "returned with its frame, for the input routed again")
+        withExtendedLifetime(held) {}
+        await b.shutdown()
+        await c.shutdown()
     }
 
     @Test func aNodeThatLostItsLeaseAcknowledgesNothingMore() async throws {
