@@ -299,7 +299,10 @@ extension Chaos {
                 guard let membership = other.membership(in: room) else { continue }
                 if (World.rank[world.affiliation(of: other.bare, in: room)] ?? 0) < 1 {
                     other.update(membership.id) {
-                        $0.expectedRemoval = ("322", "\(room) became members-only (\(client.label)'s form)")
+                        // A removal committed earlier (an outcast by IQ) happens first.
+                        if $0.expectedRemoval == nil {
+                            $0.expectedRemoval = ("322", "\(room) became members-only (\(client.label)'s form)")
+                        }
                     }
                     other.wants.remove(room)
                 }
@@ -403,7 +406,8 @@ extension Chaos {
         for client in clients where client.bare == jid {
             client.wants.remove(room)
             if let membership = client.membership(in: room) {
-                client.update(membership.id) { $0.expectedRemoval = (code, why) }
+                // A removal committed earlier happens first: the room applies them in order.
+                client.update(membership.id) { if $0.expectedRemoval == nil { $0.expectedRemoval = (code, why) } }
             }
         }
     }
