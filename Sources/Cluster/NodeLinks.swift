@@ -108,6 +108,20 @@ public final class NodeLinks: Sendable {
         acknowledging.store(false, ordering: .relaxed)
     }
 
+    /// This node lost its lease: what its links still queue belongs to the run the others
+    /// declared gone — room input they route again themselves, output of rooms that have
+    /// moved on. Dropped with the links (sent by the next run, it would be taken as the
+    /// next run's: input handled twice, output late). The next membership read links the
+    /// next run anew. Returns how many frames were dropped.
+    @discardableResult
+    public func dropAllLinks() -> Int {
+        let links = outbound.withLock { links in
+            defer { links = [:] }
+            return Array(links.values)
+        }
+        return links.reduce(0) { $0 + $1.close().count }
+    }
+
     /// Whether links acknowledge frames (`false` between a lost lease and the new run).
     let acknowledging = Atomic<Bool>(true)
 

@@ -453,6 +453,10 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         logger.error("lease lost: this node was declared dead; rejoining as a new incarnation")
         state.withLock { $0.leaseValidUntil = .now - .seconds(1) }
         links.stopAcknowledging()
+        let dropped = links.dropAllLinks()
+        if dropped > 0 {
+            logger.warning("lease lost: frames the node links still held were dropped", metadata: ["frames": "\(dropped)"])
+        }
         service?.dropAll()
         router.withLock { $0 }?.closeAll(with: StreamError(.reset, text: "this node rejoined the cluster; reconnect"))
         do {

@@ -162,6 +162,29 @@ import XMPPCore
         await b.shutdown()
     }
 
+    /// A node that lost its lease drops what its links queued: its next run must not send
+    /// the gone run's frames as its own (a receiver would take room input twice).
+    @Test func aNodeThatLostItsLeaseDropsWhatItsLinksHeld() async throws {
+        let atB = Received()
+        let receipts = Receipts()
+        let a = node("a")
+        let b = node("b", received: atB, receipts: receipts)
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
+        a.send(try Self.roomInput(1), to: "b")
+        #expect(await atB.arrived(1))
+        #expect(a.dropAllLinks() == 1, "the input b's room still holds")
+        #expect(a.queueDepths.isEmpty)
+        a.setIncarnation(2)
+        a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
+        a.send(NodeLinksTests.message(2), to: "b")
+        #expect(await atB.arrived(2))
+        #expect(atB.frames.withLock { $0.map(\.0) } == [try Self.roomInput(1), NodeLinksTests.message(2)])
+        withExtendedLifetime(receipts) {}
+        await a.shutdown()
+        await b.shutdown()
+    }
+
     @Test func aRunOfAPeerDeclaredGoneIsNotHeardButItsNextRunIs() async throws {
         let atB = Received()
         let a = node("a")
