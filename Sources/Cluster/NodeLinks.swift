@@ -212,9 +212,10 @@ public final class NodeLinks: Sendable {
         replaceKeeping(peers: peers).map(\.frame)
     }
 
-    /// `replace(peers:)`, with what was kept alive for each frame (`enqueue(_:to:keeping:)`).
+    /// `replace(peers:)`, with the peer each frame was for and what was kept alive for it
+    /// (`enqueue(_:to:keeping:)`).
     public func replaceKeeping(peers: [(name: String, address: String, incarnation: Int64)])
-        -> [(frame: LinkFrame, keep: (any AnyObject & Sendable)?)]
+        -> [(peer: String, frame: LinkFrame, keep: (any AnyObject & Sendable)?)]
     {
         var stale: [OutboundLink] = []
         var fresh: [OutboundLink] = []
@@ -244,8 +245,8 @@ public final class NodeLinks: Sendable {
                 gone.newest[want.name] = max(gone.newest[want.name] ?? 0, want.incarnation)
             }
         }
-        var unsent: [(frame: LinkFrame, keep: (any AnyObject & Sendable)?)] = []
-        for link in stale { unsent += link.close() }
+        var unsent: [(peer: String, frame: LinkFrame, keep: (any AnyObject & Sendable)?)] = []
+        for link in stale { unsent += link.close().map { (link.peer, $0.frame, $0.keep) } }
         for link in fresh { link.start() }
         return unsent
     }

@@ -482,7 +482,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         var restarted = false
         var lost: Set<String> = []
         let incarnations = Dictionary(members.filter(\.reachable).map { ($0.name, $0.incarnation) }, uniquingKeysWith: max)
-        var others: [LinkFrame] = []
+        var others: [(peer: String, frame: LinkFrame)] = []
         // The new ring, the links, the barriers it settles, and the room input that was
         // queued for nodes gone from the links all change at once for the rooms' routing:
         // that input is routed again before any input routed by the new ring.
@@ -506,7 +506,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                 return (changed, lost)
             }
             var inputs: [RoomInput] = []
-            for (frame, keep) in links.replaceKeeping(peers: peers) {
+            for (peer, frame, keep) in links.replaceKeeping(peers: peers) {
                 if case .room(let stanza, let real, let home, let hops) = frame {
                     if delivered.reached(stanza, sender: real) {
                         logger.info("input the room had answered came back from a gone node; dropped", metadata: ["jid": "\(real)"])
@@ -516,7 +516,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                     input.receipt = keep  // forwarded input that came over a link: still unacknowledged there
                     inputs.append(input)
                 } else {
-                    others.append(frame)
+                    others.append((peer, frame))
                 }
             }
             settleBarriers()
@@ -528,7 +528,14 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             _ = change()  // no rooms here: their queued input has nowhere to go (as a bounce)
         }
         if outdated { return }
-        for frame in others { links.bounce(frame) }
+        for (peer, frame) in others {
+            // Room output for a node that restarted under its name: its recipients may be
+            // sessions of the new run (their input reached the room before this node read
+            // the membership naming that run, so the output took the old run's link). The
+            // new run delivers to those it holds and skips the others.
+            if case .deliver = frame, incarnations[peer] != nil, links.enqueue(frame, to: peer) { continue }
+            links.bounce(frame)
+        }
         if !lost.isEmpty {
             logger.info("nodes gone", metadata: ["nodes": "\(lost.sorted())"])
             service?.removeOccupantsOfUnreachableNodes()
