@@ -57,10 +57,20 @@ public protocol RoomOutput: Sendable {
     /// One copy of `stanza` for each recipient (each with its own `to`), all held by
     /// `node`; `nil`: the recipient is not an occupant, find where it is.
     func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?)
+    /// `deliver`, keeping `keep` alive until `node` has the copies (its link acknowledged
+    /// them): the receipt of the input they answer, so that its sender hears the input was
+    /// handled only once the answer has left this node.
+    func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?, keeping keep: (any AnyObject & Sendable)?)
     /// Input this node will not handle: queued for the node that owns the room, in the
     /// order of the calls. `false`: that node cannot take it now (no link, a full queue).
     /// Called while routing is locked: must not route anything itself.
     func forward(_ input: RoomInput, to node: String) -> Bool
+}
+
+extension RoomOutput {
+    public func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?, keeping keep: (any AnyObject & Sendable)?) {
+        deliver(stanza, to: recipients, node: node)
+    }
 }
 
 /// Internal markers that travel as stanzas between nodes.
@@ -576,7 +586,7 @@ public final class MUCService: Sendable {
         }
         var reply = input.stanza.errorReply(error)
         reply[attribute: "to"] = input.real.description
-        output.deliver(reply, to: [input.real], node: input.home)
+        output.deliver(reply, to: [input.real], node: input.home, keeping: input.receipt)
     }
 
     private func activate(_ box: RoomBox) async {
@@ -953,7 +963,9 @@ public final class MUCService: Sendable {
         let copies = groups.reduce(0) { $0 + $1.recipients.count }
         deliveryCount.add(copies, ordering: .relaxed)
         guard durable || slot.deferred > 0, let fence = slot.fence else {
-            for group in groups { output.deliver(group.stanza, to: group.recipients, node: group.node) }
+            for group in groups {
+                output.deliver(group.stanza, to: group.recipients, node: group.node, keeping: request?.receipt)
+            }
             return
         }
         slot.deferred += 1
@@ -964,7 +976,9 @@ public final class MUCService: Sendable {
                 fence,
                 stored: {
                     box.state.withLock { slot in
-                        for group in waiting { output.deliver(group.stanza, to: group.recipients, node: group.node) }
+                        for group in waiting {
+                            output.deliver(group.stanza, to: group.recipients, node: group.node, keeping: request?.receipt)
+                        }
                         slot.deferred -= 1
                     }
                 },

@@ -229,10 +229,14 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     // MARK: - RoomOutput
 
     func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?) {
+        deliver(stanza, to: recipients, node: node, keeping: nil)
+    }
+
+    func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?, keeping keep: (any AnyObject & Sendable)?) {
         if node == nodeName {
             router.withLock { $0 }?.deliverLocal(stanza, to: recipients)
         } else if let node {
-            sendOrWait(.deliver(stanza, recipients: recipients), to: node)
+            sendOrWait(.deliver(stanza, recipients: recipients), to: node, keeping: keep)
         } else {
             let router = router.withLock { $0 }
             for recipient in recipients {
@@ -248,14 +252,14 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     /// that names it. Kept, in order, until the next membership read, then sent (or
     /// dropped if the node is still unknown). Before, it was dropped at once, and a join
     /// through a node that had just started could go unanswered.
-    private let unlinked = Mutex<[(node: String, frame: LinkFrame)]>([])
+    private let unlinked = Mutex<[(node: String, frame: LinkFrame, keep: (any AnyObject & Sendable)?)]>([])
 
-    private func sendOrWait(_ frame: LinkFrame, to node: String) {
+    private func sendOrWait(_ frame: LinkFrame, to node: String, keeping keep: (any AnyObject & Sendable)? = nil) {
         // Queued for the link, or behind what already waits for that node, under one lock
         // with the flush below: a frame never overtakes one that waits.
         let first = unlinked.withLock { waiting -> Bool in
-            if !waiting.contains(where: { $0.node == node }), links.enqueue(frame, to: node) { return false }
-            waiting.append((node, frame))
+            if !waiting.contains(where: { $0.node == node }), links.enqueue(frame, to: node, keeping: keep) { return false }
+            waiting.append((node, frame, keep))
             return waiting.count == 1
         }
         guard first else { return }
@@ -263,7 +267,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             try? await refreshMembership()
             let dropped = unlinked.withLock { waiting -> Int in
                 defer { waiting = [] }
-                return waiting.filter { !links.enqueue($0.frame, to: $0.node) }.count
+                return waiting.filter { !links.enqueue($0.frame, to: $0.node, keeping: $0.keep) }.count
             }
             if dropped > 0 {
                 logger.warning("room output for a node that is not a member was dropped", metadata: ["frames": "\(dropped)"])
