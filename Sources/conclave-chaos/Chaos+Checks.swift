@@ -121,6 +121,7 @@ extension Chaos {
                     )
                     closed[membership.nick] =
                         "\(client.label)'s stream on \(session.node) ended (\(session.endReason)) at step \(step)"
+                    endedInRoom[membership.room, default: []].append((membership.nick, client.label))
                     client.close(membership.id)
                 }
             }

@@ -295,6 +295,13 @@ extension Chaos {
         model.name = name
         world.rooms[room] = model
         if becameMembersOnly {
+            // Occupants whose stream ended and whose room may not have removed them yet.
+            for ended in endedInRoom[room] ?? [] {
+                guard let other = clients.first(where: { $0.label == ended.label }),
+                    (World.rank[world.affiliation(of: other.bare, in: room)] ?? 0) < 1
+                else { continue }
+                unannounced.insert(ended.nick)
+            }
             for other in clients {
                 guard let membership = other.membership(in: room) else { continue }
                 if (World.rank[world.affiliation(of: other.bare, in: room)] ?? 0) < 1 {

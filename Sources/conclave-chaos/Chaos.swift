@@ -82,6 +82,10 @@ final class Chaos {
     var views: [Int: (Int, Set<String>)] = [:]
     /// Nicks removed without the others being told (322): not looked for in their views.
     var unannounced: Set<String> = []
+    /// Room → occupants whose stream ended (nick, client label): until their rooms learn
+    /// that their node is gone they are still in, and a members-only switch may remove a
+    /// non-member among them with 322 — told to nobody else, like any 322.
+    var endedInRoom: [String: [(nick: String, label: String)]] = [:]
 
     var bound: Duration { .milliseconds(Int64(settings.bound * 1000)) }
     /// When the PostgreSQL restart grace ends (every registered node counts as alive for
