@@ -239,7 +239,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         handled = max(handled, seq)
         guard isNew, let frame = parsed?.frame else { return }
         guard case .room = frame else {
-            links.handler(frame, peerName, LinkReceipt(released: {}))
+            links.handler(frame, peerName, .unneeded)
             return
         }
         let held = links.heldInput

@@ -6,6 +6,10 @@
 public final class LinkReceipt: Sendable {
     private let released: @Sendable () -> Void
 
+    /// The receipt of a frame that is handled when handed over (all but room input): one
+    /// shared instance, never released, so that no frame pays for a receipt it does not need.
+    static let unneeded = LinkReceipt(released: {})
+
     init(released: @escaping @Sendable () -> Void) {
         self.released = released
     }

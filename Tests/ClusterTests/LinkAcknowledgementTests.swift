@@ -34,6 +34,17 @@ import XMPPCore
         )
     }
 
+    /// `a` linked to `b`, whose rooms hold their input's receipts in `receipts`.
+    func linked() async throws -> (a: NodeLinks, b: NodeLinks, atB: Received, receipts: Receipts, port: Int) {
+        let atB = Received()
+        let receipts = Receipts()
+        let a = node("a")
+        let b = node("b", received: atB, receipts: receipts)
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
+        return (a, b, atB, receipts, port)
+    }
+
     static func roomInput(_ n: Int) throws -> LinkFrame {
         let stanza = XMLElement(
             "message", namespace: Namespace.client, ["to": "room@conference.localhost", "type": "groupchat", "id": "m\(n)"],
@@ -54,12 +65,7 @@ import XMPPCore
     }
 
     @Test func roomInputIsAcknowledgedOnlyOnceTheRoomHandledIt() async throws {
-        let atB = Received()
-        let receipts = Receipts()
-        let a = node("a")
-        let b = node("b", received: atB, receipts: receipts)
-        let port = try await b.listen(host: "127.0.0.1", port: 0)
-        a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
+        let (a, b, atB, receipts, _) = try await linked()
         for n in 1...3 { a.send(try Self.roomInput(n), to: "b") }
         a.send(NodeLinksTests.message(4), to: "b")
         #expect(await atB.arrived(4))
@@ -82,12 +88,7 @@ import XMPPCore
     /// The connection drops while a room holds input taken on it: the next connection's
     /// handshake (`<ok last>`) must not acknowledge that input.
     @Test func aReconnectDoesNotAcknowledgeInputARoomStillHolds() async throws {
-        let atB = Received()
-        let receipts = Receipts()
-        let a = node("a")
-        let b = node("b", received: atB, receipts: receipts)
-        let port = try await b.listen(host: "127.0.0.1", port: 0)
-        a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
+        let (a, b, atB, receipts, _) = try await linked()
         a.send(try Self.roomInput(1), to: "b")
         a.send(NodeLinksTests.message(2), to: "b")
         #expect(await atB.arrived(2))
@@ -143,12 +144,7 @@ import XMPPCore
     }
 
     @Test func aNodeThatLostItsLeaseAcknowledgesNothingMore() async throws {
-        let atB = Received()
-        let receipts = Receipts()
-        let a = node("a")
-        let b = node("b", received: atB, receipts: receipts)
-        let port = try await b.listen(host: "127.0.0.1", port: 0)
-        a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
+        let (a, b, atB, receipts, _) = try await linked()
         a.send(try Self.roomInput(1), to: "b")
         #expect(await atB.arrived(1))
         // b's rooms drop what they hold (its lease is lost): dropped is not handled.
@@ -165,12 +161,7 @@ import XMPPCore
     /// A node that lost its lease drops what its links queued: its next run must not send
     /// the gone run's frames as its own (a receiver would take room input twice).
     @Test func aNodeThatLostItsLeaseDropsWhatItsLinksHeld() async throws {
-        let atB = Received()
-        let receipts = Receipts()
-        let a = node("a")
-        let b = node("b", received: atB, receipts: receipts)
-        let port = try await b.listen(host: "127.0.0.1", port: 0)
-        a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
+        let (a, b, atB, receipts, port) = try await linked()
         a.send(try Self.roomInput(1), to: "b")
         #expect(await atB.arrived(1))
         #expect(a.dropAllLinks() == 1, "the input b's room still holds")

@@ -6,9 +6,10 @@ import Testing
 import XMPPCore
 
 /// Room input that came over a node link carries a receipt; the link acknowledges the
-/// frame to its sender only once the receipt is released. A room releases it when it has
-/// handled the input — not while it holds it back — so that input a node took but never
-/// handled (it was paused or killed first) is still its sender's to route again.
+/// frame to its sender only once the receipt is released. A room lets it go when it has
+/// handled the input and the node its answer goes to has that answer — not while it holds
+/// the input back — so that input a node took but never handled, or whose answer never
+/// left (it was paused or killed first), is still its sender's to route again.
 @Suite(.enabled(if: TestEnvironment.hasDatabase), .serialized, .timeLimit(.minutes(1)))
 struct RoomInputReceiptTests {
     final class Released: Sendable {
@@ -35,11 +36,14 @@ struct RoomInputReceiptTests {
         var join = XMLElement("presence", namespace: Namespace.client, ["from": romeo.description, "to": "\(room)/Romeo"])
         join.append(XMLElement("x", namespace: Namespace.muc))
         let joined = Released()
-        muc.handle(Self.input(join, from: romeo, home: node, released: joined))
+        // Romeo's session is on another node ("node-b"): the answer travels over a link.
+        muc.handle(Self.input(join, from: romeo, home: "node-b", released: joined))
         try await RoomInputTimeoutTests().eventually("Romeo in the room") {
             output.sent.withLock { $0.contains { $0.name == "presence" && $0.type == nil } } ? true : nil
         }
-        #expect(joined.isSet, "the join was handled: its receipt is released")
+        #expect(!joined.isSet, "handled, but its answer has not reached node-b yet")
+        output.acknowledgeAll()
+        #expect(joined.isSet, "the join was handled and answered: its receipt is released")
 
         // The lease cannot be confirmed: the room holds the message back, and its
         // receipt with it.
@@ -49,7 +53,7 @@ struct RoomInputReceiptTests {
         )
         message.append(XMLElement("body", namespace: Namespace.client, text: "hello"))
         let said = Released()
-        muc.handle(Self.input(message, from: romeo, home: node, released: said))
+        muc.handle(Self.input(message, from: romeo, home: "node-b", released: said))
         #expect(!said.isSet, "held, not handled: the sender keeps the frame")
         #expect(!output.sent.withLock { $0.contains { $0.name == "message" && $0.id == "m1" } })
 
@@ -57,6 +61,8 @@ struct RoomInputReceiptTests {
         placement.serving.withLock { $0 = true }
         muc.resumeHeld()
         #expect(output.sent.withLock { $0.contains { $0.name == "message" && $0.id == "m1" && $0.type == "groupchat" } })
+        #expect(!said.isSet, "its echo has not reached node-b yet")
+        output.acknowledgeAll()
         #expect(said.isSet)
         muc.finishWrites()
         await writer.value

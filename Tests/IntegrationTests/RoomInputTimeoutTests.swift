@@ -31,6 +31,14 @@ struct RoomInputTimeoutTests {
         func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?) {
             sent.withLock { $0.append(stanza) }
         }
+        /// What a link would keep until the node the copies go to acknowledges them.
+        let kept = Mutex<[any AnyObject & Sendable]>([])
+        func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?, keeping keep: (any AnyObject & Sendable)?) {
+            deliver(stanza, to: recipients, node: node)
+            if let keep { kept.withLock { $0.append(keep) } }
+        }
+        /// The nodes acknowledged every copy.
+        func acknowledgeAll() { kept.withLock { $0 = [] } }
         func forward(_ input: RoomInput, to node: String) -> Bool { true }
         var errors: [XMLElement] { sent.withLock { $0.filter { $0.type == "error" } } }
     }
