@@ -193,6 +193,18 @@ extension MUCService {
         }
     }
 
+    /// This node lost its lease: answers whose copies for the sender's node wait for other
+    /// nodes to acknowledge theirs never leave. Called before the links drop what they
+    /// hold (which would let them go): the other nodes never got their copies, and this
+    /// node's sessions are closed, so no sender hears a message was accepted that the
+    /// others missed.
+    public func discardHeldOutput() {
+        let boxes = rooms.withLock { Array($0.values) }
+        for box in boxes {
+            box.state.withLock { $0.held.discard() }
+        }
+    }
+
     /// This node lost its lease: others may own its rooms now. Everything is dropped
     /// without writing (the writes would be refused anyway); held input of this node's
     /// sessions is answered with an error.
@@ -207,6 +219,7 @@ extension MUCService {
                 slot.phase = .gone
                 held += slot.pending
                 slot.pending = []
+                slot.held.discard()
             }
         }
         // Input that came over a node link is not acknowledged now (the links stopped):

@@ -178,6 +178,8 @@ public final class MUCService: Sendable {
         /// Why activation has not succeeded yet (for the error and log of input that
         /// waits too long).
         var activationProblem: String?
+        /// Output waiting for other nodes to acknowledge their copies of the same answer.
+        var held = HeldRoomOutput()
 
         /// Holds `input` back, in order, noting when it started waiting.
         mutating func hold(_ input: RoomInput) {
@@ -963,9 +965,7 @@ public final class MUCService: Sendable {
         let copies = groups.reduce(0) { $0 + $1.recipients.count }
         deliveryCount.add(copies, ordering: .relaxed)
         guard durable || slot.deferred > 0, let fence = slot.fence else {
-            for group in groups {
-                output.deliver(group.stanza, to: group.recipients, node: group.node, keeping: request?.receipt)
-            }
+            send(groups, answering: request, slot: &slot, box: box)
             return
         }
         slot.deferred += 1
@@ -976,9 +976,7 @@ public final class MUCService: Sendable {
                 fence,
                 stored: {
                     box.state.withLock { slot in
-                        for group in waiting {
-                            output.deliver(group.stanza, to: group.recipients, node: group.node, keeping: request?.receipt)
-                        }
+                        self.send(waiting, answering: request, slot: &slot, box: box)
                         slot.deferred -= 1
                     }
                 },
@@ -1004,6 +1002,42 @@ public final class MUCService: Sendable {
             ),
             for: box.jid
         )
+    }
+
+    /// Sends a room's output. When it answers input and goes to other nodes besides the
+    /// sender's, the copies for the sender's node wait until the others acknowledged theirs
+    /// (`HeldRoomOutput`); output for a node with copies waiting queues behind them.
+    private func send(
+        _ groups: [(stanza: XMLElement, node: String?, recipients: [JID])], answering request: RoomInput?, slot: inout Slot,
+        box: RoomBox
+    ) {
+        var ticket: HeldOutputTicket?
+        if let home = request?.home, groups.contains(where: { $0.node == home }),
+            groups.contains(where: { $0.node != nil && $0.node != home })
+        {
+            let id = slot.held.newTicket()
+            ticket = HeldOutputTicket(id: id, receipt: request?.receipt) { [self] id in
+                // Let go wherever a link acknowledged (under its locks): sent from elsewhere.
+                Task { self.release(id, box: box) }
+            }
+        }
+        for group in groups {
+            if let ticket, group.node == request?.home {
+                slot.held.append(.init(stanza: group.stanza, recipients: group.recipients, node: group.node, keep: request?.receipt, waitsFor: ticket.id))
+            } else if slot.held.isHolding(group.node) {
+                slot.held.append(.init(stanza: group.stanza, recipients: group.recipients, node: group.node, keep: ticket ?? request?.receipt))
+            } else {
+                output.deliver(group.stanza, to: group.recipients, node: group.node, keeping: ticket ?? request?.receipt)
+            }
+        }
+    }
+
+    private func release(_ ticket: UInt64, box: RoomBox) {
+        box.state.withLock { slot in
+            for entry in slot.held.open(ticket) {
+                output.deliver(entry.stanza, to: entry.recipients, node: entry.node, keeping: entry.keep)
+            }
+        }
     }
 
     private func storeOccupancy(_ room: Room, slot: inout Slot, box: RoomBox, request: RoomInput?) {

@@ -456,6 +456,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     private func leaseLost() async {
         logger.error("lease lost: this node was declared dead; rejoining as a new incarnation")
         state.withLock { $0.leaseValidUntil = .now - .seconds(1) }
+        service?.discardHeldOutput()
         links.stopAcknowledging()
         let dropped = links.dropAllLinks()
         if dropped > 0 {

@@ -28,8 +28,11 @@ struct RoomInputTimeoutTests {
     /// Every stanza the room sends, and what the session's node is told.
     final class Output: RoomOutput {
         let sent = Mutex<[XMLElement]>([])
+        /// Each delivery with the node it went to.
+        let copies = Mutex<[(stanza: XMLElement, node: String?)]>([])
         func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?) {
             sent.withLock { $0.append(stanza) }
+            copies.withLock { $0.append((stanza, node)) }
         }
         /// What a link would keep until the node the copies go to acknowledges them.
         let kept = Mutex<[any AnyObject & Sendable]>([])
