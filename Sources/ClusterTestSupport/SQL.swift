@@ -22,8 +22,12 @@ public struct SQL: Sendable {
     public func withConnection<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws
         -> Result
     {
+        // A statement that waits on a lock (a node's transaction that never ends) fails
+        // after a while instead of hanging its caller.
+        var configuration = url.configuration
+        configuration.options.additionalStartupParameters.append(("statement_timeout", "30s"))
         let connection = try await PostgresConnection.connect(
-            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: url.configuration, id: 1,
+            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: 1,
             logger: Self.logger
         )
         do {

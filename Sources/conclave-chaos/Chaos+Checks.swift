@@ -172,16 +172,25 @@ extension Chaos {
     func verify(_ rng: inout SeededRandom) async throws {
         try await recover()
         // A quiet round: every occupant says something in each of its rooms.
+        var said: [String] = []
         for client in clients {
-            for membership in client.open { client.say(membership.room) }
+            for membership in client.open where client.say(membership.room) { said.append("\(client.label) in \(membership.room)") }
         }
+        trace("check: quiet round: \(said.joined(separator: ", "))")
         try await checkMessagesAnswered()
+        trace("check: removals")
         try await checkRemovals()
+        trace("check: deliveries")
         try await checkDeliveries()
+        trace("check: rosters")
         try await checkRosters()
+        trace("check: epochs")
         try await checkEpochs()
+        trace("check: durability")
         try await checkDurability()
+        trace("check: temporary rooms vanish")
         try await checkTemporaryRoomsVanish()
+        trace("check: the seed")
         try await runSeed(&rng)
         try checkNodesRun()
     }
