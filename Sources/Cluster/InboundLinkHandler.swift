@@ -211,6 +211,15 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             close(context)
             return
         }
+        guard links.acknowledging.load(ordering: .relaxed) else {
+            // This node lost its lease and drops its rooms: what it took now would be
+            // handled by a run the others declared gone (rooms activated again, input
+            // forwarded and sent on by the next run: handled twice). Not taken; the peer
+            // keeps it and routes it again.
+            links.record(.refusedWhileRejoining)
+            close(context)
+            return
+        }
         guard !links.hasDeparted(peerName, incarnation: peerIncarnation) else {
             // Declared gone while it was paused: its rooms and sessions have moved on, and
             // what it still sends would arrive late or twice.

@@ -30,4 +30,8 @@ public enum LinkEvent: String, CaseIterable, Sendable {
     /// A run of a peer the membership had declared gone (it was paused past its lease and
     /// resumed) connected or sent a frame: refused, the frame dropped, the connection closed.
     case departedPeerRefused = "departed_peer_refused"
+    /// This node lost its lease and has not joined again as a new run yet: a frame a peer
+    /// sent meanwhile was not taken (the connection closed); the peer keeps it and routes
+    /// it again once it sees this node's run gone.
+    case refusedWhileRejoining = "refused_while_rejoining"
 }

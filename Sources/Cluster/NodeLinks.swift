@@ -101,9 +101,9 @@ public final class NodeLinks: Sendable {
         acknowledging.store(true, ordering: .relaxed)
     }
 
-    /// This node lost its lease and drops its rooms: room input handled from now on was
-    /// not really handled, so nothing is acknowledged until the node runs again as a new
-    /// incarnation. Its senders route what they still hold again.
+    /// This node lost its lease and drops its rooms: nothing is taken from the links (nor
+    /// acknowledged) until the node runs again as a new incarnation. Its senders route
+    /// what they still hold again.
     public func stopAcknowledging() {
         acknowledging.store(false, ordering: .relaxed)
     }

@@ -458,7 +458,12 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         state.withLock { $0.leaseValidUntil = .now - .seconds(1) }
         service?.discardHeldOutput()
         links.stopAcknowledging()
-        let dropped = links.dropAllLinks()
+        // Output still waiting for a link is the gone run's too.
+        let waiting = unlinked.withLock { waiting -> Int in
+            defer { waiting = [] }
+            return waiting.count
+        }
+        let dropped = links.dropAllLinks() + waiting
         if dropped > 0 {
             logger.warning("lease lost: frames the node links still held were dropped", metadata: ["frames": "\(dropped)"])
         }
