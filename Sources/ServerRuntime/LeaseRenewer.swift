@@ -22,19 +22,29 @@ final class LeaseRenewer: Sendable {
 
     /// Every `interval`, runs the statement `statement()` gives (none: skip this beat)
     /// and hands `done` whether it returned a row, with the time it was sent; one beat
-    /// at a time. `done` runs on the renewer's thread.
+    /// at a time. A beat without an answer within `timeout` fails, and its connection is
+    /// closed (the next beat opens another): a connection that stopped answering must not
+    /// hold every later beat back until the lease runs out. `done` runs on the renewer's
+    /// thread.
     func start(
         every interval: Duration,
+        timeout: Duration,
         statement: @escaping @Sendable () -> PostgresQuery?,
         done: @escaping @Sendable (Result<Bool, any Error>, ContinuousClock.Instant) -> Void
     ) {
         let loop = group.next()
-        let period = TimeAmount.nanoseconds(Int64(interval.components.seconds) * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000)
+        let period = Self.amount(interval)
+        let limit = Self.amount(timeout)
         let repeated = loop.scheduleRepeatedAsyncTask(initialDelay: period, delay: period) { [self] _ in
             guard let query = statement() else { return loop.makeSucceededVoidFuture() }
             let sent = ContinuousClock.now
-            return connected(on: loop)
+            let expiry = loop.scheduleTask(in: limit) { [self] in
+                logger.warning("heartbeat: no answer from PostgreSQL within \(timeout); closing its connection")
+                if let stuck = connection.withLock({ $0 }) { stuck.close().whenComplete { _ in } }
+            }
+            return connected(on: loop, timeout: limit)
                 .flatMap { [logger] connection in connection.query(query, logger: logger) }
+                .always { _ in expiry.cancel() }
                 .map { result in done(.success(!result.rows.isEmpty), sent) }
                 .flatMapError { [self] error in
                     // A broken connection is opened again at the next beat.
@@ -51,12 +61,18 @@ final class LeaseRenewer: Sendable {
         task.withLock { $0 = repeated }
     }
 
-    private func connected(on loop: any EventLoop) -> EventLoopFuture<PostgresConnection> {
+    private func connected(on loop: any EventLoop, timeout: TimeAmount) -> EventLoopFuture<PostgresConnection> {
         if let open = connection.withLock({ $0 }), !open.isClosed { return loop.makeSucceededFuture(open) }
+        var configuration = configuration
+        configuration.options.connectTimeout = timeout
         return PostgresConnection.connect(on: loop, configuration: configuration, id: 1, logger: logger).map { [self] open in
             connection.withLock { $0 = open }
             return open
         }
+    }
+
+    private static func amount(_ duration: Duration) -> TimeAmount {
+        .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
     func stop() async {

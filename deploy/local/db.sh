@@ -67,7 +67,7 @@ start() {
     prepare
     if ! running; then
         as_owner "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-            -o "-p $port -k $sock -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null \
+            -o "-p $port -k $sock -c listen_addresses=127.0.0.1 -c max_connections=200 -c log_lock_waits=on" start >/dev/null \
             || { tail -20 "$log" >&2; exit 1; }
     fi
     if ! "$bindir/psql" -h 127.0.0.1 -p "$port" -U conclave -d postgres -tAc \
