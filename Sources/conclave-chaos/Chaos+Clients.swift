@@ -223,6 +223,18 @@ extension Chaos {
         passed()
         if let error = MUC.error(answer.element) {
             if MUC.isTransient(error) { return }
+            // Removed (banned, made a non-member) by a change of the same step that the
+            // room handled first: it is no longer an occupant to rename.
+            let removed = session.events(from: mark).contains { entry in
+                guard case .element(let element) = entry.event, element.name == "presence", element.type == "unavailable",
+                    element[attribute: "from"] == "\(room)/\(membership.nick)"
+                else { return false }
+                return MUC.statusCodes(element).contains("110")
+            }
+            if error.condition == "item-not-found", removed || client.membership(in: room)?.expectedRemoval != nil {
+                trace("\(client.label): nick change in \(room) refused: it was removed from the room first")
+                return
+            }
             throw CheckFailure(
                 "nick changes",
                 "\(client.label): changing nick in \(room) to \(nick) was refused with \(MUC.describe(error))")
