@@ -225,7 +225,7 @@ extension Chaos {
             if MUC.isTransient(error) { return }
             // Removed (banned, made a non-member) by a change of the same step that the
             // room handled first: it is no longer an occupant to rename.
-            let removed = session.events(from: mark).contains { entry in
+            let removed = session.events(from: mark).contains { entry -> Bool in
                 guard case .element(let element) = entry.event, element.name == "presence", element.type == "unavailable",
                     element[attribute: "from"] == "\(room)/\(membership.nick)"
                 else { return false }
