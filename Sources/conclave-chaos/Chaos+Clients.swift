@@ -2,6 +2,7 @@ import ClusterTestSupport
 import Foundation
 import PostgresNIO
 import XMPPCore
+import XMPPStream
 
 /// What clients do: connect, join, leave, change nick, configure, change affiliations.
 /// Every request to a room must be answered within the bound; what an answer commits
@@ -225,11 +226,14 @@ extension Chaos {
             if MUC.isTransient(error) { return }
             // Removed (banned, made a non-member) by a change of the same step that the
             // room handled first: it is no longer an occupant to rename.
-            let removed = session.events(from: mark).contains { entry -> Bool in
-                guard case .element(let element) = entry.event, element.name == "presence", element.type == "unavailable",
-                    element[attribute: "from"] == "\(room)/\(membership.nick)"
-                else { return false }
-                return MUC.statusCodes(element).contains("110")
+            var removed = false
+            for entry in session.events(from: mark) {
+                guard case .element(let element) = entry.event else { continue }
+                if element.name == "presence", element.type == "unavailable",
+                    element[attribute: "from"] == "\(room)/\(membership.nick)", MUC.statusCodes(element).contains("110")
+                {
+                    removed = true
+                }
             }
             if error.condition == "item-not-found", removed || client.membership(in: room)?.expectedRemoval != nil {
                 trace("\(client.label): nick change in \(room) refused: it was removed from the room first")
