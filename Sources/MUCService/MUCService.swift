@@ -94,6 +94,26 @@ public enum MUCInternal {
         )
     }
 
+    /// Marks a groupchat message a room sends again from its history (its input came again
+    /// after its owner died before answering it): the nodes of the recipients deliver it
+    /// only to those that did not get it the first time, and take the marker off.
+    public static func replayed(_ stanza: XMLElement) -> XMLElement {
+        var stanza = stanza
+        stanza.append(XMLElement("replayed", namespace: namespace))
+        return stanza
+    }
+
+    /// `stanza` without its replay marker, if it has one (`nil`: not a replay).
+    public static func unreplayed(_ stanza: XMLElement) -> XMLElement? {
+        guard stanza.name == "message", stanza.child("replayed", namespace: namespace) != nil else { return nil }
+        var stanza = stanza
+        stanza.children.removeAll { child in
+            if case .element(let element) = child { return element.namespace == namespace && element.name == "replayed" }
+            return false
+        }
+        return stanza
+    }
+
     /// The token of a `left` marker, if `stanza` is one.
     public static func leftToken(_ stanza: XMLElement) -> UInt64? {
         guard stanza.name == "message", let marker = stanza.child("session-left", namespace: namespace) else { return nil }
@@ -822,11 +842,11 @@ public final class MUCService: Sendable {
     /// id in the room's history (kept in memory, loaded from the store on activation):
     /// input that reached the room twice, across a move or an owner's death. Input that
     /// travelled once (`hops` below 2) is never looked up.
-    static func alreadyHandled(_ stanza: XMLElement, from real: JID, in room: Room) -> Bool {
+    static func handledBefore(_ stanza: XMLElement, from real: JID, in room: Room) -> HistoryEntry? {
         guard stanza.stanzaKind == .message, stanza.type == "groupchat", let id = stanza.id, !id.isEmpty,
             let nick = room.occupant(real: real)?.nick
-        else { return false }
-        return room.history.contains { $0.senderNick == nick && $0.message.id == id }
+        else { return nil }
+        return room.history.last { $0.senderNick == nick && $0.message.id == id }
     }
 
     static func isJoin(_ stanza: XMLElement) -> Bool {
@@ -890,11 +910,25 @@ public final class MUCService: Sendable {
                     return
                 }
             }
-            if input.hops >= 2, Self.alreadyHandled(stanza, from: input.real, in: room) {
+            if input.hops >= 2, let entry = Self.handledBefore(stanza, from: input.real, in: room) {
                 // Routed again after its room moved or its owner died (a frame not yet
-                // acknowledged is sent again), but handled before: once is enough.
+                // acknowledged is sent again), but handled before: it is not handled twice.
+                // Its sender's node routed it again, so its sender never saw it accepted,
+                // and the owner that handled it may have died before some (or all) copies
+                // left: the stored message goes out again, marked, and the recipients'
+                // nodes deliver it only to those that did not get it then.
                 counterState.withLock { $0.duplicatesDropped += 1 }
-                logger.info("a message handled before its room moved came again; dropped", metadata: ["room": "\(box.jid)"])
+                logger.info(
+                    "a message handled before its room moved came again; sent again to whoever missed it",
+                    metadata: ["room": "\(box.jid)"])
+                var effects = RoomEffects()
+                let message = MUCInternal.replayed(entry.message)
+                for occupant in room.occupants {
+                    var copy = message
+                    copy[attribute: "to"] = occupant.realJID.description
+                    effects.stanzas.append(copy)
+                }
+                apply(effects, slot: &slot, box: box, request: input, occupantsChanged: false)
                 return
             }
             let isNew = slot.creating

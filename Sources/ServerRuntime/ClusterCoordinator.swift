@@ -90,6 +90,11 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                     input.receipt = receipt
                     muc.withLock { $0 }?.handle(input)
                 case .deliver(let stanza, let recipients):
+                    if let replay = MUCInternal.unreplayed(stanza) {
+                        let missed = delivered.missed(replay, among: recipients)
+                        if !missed.isEmpty { router.withLock { $0 }?.deliverLocal(replay, to: missed) }
+                        return
+                    }
                     delivered.note(stanza, to: recipients)
                     router.withLock { $0 }?.deliverLocal(stanza, to: recipients)
                 case .user(let stanza):
@@ -234,11 +239,17 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
 
     func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?, keeping keep: (any AnyObject & Sendable)?) {
         if node == nodeName {
+            if let replay = MUCInternal.unreplayed(stanza) {
+                let missed = delivered.missed(replay, among: recipients)
+                if !missed.isEmpty { router.withLock { $0 }?.deliverLocal(replay, to: missed) }
+                return
+            }
             router.withLock { $0 }?.deliverLocal(stanza, to: recipients)
         } else if let node {
             sendOrWait(.deliver(stanza, recipients: recipients), to: node, keeping: keep)
         } else {
             let router = router.withLock { $0 }
+            let stanza = MUCInternal.unreplayed(stanza) ?? stanza
             for recipient in recipients {
                 var copy = stanza
                 copy[attribute: "to"] = recipient.description
@@ -666,6 +677,19 @@ final class DeliveredMessages: Sendable {
                 }
             }
         }
+    }
+
+    /// Of `recipients`, those this node has not delivered `stanza` (a room's message sent
+    /// again, `MUCInternal.replayed`) to yet; they are noted as delivered now.
+    func missed(_ stanza: XMLElement, among recipients: [JID]) -> [JID] {
+        guard stanza.name == "message", stanza.type == "groupchat", let id = stanza.id, !id.isEmpty,
+            let from = stanza[attribute: "from"], let room = (try? JID(from))?.bare.description
+        else { return recipients }
+        let fresh = recipients.filter { recipient in
+            !state.withLock { $0.keys.contains(Key(room: room, id: id, recipient: recipient.description)) }
+        }
+        note(stanza, to: fresh)
+        return fresh
     }
 
     /// The room sent `stanza` (input from `sender`) back to its sender already.

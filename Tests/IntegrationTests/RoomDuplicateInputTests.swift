@@ -9,8 +9,10 @@ import Testing
 import XMPPCore
 
 /// A message routed to its room again after the room moved or its owner died (a link
-/// frame not yet acknowledged is sent again) is not broadcast twice when the room has
-/// it already; a client sending the same id again is a new message.
+/// frame not yet acknowledged is sent again) is not handled twice when the room has it
+/// already: the stored message goes out again, marked as a replay (the recipients' nodes
+/// deliver it only to those that missed it), with the stanza-id it had. A client sending
+/// the same id again sends a new message.
 @Suite(.enabled(if: TestEnvironment.hasDatabase), .serialized, .timeLimit(.minutes(1)))
 struct RoomDuplicateInputTests {
     @Test func aMessageRoutedAgainAfterAMoveIsNotBroadcastTwice() async throws {
@@ -27,16 +29,22 @@ struct RoomDuplicateInputTests {
             message.append(XMLElement("body", namespace: Namespace.client, text: "hello"))
             return message
         }
-        func echoes(_ id: String) -> Int {
-            output.sent.withLock { $0.filter { $0.name == "message" && $0.id == id && $0.type == "groupchat" }.count }
+        func copies(_ id: String, replayed: Bool) -> [XMLElement] {
+            output.sent.withLock {
+                $0.filter { $0.name == "message" && $0.id == id && $0.type == "groupchat" && (MUCInternal.unreplayed($0) != nil) == replayed }
+            }
         }
+        func stanzaID(_ message: XMLElement) -> String? { message.child("stanza-id", namespace: Namespace.stanzaID)?[attribute: "id"] }
         muc.handle(RoomInput(stanza: message("m1"), real: romeo, home: node, hops: 1))
-        try await eventually { echoes("m1") == 1 }
+        try await eventually { copies("m1", replayed: false).count == 1 }
         // The same frame routed again (hops 2): the room has it in its history.
         muc.handle(RoomInput(stanza: message("m1"), real: romeo, home: node, hops: 2))
         // A client that sends the same id again sends a new message (hops 1).
         muc.handle(RoomInput(stanza: message("m1"), real: romeo, home: node, hops: 1))
-        try await eventually { echoes("m1") == 2 }
+        try await eventually { copies("m1", replayed: false).count == 2 }
+        let replays = copies("m1", replayed: true)
+        #expect(replays.count == 1, "sent again, marked, not handled again")
+        #expect(replays.first.flatMap(stanzaID) == stanzaID(copies("m1", replayed: false)[0]), "with the stanza-id it had")
         #expect(muc.counters.duplicatesDropped == 1)
         muc.finishWrites()
         await writer.value
