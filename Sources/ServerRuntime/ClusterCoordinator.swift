@@ -404,7 +404,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     /// The lease renewed on its own thread and connection (`LeaseRenewer`).
     private func startRenewer() {
         let (nodeName, leaseSeconds) = (self.nodeName, settings.leaseSeconds)
-        let timeout = Duration.seconds(max(settings.heartbeatSeconds, settings.leaseSeconds / 2))
+        // A beat answered later than the lease would not save it anyway.
+        let timeout = Duration.seconds(settings.leaseSeconds)
         renewer.start(every: .seconds(settings.heartbeatSeconds), timeout: timeout) { [self] in
             let (incarnation, paused) = state.withLock { ($0.incarnation, $0.rejoining || $0.leaving) }
             guard incarnation > 0, !paused else { return nil }
