@@ -237,7 +237,7 @@ extension Chaos {
         while true {
             try audit()
             let pending = clients.flatMap { client in
-                client.open.filter { $0.expectedRemoval != nil }.map { (client, $0) }
+                client.open.filter { $0.expectedRemoval != nil && !$0.removalOptional }.map { (client, $0) }
             }
             if pending.isEmpty { return }
             if ContinuousClock.now >= deadline {

@@ -425,7 +425,18 @@ extension Chaos {
     func commitAffiliation(room: String, jid: String, affiliation: String, why: String) {
         trace("committed: \(why) in \(room)")
         world.rooms[room]?.affiliations[jid] = affiliation == "none" ? nil : affiliation
-        guard let code = world.removal(after: affiliation, in: room) else { return }
+        guard let code = world.removal(after: affiliation, in: room) else {
+            // Back in good standing while a removal committed outside a moment ago is still
+            // awaited: the room may apply this change first and the other as already undone.
+            if recentlyChangedOutside(room) {
+                for client in clients where client.bare == jid {
+                    if let membership = client.membership(in: room), membership.expectedRemoval != nil {
+                        client.update(membership.id) { $0.removalOptional = true }
+                    }
+                }
+            }
+            return
+        }
         for client in clients where client.bare == jid {
             client.wants.remove(room)
             if let membership = client.membership(in: room) {

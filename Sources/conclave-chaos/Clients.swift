@@ -29,6 +29,10 @@ struct Membership: Sendable {
     /// The room must remove it with this status code (an affiliation or configuration
     /// change the harness committed), and why.
     var expectedRemoval: (code: String, why: String)?
+    /// A later change gave the occupant its place back before the room was seen to apply
+    /// the removal: the room may have applied the two in either order (one made outside
+    /// reaches it by NOTIFY), so the removal may or may not come.
+    var removalOptional = false
     /// The harness sent its leave.
     var leaving = false
 }
