@@ -35,13 +35,15 @@ import XMPPCore
     }
 
     /// `a` linked to `b`, whose rooms hold their input's receipts in `receipts`.
-    func linked() async throws -> (a: NodeLinks, b: NodeLinks, atB: Received, receipts: Receipts, port: Int) {
+    func linked(_ from: String = "a", to: String = "b") async throws
+        -> (a: NodeLinks, b: NodeLinks, atB: Received, receipts: Receipts, port: Int)
+    {
         let atB = Received()
         let receipts = Receipts()
-        let a = node("a")
-        let b = node("b", received: atB, receipts: receipts)
+        let a = node(from)
+        let b = node(to, received: atB, receipts: receipts)
         let port = try await b.listen(host: "127.0.0.1", port: 0)
-        a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
+        a.update(peers: [(name: to, address: "127.0.0.1:\(port)", incarnation: 1)])
         return (a, b, atB, receipts, port)
     }
 
@@ -117,12 +119,7 @@ import XMPPCore
             init(_ token: Token) { self.token = token }
             deinit { token.set() }
         }
-        let atC = Received()
-        let receipts = Receipts()
-        let b = node("b")
-        let c = node("c", received: atC, receipts: receipts)
-        let port = try await c.listen(host: "127.0.0.1", port: 0)
-        b.update(peers: [(name: "c", address: "127.0.0.1:\(port)", incarnation: 1)])
+        let (b, c, atC, receipts, _) = try await linked("b", to: "c")
         let first = Token()
         let second = Token()
         #expect(b.enqueue(try Self.roomInput(1), to: "c", keeping: Keep(first)))
