@@ -245,6 +245,7 @@ final class Chaos {
                 + "(the harness awaits something that never comes; the end of \(directory)/harness.log says what); "
                 + "replay with --seed \(seed) --steps \(number)\n"
             FileHandle.standardOutput.write(Data(line.utf8))
+            dumpThreads(to: directory + "/harness-threads.txt")
             await nodes.killAll()
             exit(1)
         }
@@ -425,5 +426,26 @@ final class Chaos {
                 + names.compactMap { nodes.node($0) }.map {
                     "\($0.name) pid \($0.child.pid) port \($0.port) (\($0.logPath.split(separator: "/").last ?? ""))"
                 }.joined(separator: ", "))
+    }
+}
+
+/// Every thread's stack of this process, by gdb when it is installed: what a stuck
+/// step waits for (a lock taken twice, a blocked thread) is in the file.
+func dumpThreads(to path: String) {
+    guard let gdb = ["/usr/bin/gdb", "/usr/local/bin/gdb"].first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+    else { return }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: gdb)
+    process.arguments = ["-p", String(getpid()), "-batch", "-ex", "thread apply all bt"]
+    FileManager.default.createFile(atPath: path, contents: nil)
+    guard let output = FileHandle(forWritingAtPath: path) else { return }
+    process.standardOutput = output
+    process.standardError = output
+    do {
+        try process.run()
+        process.waitUntilExit()
+        FileHandle.standardOutput.write(Data("chaos: the harness's threads: \(path)\n".utf8))
+    } catch {
+        FileHandle.standardOutput.write(Data("chaos: could not run gdb: \(error)\n".utf8))
     }
 }

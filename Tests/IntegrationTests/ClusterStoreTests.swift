@@ -152,6 +152,39 @@ struct ClusterStoreTests {
         #expect(try await database.heartbeat(name: dead, incarnation: 1, leaseSeconds: 30) == false)
     }
 
+    /// One node's heartbeat whose commit is slow (here: a transaction left open) must not
+    /// hold back another node's: several leases would run out together.
+    @Test func aHeartbeatDoesNotWaitForAnotherNodesUnfinishedHeartbeat() async throws {
+        let client = try await TestDatabase.shared.connected()
+        let logger = TestEnvironment.logger
+        let database = ClusterDatabase(client: client, logger: logger)
+        let (slow, other) = (unique("slow-"), unique("other-"))
+        try await register(database, slow, port: 1)
+        try await register(database, other, port: 2)
+        let slowIncarnation = try #require(try await database.members().first { $0.name == slow }?.incarnation)
+        let otherIncarnation = try #require(try await database.members().first { $0.name == other }?.incarnation)
+
+        try await client.withConnection { slowConnection in
+            _ = try await slowConnection.query("BEGIN", logger: logger).collect()
+            let renewed = try await slowConnection.query(
+                ClusterDatabase.heartbeatStatement(name: slow, incarnation: slowIncarnation, leaseSeconds: 30), logger: logger
+            ).collect()
+            #expect(renewed.count == 1)
+            // While that heartbeat has not committed, the other node renews its lease. A
+            // lock it had to wait for would fail this after 5 s instead of hanging.
+            try await client.withConnection { otherConnection in
+                _ = try await otherConnection.query("SET lock_timeout = '5s'", logger: logger).collect()
+                let rows = try await otherConnection.query(
+                    ClusterDatabase.heartbeatStatement(name: other, incarnation: otherIncarnation, leaseSeconds: 30),
+                    logger: logger
+                ).collect()
+                #expect(rows.count == 1)
+                _ = try await otherConnection.query("RESET lock_timeout", logger: logger).collect()
+            }
+            _ = try await slowConnection.query("ROLLBACK", logger: logger).collect()
+        }
+    }
+
     @Test func anAffiliationChangedWithPlainSQLReachesTheBusEvenIfCommittedBeforeListening() async throws {
         let client = try await TestDatabase.shared.connected()
         let logger = TestEnvironment.logger
