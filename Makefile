@@ -5,7 +5,7 @@ TEST_DB := conclave_test
 
 NODES ?= 3
 
-.PHONY: chaos fuzz fuzz-build bench-alloc bench-compare certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
+.PHONY: diff-prosody chaos fuzz fuzz-build bench-alloc bench-compare certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
 
 help:
 	@echo "make run             build and run one node (embedded PostgreSQL under .conclave/)"
@@ -15,6 +15,7 @@ help:
 	@echo "make cluster-down    drain and stop the local cluster"
 	@echo "make certs           a local CA and NODES=$(NODES) node certificates in .conclave/tls/"
 	@echo "make cluster-dns     serve DNS SRV records for the local cluster (dnsmasq, 127.0.0.1:5353)"
+	@echo "make diff-prosody    compare Conclave's stanzas with Prosody's over DIFF_SCENARIOS generated scenarios"
 	@echo "make chaos           the churn harness for CHAOS_SECONDS=$(CHAOS_SECONDS) s over the reused database conclave_chaos"
 	@echo "make fuzz           run the libFuzzer targets for FUZZ_SECONDS=$(FUZZ_SECONDS) each (docs/fuzzing.md)"
 
@@ -119,6 +120,12 @@ spec: build
 # spec/ must pass, each mutated seed in spec/mutations/ must fail.
 spec-prosody: build
 	./deploy/reference/prosody/spec.sh
+
+# conclave-diff: generated scenarios against Prosody 0.12 and a local Conclave of
+# DIFF_NODES nodes (default 1) over the reused database conclave_diff, compared stanza
+# by stanza; each difference becomes a script in .conclave/diff/ (docs/muc.md).
+diff-prosody: build
+	./deploy/reference/prosody/diff.sh
 
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift

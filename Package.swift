@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "conclave-spec", targets: ["conclave-spec"]),
         .executable(name: "conclave-bench", targets: ["conclave-bench"]),
         .executable(name: "conclave-chaos", targets: ["conclave-chaos"]),
+        .executable(name: "conclave-diff", targets: ["conclave-diff"]),
         // For the allocation benchmarks in Benchmarks/ (a nested package).
         .library(name: "ConclaveBenchmarkTargets", targets: ["XMPPCore", "XMPPXMLParser", "XMPPStream", "MUC", "Cluster"]),
         // For the libFuzzer targets in Fuzz/ (a nested package): NIO-free, so the
@@ -89,6 +90,22 @@ let package = Package(
                 "Scansion", "XMPPCore", "XMPPXMLParser", "XMPPStream", "XMPPDiscovery",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: upcoming
+        ),
+        // The differential tester: generated scenarios against a reference server and
+        // Conclave, compared stanza by stanza (docs/muc.md).
+        .target(
+            name: "Differential",
+            dependencies: ["XMPPCore", "Scansion", "ConclaveFuzzing"],
+            swiftSettings: upcoming
+        ),
+        .executableTarget(
+            name: "conclave-diff",
+            dependencies: [
+                "Differential", "Scansion", "XMPPCore", "XMPPStream",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: upcoming
@@ -234,6 +251,11 @@ let package = Package(
         .testTarget(
             name: "ScansionTests",
             dependencies: ["Scansion", "XMPPCore"],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "DifferentialTests",
+            dependencies: ["Differential", "Scansion", "XMPPCore"],
             swiftSettings: upcoming
         ),
         .testTarget(

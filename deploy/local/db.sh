@@ -98,5 +98,13 @@ recreate)
     "$bindir/createdb" -h 127.0.0.1 -p "$port" -U conclave "$name"
     echo "postgres://conclave@127.0.0.1:$port/$name"
     ;;
-*) echo "usage: $0 start|stop|status|url|psql|recreate NAME" >&2; exit 2 ;;
+ensure)
+    # Create a database on the running server unless it exists; keep what it holds.
+    name="${2:?database name}"
+    if ! "$bindir/psql" -h 127.0.0.1 -p "$port" -U conclave -d postgres -tAq -c "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1; then
+        "$bindir/createdb" -h 127.0.0.1 -p "$port" -U conclave "$name"
+    fi
+    echo "postgres://conclave@127.0.0.1:$port/$name"
+    ;;
+*) echo "usage: $0 start|stop|status|url|psql|recreate NAME|ensure NAME" >&2; exit 2 ;;
 esac

@@ -13,48 +13,14 @@ spec="${CONCLAVE_SPEC_BIN:-$root/.build/debug/conclave-spec}"
 seed="${CONCLAVE_SEED_DIR:-$root/../shared/seed}"
 [ -d "$seed" ] || seed="$root/spec/seed"   # the copy, when ../shared is not next to the repository
 
-if ! command -v prosody >/dev/null; then
-    echo "Prosody is not installed: 'apt-get install prosody' (Debian 12 ships 0.12), then run again." >&2
-    exit 2
-fi
-
-as_prosody() { if [ "$(id -u)" = 0 ]; then runuser -u prosody -- "$@"; else "$@"; fi; }
-
-# A Prosody left over from an interrupted run would hold the port.
-if [ -f "$dir/prosody.pid" ]; then kill "$(cat "$dir/prosody.pid")" 2>/dev/null; sleep 0.5; fi
-rm -rf "$dir"
-mkdir -p "$dir/data"
-"$root/deploy/local/cert.sh" localhost >/dev/null
-cp "$root/.conclave/tls/localhost.crt" "$root/.conclave/tls/localhost.key" "$dir/"
-sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@CERT@|$dir/localhost.crt|g" -e "s|@KEY@|$dir/localhost.key|g" \
-    "$root/deploy/reference/prosody/prosody.cfg.lua.in" >"$dir/prosody.cfg.lua"
-[ "$(id -u)" = 0 ] && chown -R prosody "$dir"
-
+. "$root/deploy/reference/prosody/lib.sh"
 scripts=("$seed"/*.scs)
 for file in spec/*.scs; do [ -e "$file" ] && scripts+=("$file"); done
-"$spec" --print-accounts "${scripts[@]}" spec/mutations | while IFS=$'\t' read -r jid password; do
-    as_prosody prosodyctl --config "$dir/prosody.cfg.lua" register "${jid%@*}" "${jid#*@}" "$password" >/dev/null
-done
-
-if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
-    echo "something already listens on 127.0.0.1:$port (CONCLAVE_PROSODY_PORT chooses another port)" >&2
-    exit 1
-fi
-as_prosody prosody --config "$dir/prosody.cfg.lua" >"$dir/stdout.log" 2>&1 &
-pid=$!
-# $pid is runuser; Prosody itself (lua) writes its pid file: stop that one.
-stop_prosody() {
-    [ -f "$dir/prosody.pid" ] && kill "$(cat "$dir/prosody.pid")" 2>/dev/null
-    kill $pid 2>/dev/null
-    wait $pid 2>/dev/null
-}
-trap stop_prosody EXIT
-for _ in $(seq 1 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
-    kill -0 $pid 2>/dev/null || { echo "Prosody did not start:" >&2; cat "$dir/stdout.log" "$dir/prosody.log" >&2; exit 1; }
-    sleep 0.1
-done
-echo "$(prosodyctl about 2>/dev/null | head -1) listening on 127.0.0.1:$port"
+accounts="$root/.conclave/prosody-accounts.txt"
+mkdir -p "$root/.conclave"
+"$spec" --print-accounts "${scripts[@]}" spec/mutations >"$accounts" || exit 1
+trap prosody_stop EXIT
+prosody_start "$port" "$dir" "$accounts" || exit 1
 
 status=0
 echo "== the seed and spec/ must pass"

@@ -1,0 +1,128 @@
+public import XMPPCore
+
+/// Turns a received stanza into the form two servers' answers are compared in, and
+/// that a `.scs` reproduction expects: the clients' addresses become `${A's JID}` /
+/// `${A's full JID}` (resources differ between servers), values a server makes up
+/// (ids it generates, timestamps) become `{scansion:any}`, attributes are sorted,
+/// layout whitespace goes. What may legitimately differ beyond that is a `Tolerance`:
+/// each is named, and docs/muc.md lists them with the reason.
+public struct Normalizer: Sendable {
+    /// Each client's name with the full JID it bound.
+    public var clients: [(name: String, full: JID)]
+    /// The ids the scenario's stanzas carry: an answer echoing one is compared as is.
+    public var sentIDs: Set<String>
+    public var tolerances: [Tolerance]
+
+    public init(clients: [(name: String, full: JID)], sentIDs: Set<String>, tolerances: [Tolerance] = Tolerance.all) {
+        self.clients = clients
+        self.sentIDs = sentIDs
+        self.tolerances = tolerances
+    }
+
+    public static let any = "{scansion:any}"
+
+    /// The stanza as compared and as a reproduction expects it.
+    public func normalize(_ stanza: XMLElement) -> XMLElement {
+        var copy = stanza
+        for tolerance in tolerances { tolerance.apply(&copy) }
+        copy = normalizeTree(copy)
+        if let id = copy[attribute: "id"], !sentIDs.contains(id) { copy[attribute: "id"] = Self.any }
+        return copy
+    }
+
+    /// The canonical text of a normalised stanza.
+    public func canonical(_ stanza: XMLElement) -> String { normalize(stanza).serialized() }
+
+    func normalizeTree(_ element: XMLElement) -> XMLElement {
+        var copy = element
+        copy.attributes = element.attributes
+            .filter { $0.name != "xmlns" && !$0.name.hasPrefix("xmlns:") }
+            .map { XMLAttribute(name: $0.name, value: address($0.value), namespace: $0.namespace) }
+            .sorted { $0.name < $1.name }
+        if element.name == "delay", element.namespace == "urn:xmpp:delay", copy[attribute: "stamp"] != nil {
+            copy[attribute: "stamp"] = Self.any
+        }
+        // Each server derives occupant ids from its own secret: present, any value.
+        if element.name == "occupant-id", element.namespace == "urn:xmpp:occupant-id:0", copy[attribute: "id"] != nil {
+            copy[attribute: "id"] = Self.any
+        }
+        copy.children = element.children.compactMap { child -> XMLNode? in
+            switch child {
+            case .element(let inner): return .element(normalizeTree(inner))
+            case .text(let text):
+                return text.allSatisfy(\.isWhitespace) && element.children.count > 1 ? nil : .text(text)
+            }
+        }
+        return copy
+    }
+
+    /// A client's address as a scansion variable; anything else unchanged.
+    func address(_ value: String) -> String {
+        guard value.contains("@"), let jid = try? JID(value) else { return value }
+        for (name, full) in clients {
+            if jid == full { return "${\(name)'s full JID}" }
+            if jid.isBare, jid == full.bare { return "${\(name)'s JID}" }
+        }
+        return value
+    }
+}
+
+/// A difference between servers that is accepted, with the reason. docs/muc.md lists
+/// each by its tag.
+public struct Tolerance: Sendable {
+    public var tag: String
+    public var reason: String
+    let transform: @Sendable (inout XMLElement) -> Void
+
+    public init(tag: String, reason: String, transform: @escaping @Sendable (inout XMLElement) -> Void) {
+        self.tag = tag
+        self.reason = reason
+        self.transform = transform
+    }
+
+    public func apply(_ element: inout XMLElement) { transform(&element) }
+
+    /// Removes, anywhere in the tree, the children `drop` selects.
+    static func removing(_ drop: @escaping @Sendable (XMLElement, XMLElement) -> Bool) -> @Sendable (inout XMLElement) -> Void {
+        @Sendable func walk(_ element: inout XMLElement) {
+            let parent = element
+            element.children = element.children.compactMap { child -> XMLNode? in
+                guard case .element(var inner) = child else { return child }
+                if drop(parent, inner) { return nil }
+                walk(&inner)
+                return .element(inner)
+            }
+        }
+        return { walk(&$0) }
+    }
+
+    public static let all: [Tolerance] = [
+        Tolerance(
+            tag: "invite-order",
+            reason: "Prosody adds an invitation's <body/> and <x xmlns='jabber:x:conference'/> in an order that changes from one of its runs to the next; both are compared, body first",
+            transform: { message in
+                guard message.name == "message",
+                    message.child("x", namespace: "http://jabber.org/protocol/muc#user")?.child("invite", namespace: "http://jabber.org/protocol/muc#user") != nil,
+                    let conference = message.children.firstIndex(where: {
+                        if case .element(let child) = $0 { return child.name == "x" && child.namespace == "jabber:x:conference" }
+                        return false
+                    })
+                else { return }
+                let moved = message.children.remove(at: conference)
+                message.children.append(moved)
+            }
+        ),
+        Tolerance(
+            tag: "stanza-id",
+            reason: "Conclave stamps room messages with XEP-0359 stanza ids (its history is an archive); Prosody 0.12 does only with mod_muc_mam",
+            transform: removing { _, child in child.name == "stanza-id" && child.namespace == "urn:xmpp:sid:0" }
+        ),
+        Tolerance(
+            tag: "error-text",
+            reason: "an error's human-readable <text> is worded by each server; the condition and type are compared",
+            transform: removing { parent, child in
+                parent.name == "error" && child.name == "text" && child.namespace == "urn:ietf:params:xml:ns:xmpp-stanzas"
+            }
+        ),
+    ]
+}

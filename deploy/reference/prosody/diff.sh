@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `make diff-prosody`: conclave-diff against Prosody 0.12 (the reference) and Conclave.
+# Starts Prosody (deploy/reference/prosody/lib.sh) and a local Conclave cluster of
+# DIFF_NODES nodes (default 1; deploy/local/cluster.sh, ports from 35222) over the
+# database conclave_diff of the embedded PostgreSQL — kept between runs, so each run
+# meets the rooms and accounts earlier runs left — creates the six diff-* accounts on
+# both, and runs DIFF_SCENARIOS scenarios (default 200) from DIFF_SEED (default random).
+# Differences are written as .scs scripts to .conclave/diff/. DIFF_OPTS adds options.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+cd "$root" || exit 1
+db="$root/deploy/local/db.sh"
+cluster="$root/deploy/local/cluster.sh"
+bin="${CONCLAVE_BIN:-$root/.build/debug/conclave}"
+diff="${CONCLAVE_DIFF_BIN:-$root/.build/debug/conclave-diff}"
+prosody_port="${CONCLAVE_PROSODY_PORT:-25232}"
+port="${CONCLAVE_DIFF_PORT:-35222}"
+count="${DIFF_NODES:-1}"
+scenarios="${DIFF_SCENARIOS:-200}"
+cluster_dir=".conclave/diff-cluster"
+. "$root/deploy/reference/prosody/lib.sh"
+
+case "$count" in '' | *[!0-9]* | 0) echo "DIFF_NODES must be a number of nodes, not '$count'" >&2; exit 2 ;; esac
+
+diff_cluster() {
+    CONCLAVE_BIN="$bin" CONCLAVE_CLUSTER_DIR="$cluster_dir" CONCLAVE_CLUSTER_BASE_PORT="$port" \
+        CONCLAVE_CLUSTER_DATABASE_URL="${url:-}" "$cluster" "$@"
+}
+
+started=0
+cluster_up=0
+cleanup() {
+    prosody_stop
+    [ "$cluster_up" = 1 ] && diff_cluster down >/dev/null
+    [ "$started" = 1 ] && "$db" stop >/dev/null
+    return 0
+}
+trap cleanup EXIT
+if ! "$db" status >/dev/null 2>&1; then
+    "$db" start >/dev/null || exit 1
+    started=1
+fi
+diff_cluster down >/dev/null
+
+accounts="$root/.conclave/diff-accounts.txt"
+mkdir -p "$root/.conclave"
+for letter in a b c d e f; do printf 'diff-%s@localhost\tpassword\n' "$letter"; done >"$accounts"
+prosody_start "$prosody_port" "$root/.conclave/diff-prosody" "$accounts" || exit 1
+
+url=$("$db" ensure conclave_diff) || exit 1
+"$bin" user add-from-file --database-url "$url" --log-level warning "$accounts" >/dev/null || exit 1
+cluster_up=1
+diff_cluster up "$count" >/dev/null || exit 1
+targets=()
+for ((i = 0; i < count; i++)); do targets+=(--target "127.0.0.1:$((port + 10 * i))"); done
+seed=()
+[ -n "${DIFF_SEED:-}" ] && seed=(--seed "$DIFF_SEED")
+"$diff" --reference "127.0.0.1:$prosody_port" "${targets[@]}" --scenarios "$scenarios" "${seed[@]}" ${DIFF_OPTS:-}
