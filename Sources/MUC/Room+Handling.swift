@@ -8,6 +8,30 @@ extension Room {
         -> RoomEffects
     {
         let nick = (try? stanza.toJID())??.resourcepart
+        var effects = dispatch(stanza, from: real, nick: nick, environment: environment, isNew: isNew)
+        if nick != nil { markErrors(&effects, answering: stanza) }
+        return effects
+    }
+
+    /// RFC 6120 §8.2: an error says who found it when that is not the address that
+    /// answers. The room found the errors it answers for one of its occupant JIDs
+    /// (`room@service/nick`); errors for the room's own JID need no `by`.
+    func markErrors(_ effects: inout RoomEffects, answering stanza: XMLElement) {
+        guard let to = stanza[attribute: "to"] else { return }
+        for index in effects.stanzas.indices where effects.stanzas[index].type == "error" && effects.stanzas[index][attribute: "from"] == to {
+            guard let errorIndex = effects.stanzas[index].children.firstIndex(where: {
+                if case .element(let child) = $0 { return child.name == "error" }
+                return false
+            }), case .element(var error) = effects.stanzas[index].children[errorIndex], error[attribute: "by"] == nil
+            else { continue }
+            error[attribute: "by"] = jid.description
+            effects.stanzas[index].children[errorIndex] = .element(error)
+        }
+    }
+
+    private mutating func dispatch(_ stanza: XMLElement, from real: JID, nick: String?, environment: RoomEnvironment, isNew: Bool)
+        -> RoomEffects
+    {
         switch stanza.stanzaKind {
         case .presence:
             return handlePresence(stanza, from: real, nick: nick, environment: environment, isNew: isNew)

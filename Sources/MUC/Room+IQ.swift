@@ -117,10 +117,10 @@ extension Room {
                 query.append(XMLElement("username", namespace: Namespace.register, text: current))
             } else {
                 let form = DataForm(
-                    type: "form", title: "Reserve a nickname in \(jid)",
+                    type: "form",
                     fields: [
                         .init("FORM_TYPE", type: "hidden", values: ["http://jabber.org/protocol/muc#register"]),
-                        .init("muc#register_roomnick", type: "text-single", label: "Nickname"),
+                        .init("muc#register_roomnick", type: "text-single", label: "Nickname", required: true),
                     ]
                 )
                 query.append(form.element)

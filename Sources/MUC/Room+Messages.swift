@@ -117,10 +117,14 @@ extension Room {
         message[attribute: "from"] = occupantJID(sender.nick).description
         message[attribute: "to"] = target.realJID.description
         message.children.removeAll {
-            if case .element(let element) = $0 { return element.namespace == Namespace.mucUser }
+            if case .element(let element) = $0 {
+                return element.namespace == Namespace.mucUser || element.namespace == Namespace.occupantID
+            }
             return false
         }
         message.append(XMLElement("x", namespace: Namespace.mucUser))
+        // Who sent it, as in the room (XEP-0421 §4): after the <x/>, where Prosody puts it.
+        message.append(XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": sender.occupantID]))
         effects.stanzas.append(message)
         return effects
     }
@@ -154,10 +158,15 @@ extension Room {
                 effects.stanzas.append(stanza.errorReply(error))
                 continue
             }
-            var message = XMLElement("message", namespace: Namespace.client)
+            // The inviter's message goes on (its id, language and other payloads, as
+            // Prosody passes it), its <x/> replaced by the room's.
+            var message = stanza
+            message.children.removeAll {
+                if case .element(let element) = $0 { return element.namespace == Namespace.mucUser }
+                return false
+            }
             message[attribute: "from"] = jid.description
             message[attribute: "to"] = invitee.description
-            if let id = stanza.id { message.id = id }
             var userX = XMLElement("x", namespace: Namespace.mucUser)
             // Semi-anonymous rooms do not give the inviter's address away.
             let inviter = configuration.whois == .anyone || sender == nil ? real : occupantJID(sender!.nick)
@@ -169,10 +178,12 @@ extension Room {
                 userX.append(XMLElement("password", namespace: Namespace.mucUser, text: configuration.password))
             }
             message.append(userX)
+            // For clients that do not know invitations, unless the inviter wrote one.
+            if message.child("body") == nil {
+                let because = reason.map { $0.text.isEmpty ? "" : " (\($0.text))" } ?? ""
+                message.append(XMLElement("body", namespace: Namespace.client, text: "\(inviter) invited you to the room \(jid)\(because)"))
+            }
             message.append(XMLElement("x", namespace: Namespace.conference, ["jid": jid.description], text: reason?.text ?? ""))
-            // For clients that do not know invitations.
-            let because = reason.map { $0.text.isEmpty ? "" : " (\($0.text))" } ?? ""
-            message.append(XMLElement("body", namespace: Namespace.client, text: "\(inviter) invited you to the room \(jid)\(because)"))
             effects.stanzas.append(message)
             // An invitation to a members-only room makes an unaffiliated invitee a member
             // (§7.8.2), but never lifts a ban: only an admin's explicit change does that.

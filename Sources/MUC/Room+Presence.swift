@@ -11,6 +11,7 @@ extension Room {
         type: String? = nil,
         codes: [Int] = [],
         isSelf: Bool = false,
+        selfStatus: Bool = true,
         newNick: String? = nil,
         actor: Occupant? = nil,
         reason: String? = nil,
@@ -24,9 +25,17 @@ extension Room {
         // The occupant's own status and show, for an available presence or the
         // unavailable one it sent itself.
         if type == nil || occupant.presence.type == type {
+            // As the client sent it: its id and language too (Prosody's copies keep them).
+            for attribute in occupant.presence.attributes where !["from", "to", "type"].contains(attribute.name) {
+                presence.attributes.append(attribute)
+            }
             presence.children.append(contentsOf: occupant.presence.children)
         }
-        presence.append(XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": occupant.occupantID]))
+        // The unavailable half of a nick change is the room's own notice: no occupant id
+        // (as Prosody sends it).
+        if newNick == nil || type != "unavailable" {
+            presence.append(XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": occupant.occupantID]))
+        }
         var x = XMLElement("x", namespace: Namespace.mucUser)
         for element in leading { x.append(element) }
         for code in codes { x.append(status(code)) }
@@ -46,7 +55,7 @@ extension Room {
         }
         if let reason { item.append(XMLElement("reason", namespace: Namespace.mucUser, text: reason)) }
         x.append(item)
-        if isSelf { x.append(status(110)) }
+        if isSelf && selfStatus { x.append(status(110)) }
         presence.append(x)
         return presence
     }
@@ -100,6 +109,13 @@ extension Room {
             return effects
         }
         guard let nick, !nick.isEmpty else {
+            if let occupant = occupant(real: real) {
+                // An occupant's presence to the room itself is one to its own nick (an
+                // update, a probe, a leave), as Prosody takes it.
+                var addressed = stanza
+                addressed[attribute: "to"] = occupantJID(occupant.nick).description
+                return handlePresence(addressed, from: real, nick: occupant.nick, environment: environment, isNew: false)
+            }
             if type != "unavailable" {
                 // A presence to the room itself, not to a nick in it: as Prosody answers.
                 effects.stanzas.append(
@@ -139,12 +155,25 @@ extension Room {
                 effects.stanzas.append(stanza.errorReply(StanzaError(.policyViolation, type: .wait, text: text)))
                 return effects
             }
+            // A join (<x/>) from someone already inside: its client lost track of the
+            // room (a missed disconnect, XEP-0410). As Prosody, it gets the room again —
+            // the others' presence before its own, then history and subject.
+            let rejoining = stanza.child("x", namespace: Namespace.muc) != nil
+            let others = rejoining ? occupantList(for: occupants[position], environment: environment) : []
             if occupants[position].nick == enforced.value {
                 occupants[position].setPresence(stanza)
+                effects.stanzas += others
                 broadcastPresence(of: occupants[position], into: &effects, environment: environment)
-                return effects
+            } else {
+                effects = changeNick(stanza, at: position, to: enforced.value, environment: environment)
+                if effects.stanzas.contains(where: { $0.type == "error" }) { return effects }
+                effects.stanzas.insert(contentsOf: others, at: 0)
             }
-            return changeNick(stanza, at: position, to: enforced.value, environment: environment)
+            if rejoining {
+                effects.stanzas += historyFor(stanza, to: real, environment: environment)
+                effects.stanzas.append(subjectMessage(to: real))
+            }
+            return effects
         }
         return join(
             stanza, from: real, nick: enforced.value, modified: enforced.value != nick, environment: environment,
@@ -179,7 +208,11 @@ extension Room {
         }
         if let probed = occupant(nick: nick) {
             effects.stanzas.append(
-                presence(of: probed, to: real, recipientRole: prober.role, isSelf: probed.realJID == real, environment: environment)
+                // One's own presence shows the real JID, but it is an answer, not a
+                // status change: no 110 (as Prosody).
+                presence(
+                    of: probed, to: real, recipientRole: prober.role, isSelf: probed.realJID == real, selfStatus: false,
+                    environment: environment)
             )
         } else if let holder = reservation(of: nick) {
             // From the nick as reserved, as an occupant's answer is from the nick in use.
@@ -223,7 +256,8 @@ extension Room {
         }
         let affiliation = self.affiliation(of: real, environment: environment)
         if locked && affiliation != .owner {
-            return refuse(.itemNotFound, "this room is locked until its owner configures it")
+            // The service answers for a room that is not open yet (as for one that does not exist).
+            return refuse(StanzaError(.itemNotFound, text: "this room is locked until its owner configures it", by: jid.domain))
         }
         if affiliation == .outcast { return refuse(.forbidden, "you are banned from this room") }
         if configuration.membersOnly && affiliation.rank < Affiliation.member.rank {
@@ -247,11 +281,7 @@ extension Room {
             occupantID: environment.occupantID(jid, real.bare)
         )
         // Existing occupants first, then the newcomer's own presence.
-        for other in occupants where configuration.presenceBroadcast.contains(other.role) {
-            effects.stanzas.append(
-                presence(of: other, to: real, recipientRole: occupant.role, environment: environment)
-            )
-        }
+        effects.stanzas += occupantList(for: occupant, environment: environment)
         occupants.append(occupant)
         var selfCodes: [Int] = []
         if configuration.whois == .anyone { selfCodes.append(100) }
@@ -263,6 +293,13 @@ extension Room {
         effects.stanzas += historyFor(stanza, to: real, environment: environment)
         effects.stanzas.append(subjectMessage(to: real))
         return effects
+    }
+
+    /// The presence of everyone else in the room, as `occupant` sees it (on entering).
+    func occupantList(for occupant: Occupant, environment: RoomEnvironment) -> [XMLElement] {
+        occupants.filter { $0.realJID != occupant.realJID && configuration.presenceBroadcast.contains($0.role) }.map {
+            presence(of: $0, to: occupant.realJID, recipientRole: occupant.role, environment: environment)
+        }
     }
 
     private mutating func changeNick(

@@ -628,9 +628,18 @@ public final class MUCService: Sendable {
             }
             return
         }
-        var reply = input.stanza.errorReply(error)
+        var reply = input.stanza.errorReply(serviceError(error, answering: input.stanza))
         reply[attribute: "to"] = input.real.description
         output.deliver(reply, to: [input.real], node: input.home, keeping: input.receipt)
+    }
+
+    /// An error the service found (not the room): says so (`by`, RFC 6120 §8.2) unless
+    /// the stanza was addressed to the service itself.
+    func serviceError(_ error: StanzaError, answering stanza: XMLElement) -> StanzaError {
+        guard error.by == nil, let to = stanza[attribute: "to"], to != domain.description else { return error }
+        var marked = error
+        marked.by = domain
+        return marked
     }
 
     private func activate(_ box: RoomBox) async {
@@ -911,7 +920,7 @@ public final class MUCService: Sendable {
                     // Only a join creates a room; anything before it finds none.
                     if stanza.type != "error", stanza.type != "result" {
                         output.deliver(
-                            stanza.errorReply(StanzaError(.itemNotFound, text: "no such room")), to: [input.real],
+                            stanza.errorReply(serviceError(StanzaError(.itemNotFound, text: "no such room"), answering: stanza)), to: [input.real],
                             node: input.home
                         )
                     }
@@ -924,7 +933,7 @@ public final class MUCService: Sendable {
                         slot.creationRefusal
                     }
                 if let refusal {
-                    var reply = stanza.errorReply(refusal)
+                    var reply = stanza.errorReply(serviceError(refusal, answering: stanza))
                     reply.append(XMLElement("x", namespace: Namespace.muc))
                     output.deliver(reply, to: [input.real], node: input.home)
                     slot.phase = .gone

@@ -192,7 +192,8 @@ public final class LocalRouter: C2SDelegate {
         }
         for target in targets {
             var copy = presence
-            copy[attribute: "to"] = target.jid.description
+            // The sender's own copy as it sent it (no `to`), as Prosody reflects it.
+            copy[attribute: "to"] = target === session ? nil : target.jid.description
             target.deliver(copy)
         }
         // The user's resources on other nodes.

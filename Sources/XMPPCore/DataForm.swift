@@ -6,16 +6,22 @@ public struct DataForm: Sendable, Hashable {
         public var label: String?
         public var values: [String]
         public var options: [(label: String?, value: String)]
+        /// A longer explanation (`<desc/>`).
+        public var description: String?
+        /// The submitter must give a value (`<required/>`).
+        public var required: Bool
 
         public init(
             _ variable: String, type: String? = nil, label: String? = nil, values: [String] = [],
-            options: [(label: String?, value: String)] = []
+            options: [(label: String?, value: String)] = [], description: String? = nil, required: Bool = false
         ) {
             self.variable = variable
             self.type = type
             self.label = label
             self.values = values
             self.options = options
+            self.description = description
+            self.required = required
         }
 
         public var value: String? { values.first }
@@ -31,7 +37,8 @@ public struct DataForm: Sendable, Hashable {
 
         public static func == (lhs: Field, rhs: Field) -> Bool {
             lhs.variable == rhs.variable && lhs.type == rhs.type && lhs.label == rhs.label && lhs.values == rhs.values
-                && lhs.options.map(\.value) == rhs.options.map(\.value)
+                && lhs.options.map(\.value) == rhs.options.map(\.value) && lhs.description == rhs.description
+                && lhs.required == rhs.required
         }
 
         public func hash(into hasher: inout Hasher) {
@@ -71,7 +78,9 @@ public struct DataForm: Sendable, Hashable {
                 variable,
                 type: field[attribute: "type"],
                 label: field[attribute: "label"],
-                values: field.children("value", namespace: Namespace.dataForms).map(\.text)
+                values: field.children("value", namespace: Namespace.dataForms).map(\.text),
+                description: field.child("desc", namespace: Namespace.dataForms)?.text,
+                required: field.child("required", namespace: Namespace.dataForms) != nil
             )
         }
     }
@@ -84,13 +93,18 @@ public struct DataForm: Sendable, Hashable {
             var node = XMLElement("field", namespace: Namespace.dataForms, ["var": field.variable])
             if let type = field.type { node[attribute: "type"] = type }
             if let label = field.label { node[attribute: "label"] = label }
-            for value in field.values { node.append(XMLElement("value", namespace: Namespace.dataForms, text: value)) }
+            // XEP-0004's order, as Prosody writes it too: desc, options, values, required.
+            if let description = field.description {
+                node.append(XMLElement("desc", namespace: Namespace.dataForms, text: description))
+            }
             for option in field.options {
                 var element = XMLElement("option", namespace: Namespace.dataForms)
                 if let label = option.label { element[attribute: "label"] = label }
                 element.append(XMLElement("value", namespace: Namespace.dataForms, text: option.value))
                 node.append(element)
             }
+            for value in field.values { node.append(XMLElement("value", namespace: Namespace.dataForms, text: value)) }
+            if field.required { node.append(XMLElement("required", namespace: Namespace.dataForms)) }
             x.append(node)
         }
         return x

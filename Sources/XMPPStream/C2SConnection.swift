@@ -68,6 +68,9 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     private let plaintextAllowed: Bool
     private var authenticated: JID?
     private var streamID = ""
+    /// The stream's default language (its header's `xml:lang`), given to the client's
+    /// stanzas that name none (RFC 6120 §8.1.5).
+    private var streamLanguage: String?
     /// Set while an asynchronous step (account lookup, a throttling delay) runs;
     /// events arriving meanwhile wait in `pending`.
     private var busy = false
@@ -282,6 +285,11 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     private func openStream(header: XMLElement, defaultNamespace: String?) {
         streamID = randomNonce().filter { $0.isLetter || $0.isNumber }
+        // A language tag (BCP 47: letters, digits and hyphens, short); anything else is ignored.
+        streamLanguage = header[attribute: "xml:lang"].flatMap { lang in
+            lang.count <= 35 && !lang.isEmpty && lang.utf8.allSatisfy { $0 == UInt8(ascii: "-") || ($0 < 0x80 && Character(UnicodeScalar($0)).isLetter) || ($0 >= 0x30 && $0 <= 0x39) }
+                ? lang : nil
+        }
         let to = header[attribute: "to"].flatMap { try? JID($0) }
         var reply = "<?xml version='1.0'?><stream:stream xmlns='\(Namespace.client)' "
         reply += "xmlns:stream='\(Namespace.stream)' id='\(streamID)' "
@@ -661,6 +669,9 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
         stanza[attribute: "from"] = session.jid.description
+        if let streamLanguage, stanza[attribute: "xml:lang"] == nil {
+            stanza.attributes.append(XMLAttribute(name: "xml:lang", value: streamLanguage))
+        }
         if element.name == "iq", let payload = element.elements.first, payload.namespace == Namespace.session,
             payload.name == "session", element.type == "set"
         {

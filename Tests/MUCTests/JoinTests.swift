@@ -104,10 +104,17 @@ import XMPPCore
         #expect(told.child("occupant-id", namespace: Namespace.occupantID)?[attribute: "id"] == "mercutio@verona")
     }
 
-    @Test func joiningAgainWithTheSameNickOnlyUpdatesPresence() {
+    /// A join from someone inside: its client lost track of the room (a missed
+    /// disconnect). As Prosody, it gets the room again: the others, itself, the subject.
+    @Test func joiningAgainWithTheSameNickSendsTheRoomAgain() {
         var test = TestRoom.twoInside()
         let effects = test.join(Cast.juliet, nick: "Juliet")
-        #expect(effects.to(Cast.juliet).map(\.name) == ["presence"], "no occupant list, history or subject again")
+        let toJuliet = effects.to(Cast.juliet)
+        #expect(toJuliet.map(\.name) == ["presence", "presence", "message"])
+        #expect(toJuliet.first?[attribute: "from"]?.hasSuffix("/Romeo") == true, "the others first")
+        #expect(toJuliet.dropFirst().first?[attribute: "from"]?.hasSuffix("/Juliet") == true)
+        #expect(toJuliet.last?.child("subject") != nil)
+        #expect(effects.to(Cast.romeo).map(\.name) == ["presence"], "the others see a presence update")
         #expect(test.room.occupants.map(\.nick) == ["Romeo", "Juliet"])
     }
 
