@@ -1,5 +1,6 @@
 public import Logging
 import NIOPosix
+import Synchronization
 public import PostgresNIO
 
 /// Plain SQL on a database: one short connection per call, so that a restarted
@@ -19,24 +20,61 @@ public struct SQL: Sendable {
         return logger
     }()
 
-    public func withConnection<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws
-        -> Result
+    /// How long one call may take, connecting included, before its caller gets an error.
+    public static let deadline: Duration = .seconds(45)
+
+    public func withConnection<Result: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> Result)
+        async throws -> Result
     {
         // A statement that waits on a lock (a node's transaction that never ends) fails
         // after a while instead of hanging its caller.
         var configuration = url.configuration
         configuration.options.additionalStartupParameters.append(("statement_timeout", "30s"))
-        let connection = try await PostgresConnection.connect(
-            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: 1,
-            logger: Self.logger
-        )
-        do {
-            let result = try await body(connection)
-            try? await connection.close()
-            return result
-        } catch {
-            try? await connection.close()
-            throw error
+        let logger = Self.logger
+        let settings = configuration
+        // And an answer that never comes (a connection PostgreSQL stopped serving, seen
+        // after restarts in `make chaos`: a poller waited for ever and the run stood still)
+        // is given up on the client side.
+        return try await Self.withDeadline(Self.deadline) {
+            let connection = try await PostgresConnection.connect(
+                on: MultiThreadedEventLoopGroup.singleton.next(), configuration: settings, id: 1, logger: logger
+            )
+            do {
+                let result = try await body(connection)
+                try? await connection.close()
+                return result
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+        }
+    }
+
+    public struct DeadlineExceeded: Error, CustomStringConvertible {
+        public var limit: Duration
+        public var description: String { "no answer from PostgreSQL within \(limit)" }
+    }
+
+    /// `body`'s result, or `DeadlineExceeded` once `limit` has passed; a body that never
+    /// ends is left behind (cancelled), its caller goes on.
+    static func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let once = ClaimOnce()
+        return try await withCheckedThrowingContinuation { continuation in
+            let work = Task {
+                do {
+                    let value = try await body()
+                    if once.claim() { continuation.resume(returning: value) }
+                } catch {
+                    if once.claim() { continuation.resume(throwing: error) }
+                }
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                if once.claim() {
+                    work.cancel()
+                    continuation.resume(throwing: DeadlineExceeded(limit: limit))
+                }
+            }
         }
     }
 
@@ -76,4 +114,11 @@ public struct SQL: Sendable {
         }
         return "\(error)"
     }
+}
+
+/// True for the first caller only.
+final class ClaimOnce: Sendable {
+    private let done = Mutex(false)
+    init() {}
+    func claim() -> Bool { done.withLock { done in defer { done = true }; return !done } }
 }
