@@ -113,6 +113,36 @@ public struct Tolerance: Sendable {
             }
         ),
         Tolerance(
+            tag: "disco-order",
+            reason: "the order of a disco#info answer's identities and features carries no meaning (XEP-0030), and Prosody's follows its hooks; they are compared sorted",
+            transform: { iq in
+                guard let index = iq.children.firstIndex(where: {
+                    if case .element(let child) = $0 { return child.name == "query" && child.namespace == "http://jabber.org/protocol/disco#info" }
+                    return false
+                }), case .element(var query) = iq.children[index] else { return }
+                func key(_ node: XMLNode) -> String {
+                    guard case .element(let element) = node else { return "~" }
+                    switch element.name {
+                    case "identity": return "0" + element.serialized()
+                    case "feature": return "1" + (element[attribute: "var"] ?? "")
+                    default: return "2"
+                    }
+                }
+                let sortable = query.children.filter { key($0) < "2" }.sorted { key($0) < key($1) }
+                let rest = query.children.filter { key($0) >= "2" }
+                query.children = sortable + rest
+                iq.children[index] = .element(query)
+            }
+        ),
+        Tolerance(
+            tag: "disco-features",
+            reason: "a room also advertises disco#info, disco#items (XEP-0030 §3.2: every entity does) and urn:xmpp:sid:0 (its messages carry stanza ids); Prosody 0.12's rooms do not",
+            transform: removing { parent, child in
+                parent.name == "query" && parent.namespace == "http://jabber.org/protocol/disco#info" && child.name == "feature"
+                    && ["http://jabber.org/protocol/disco#info", "http://jabber.org/protocol/disco#items", "urn:xmpp:sid:0"].contains(child[attribute: "var"] ?? "")
+            }
+        ),
+        Tolerance(
             tag: "stanza-id",
             reason: "Conclave stamps room messages with XEP-0359 stanza ids (its history is an archive); Prosody 0.12 does only with mod_muc_mam",
             transform: removing { _, child in child.name == "stanza-id" && child.namespace == "urn:xmpp:sid:0" }

@@ -185,7 +185,8 @@ extension Room {
 
     public static let features = [
         Namespace.muc, "http://jabber.org/protocol/muc#stable_id", "http://jabber.org/protocol/muc#self-ping-optimization",
-        Namespace.discoInfo, Namespace.discoItems, Namespace.occupantID, Namespace.stanzaID,
+        Namespace.discoInfo, Namespace.discoItems, Namespace.occupantID, Namespace.stanzaID, Namespace.register,
+        Namespace.mucRequest,
     ]
 
     func discoInfo(node: String?) -> XMLElement {
@@ -489,19 +490,17 @@ extension Room {
         }
         guard let nick = item[attribute: "nick"] else { return StanzaError(.badRequest, text: "a role change needs a nick") }
         guard let target = occupant(nick: nick) else { return StanzaError(.itemNotFound, type: .modify) }
+        // Prosody's rules (conclave-diff): nothing against a higher affiliation; granting
+        // or taking moderator needs an admin or owner (§9.6, §9.7); and the actor must be
+        // in the room as a moderator. Equals may act on each other and on themselves (an
+        // owner may make itself a visitor), which XEP-0045 leaves open.
         let actorAffiliation = self.affiliation(of: actor, environment: environment)
-        let actorRole = occupant(real: actor)?.role ?? .none
-        guard actorRole == .moderator || actorAffiliation.rank >= Affiliation.admin.rank else {
-            return StanzaError(.notAllowed)
-        }
         let targetAffiliation = self.affiliation(of: target.realJID, environment: environment)
+        guard targetAffiliation.rank <= actorAffiliation.rank else { return StanzaError(.notAllowed) }
         if role == .moderator || target.role == .moderator {
-            // Granting or revoking moderator needs an admin (§9.6, §9.7).
             guard actorAffiliation.rank >= Affiliation.admin.rank else { return StanzaError(.notAllowed) }
         }
-        if targetAffiliation.rank > actorAffiliation.rank || (targetAffiliation.rank >= Affiliation.admin.rank && role != .moderator && actorAffiliation.rank <= targetAffiliation.rank) {
-            return StanzaError(.notAllowed)
-        }
+        guard occupant(real: actor)?.role == .moderator else { return StanzaError(.notAllowed) }
         return nil
     }
 

@@ -44,19 +44,37 @@ extension Room {
             effects.stanzas.append(stanza.errorReply(StanzaError(.badRequest, text: "send groupchat messages to the room")))
             return effects
         }
+        // Only voice speaks, subjects included (as Prosody checks the role first).
+        if sender.role == .visitor {
+            effects.stanzas.append(stanza.errorReply(StanzaError(.forbidden, text: "you need voice to speak here")))
+            return effects
+        }
+        // A subject alone changes it; with a body or a thread it is a message like any
+        // other (XEP-0045 §8.1, as Prosody reads it).
         let subjectElement = stanza.child("subject")
-        if let subjectElement, stanza.child("body") == nil {
+        if let subjectElement, stanza.child("body") == nil, stanza.child("thread") == nil {
             let allowed = sender.role == .moderator || (configuration.changeSubject && sender.role.rank >= Role.participant.rank)
             guard allowed else {
                 effects.stanzas.append(stanza.errorReply(StanzaError(.forbidden, text: "you may not change the subject")))
                 return effects
             }
+            // The same subject from the same occupant changes nothing and says nothing.
+            if subjectElement.text == subject, subjectNick == sender.nick { return effects }
             subject = subjectElement.text
             subjectNick = sender.nick
             subjectStamp = environment.now()
             effects.changes.append(.subject(subject, nick: sender.nick, stamp: subjectStamp ?? 0))
-        } else if sender.role == .visitor {
-            effects.stanzas.append(stanza.errorReply(StanzaError(.forbidden, text: "you need voice to speak here")))
+            // The room's notice of the new subject, not the sender's stanza (as Prosody).
+            for occupant in occupants {
+                var notice = XMLElement("message", namespace: Namespace.client, ["type": "groupchat"])
+                notice[attribute: "from"] = occupantJID(sender.nick).description
+                notice[attribute: "to"] = occupant.realJID.description
+                notice.append(
+                    subject.isEmpty
+                        ? XMLElement("subject", namespace: Namespace.client)
+                        : XMLElement("subject", namespace: Namespace.client, text: subject))
+                effects.stanzas.append(notice)
+            }
             return effects
         }
         var message = stanza
@@ -70,18 +88,16 @@ extension Room {
             return false
         }
         message.append(XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": sender.occupantID]))
-        if subjectElement == nil || stanza.child("body") != nil {
-            message.append(XMLElement("stanza-id", namespace: Namespace.stanzaID, ["id": environment.makeID(), "by": jid.description]))
-            if configuration.historyLength > 0, stanza.child("body") != nil {
-                let entry = HistoryEntry(message: message, stamp: environment.now(), senderNick: sender.nick)
-                // Bounded by count and by bytes (`RoomLimits.historyBytes`), oldest first; a
-                // message bigger than the whole bound is broadcast but not kept.
-                if entry.bytes <= environment.limits.historyBytes {
-                    history.append(entry)
-                    let kept = Self.keptHistory(history, configuration: configuration, limits: environment.limits)
-                    history.removeFirst(history.count - kept.count)
-                    effects.changes.append(.history(entry))
-                }
+        message.append(XMLElement("stanza-id", namespace: Namespace.stanzaID, ["id": environment.makeID(), "by": jid.description]))
+        if configuration.historyLength > 0, stanza.child("body") != nil {
+            let entry = HistoryEntry(message: message, stamp: environment.now(), senderNick: sender.nick)
+            // Bounded by count and by bytes (`RoomLimits.historyBytes`), oldest first; a
+            // message bigger than the whole bound is broadcast but not kept.
+            if entry.bytes <= environment.limits.historyBytes {
+                history.append(entry)
+                let kept = Self.keptHistory(history, configuration: configuration, limits: environment.limits)
+                history.removeFirst(history.count - kept.count)
+                effects.changes.append(.history(entry))
             }
         }
         for occupant in occupants {

@@ -96,6 +96,7 @@ struct DiffCommand: AsyncParsableCommand {
             return (expected, Comparison.firstDifference(reference: expected, target: got, clients: scenario.clients.map(\.name)))
         }
         var differing = 0
+        var known: [String: Int] = [:]
         let started = ContinuousClock.now
         for index in 0..<scenarios {
             let scenarioSeed = first &+ UInt64(index)
@@ -106,6 +107,11 @@ struct DiffCommand: AsyncParsableCommand {
                 print("seed \(scenarioSeed): both servers stopped: \(failure)")
             }
             guard let difference else { continue }
+            if difference.failure == nil, difference.step < scenario.actions.count, let tag = scenario.actions[difference.step].known {
+                known[tag, default: 0] += 1
+                if verbose { print("seed \(scenarioSeed): differs where Conclave deliberately does (\(tag))") }
+                continue
+            }
             differing += 1
             let signature = difference.signature
             if let known = seen[signature] {
@@ -164,7 +170,11 @@ struct DiffCommand: AsyncParsableCommand {
             print("seed \(scenarioSeed): DIFFERS (\(best.actions.count) actions) → \(path)\n  \(signature)\n" + bestDifference.description.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         }
         let elapsed = ContinuousClock.now - started
-        print("\(scenarios) scenario(s), \(scenarios - differing) alike, \(differing) differing in \(seen.count) way(s); \(elapsed.components.seconds) s")
+        let knownCount = known.values.reduce(0, +)
+        print(
+            "\(scenarios) scenario(s), \(scenarios - differing - knownCount) alike, \(knownCount) differing where Conclave deliberately does"
+                + (known.isEmpty ? "" : " (" + known.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")")
+                + ", \(differing) differing otherwise in \(seen.count) way(s); \(elapsed.components.seconds) s")
         for (signature, entry) in seen.sorted(by: { $0.value.count > $1.value.count }) {
             print("  \(entry.count)× \(entry.script): \(signature)")
         }
