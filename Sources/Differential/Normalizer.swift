@@ -50,10 +50,19 @@ public struct Normalizer: Sendable {
             switch child {
             case .element(let inner): return .element(normalizeTree(inner))
             case .text(let text):
-                return text.allSatisfy(\.isWhitespace) && element.children.count > 1 ? nil : .text(text)
+                return text.allSatisfy(\.isWhitespace) && element.children.count > 1 ? nil : .text(addresses(in: text))
             }
         }
         return copy
+    }
+
+    /// Text with the clients' full addresses (an invitation's body names the inviter)
+    /// written as variables, as in attributes.
+    func addresses(in text: String) -> String {
+        guard text.contains("@") else { return text }
+        var result = text
+        for (name, full) in clients { result = result.replacing(full.description, with: "${\(name)'s full JID}") }
+        return result
     }
 
     /// A client's address as a scansion variable; anything else unchanged.
@@ -140,6 +149,17 @@ public struct Tolerance: Sendable {
             transform: removing { parent, child in
                 parent.name == "query" && parent.namespace == "http://jabber.org/protocol/disco#info" && child.name == "feature"
                     && ["http://jabber.org/protocol/disco#info", "http://jabber.org/protocol/disco#items", "urn:xmpp:sid:0"].contains(child[attribute: "var"] ?? "")
+            }
+        ),
+        Tolerance(
+            tag: "join-error-x",
+            reason: "Conclave's error answer to a join carries the join's <x xmlns='http://jabber.org/protocol/muc'/>, as XEP-0045's examples show (§7.2.5–7.2.10); Prosody 0.12's does not",
+            transform: { presence in
+                guard presence.name == "presence", presence[attribute: "type"] == "error" else { return }
+                presence.children.removeAll {
+                    if case .element(let child) = $0 { return child.name == "x" && child.namespace == "http://jabber.org/protocol/muc" }
+                    return false
+                }
             }
         ),
         Tolerance(

@@ -82,6 +82,20 @@ struct DifferentialTests {
         #expect(!normalizer.canonical(error).contains("why"))
     }
 
+    @Test func addressesInTextAndTheJoinsEchoedXCompareEqual() throws {
+        let prosody = Normalizer(clients: [("C", try JID("diff-c@localhost/abc"))], sentIDs: ["c3"])
+        let conclave = Normalizer(clients: [("C", try JID("diff-c@localhost/conclave-xyz"))], sentIDs: ["c3"])
+        // An invitation's body names the inviter by its full JID, resource included.
+        #expect(
+            prosody.canonical(try stanza("<message id='c3'><body>diff-c@localhost/abc invited you</body></message>"))
+                == conclave.canonical(try stanza("<message id='c3'><body>diff-c@localhost/conclave-xyz invited you</body></message>")))
+        // A join's error with or without the join's <x/> (join-error-x).
+        let bare = try stanza("<presence type='error' id='c3'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
+        let echoed = try stanza(
+            "<presence type='error' id='c3'><x xmlns='http://jabber.org/protocol/muc'/><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
+        #expect(prosody.canonical(bare) == prosody.canonical(echoed))
+    }
+
     @Test func aDifferencesKindSurvivesChangedDetails() throws {
         let one = Difference(
             step: 3, client: "B", reference: ["<message type=\"groupchat\"><body>x</body><subject>s</subject></message>"],
