@@ -126,6 +126,7 @@ let package = Package(
         .target(
             name: "ClusterTestSupport",
             dependencies: [
+                "Storage",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,6 +1,6 @@
 public import Logging
 import NIOPosix
-import Synchronization
+import Storage
 public import PostgresNIO
 
 /// Plain SQL on a database: one short connection per call, so that a restarted
@@ -21,7 +21,7 @@ public struct SQL: Sendable {
     }()
 
     /// How long one call may take, connecting included, before its caller gets an error.
-    public static let deadline: Duration = .seconds(45)
+    public static let deadline: Double = 45
 
     public func withConnection<Result: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> Result)
         async throws -> Result
@@ -35,7 +35,7 @@ public struct SQL: Sendable {
         // And an answer that never comes (a connection PostgreSQL stopped serving, seen
         // after restarts in `make chaos`: a poller waited for ever and the run stood still)
         // is given up on the client side.
-        return try await Self.withDeadline(Self.deadline) {
+        return try await withDeadline(Self.deadline) {
             let connection = try await PostgresConnection.connect(
                 on: MultiThreadedEventLoopGroup.singleton.next(), configuration: settings, id: 1, logger: logger
             )
@@ -46,34 +46,6 @@ public struct SQL: Sendable {
             } catch {
                 try? await connection.close()
                 throw error
-            }
-        }
-    }
-
-    public struct DeadlineExceeded: Error, CustomStringConvertible {
-        public var limit: Duration
-        public var description: String { "no answer from PostgreSQL within \(limit)" }
-    }
-
-    /// `body`'s result, or `DeadlineExceeded` once `limit` has passed; a body that never
-    /// ends is left behind (cancelled), its caller goes on.
-    static func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        let once = ClaimOnce()
-        return try await withCheckedThrowingContinuation { continuation in
-            let work = Task {
-                do {
-                    let value = try await body()
-                    if once.claim() { continuation.resume(returning: value) }
-                } catch {
-                    if once.claim() { continuation.resume(throwing: error) }
-                }
-            }
-            Task {
-                try? await Task.sleep(for: limit)
-                if once.claim() {
-                    work.cancel()
-                    continuation.resume(throwing: DeadlineExceeded(limit: limit))
-                }
             }
         }
     }
@@ -114,11 +86,4 @@ public struct SQL: Sendable {
         }
         return "\(error)"
     }
-}
-
-/// True for the first caller only.
-final class ClaimOnce: Sendable {
-    private let done = Mutex(false)
-    init() {}
-    func claim() -> Bool { done.withLock { done in defer { done = true }; return !done } }
 }

@@ -12,14 +12,15 @@ final class Once: Sendable {
 }
 
 /// The store did not answer in time.
-struct StoreTimeout: Error, CustomStringConvertible {
-    var seconds: Double
-    var description: String { "no answer from the store within \(seconds) s" }
+public struct StoreTimeout: Error, CustomStringConvertible {
+    public var seconds: Double
+    public var description: String { "no answer from the store within \(seconds) s" }
 }
 
 /// Runs `body`, but gives up waiting after `seconds` (the body keeps running detached:
-/// a query stuck on a connection that PostgreSQL dropped must not stop the writer).
-func withDeadline<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+/// a query stuck on a connection that PostgreSQL dropped must not stop its caller — the
+/// rooms' writer, the churn harness's SQL).
+public func withDeadline<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     let once = Once()
     return try await withCheckedThrowingContinuation { continuation in
         let work = Task {
