@@ -22,20 +22,34 @@ struct DiffCommand: AsyncParsableCommand {
             differs is shrunk to the fewest actions that still show the same kind of difference and \
             written to --out as a scansion script expecting the reference's stanzas. Exit status 1 when \
             any scenario differed.
+
+            With --jobs N, N scenarios run at once; job k > 1 uses the accounts PREFIXk-a@DOMAIN, … \
+            (which must exist too). --record FILE runs only the reference and keeps its transcripts; \
+            --replay FILE compares the target with a recorded reference instead of a live one (how \
+            `make test` runs a fixed set without Prosody).
             """
     )
 
     @Option(help: "HOST:PORT of the reference server.")
-    var reference: String
+    var reference: String?
 
     @Option(name: .customLong("target"), help: "HOST:PORT of the server under test (repeat for the nodes of a cluster).")
-    var targets: [String]
+    var targets: [String] = []
 
     @Option(help: "How many scenarios.")
     var scenarios: Int = 100
 
     @Option(help: "The first scenario's seed (default: random).")
     var seed: UInt64?
+
+    @Option(help: "How many scenarios run at once (each job has its own six accounts).")
+    var jobs: Int = 1
+
+    @Option(help: "Run the reference only and write its transcripts to this file (JSON).")
+    var record: String?
+
+    @Option(help: "Compare the target with the transcripts of this file instead of a live reference.")
+    var replay: String?
 
     @Option(help: "The clients' user domain.")
     var domain = "localhost"
@@ -68,62 +82,185 @@ struct DiffCommand: AsyncParsableCommand {
         return (String(address[..<colon]), port)
     }
 
+    func validate() throws {
+        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+        if record != nil, replay != nil { throw ValidationError("--record and --replay exclude each other") }
+        if replay == nil, reference == nil { throw ValidationError("--reference (or --replay) is required") }
+        if record == nil, targets.isEmpty { throw ValidationError("--target is required") }
+    }
+
+    /// The accounts job `job` (from 0) logs its clients in to.
+    func accounts(job: Int) -> [String] {
+        let prefix = job == 0 ? accountPrefix : "\(accountPrefix)\(job + 1)"
+        return ["a", "b", "c", "d", "e", "f"].map { "\(prefix)-\($0)@\(domain)" }
+    }
+
     func run() async throws {
-        let reference = Server(name: "reference", addresses: [try parse(self.reference)])
+        let timeout = Duration.milliseconds(Int64(self.timeout * 1000))
+        let referenceServer = try reference.map { Server(name: "reference", addresses: [try parse($0)]) }
         let target = Server(name: "target", addresses: try targets.map(parse))
-        guard !target.addresses.isEmpty else { throw ValidationError("--target is required") }
-        let accounts = ["a", "b", "c", "d", "e", "f"].map { "\(accountPrefix)-\($0)@\(domain)" }
-        let generator = ScenarioGenerator(mucDomain: mucDomain, accounts: accounts)
-        let first = seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
+        var recorded: Recording?
+        let seeds: [UInt64]
+        if let replay {
+            let loaded = try Recording.load(replay)
+            recorded = loaded
+            seeds = loaded.scenarios.map(\.seed)
+        } else {
+            let first = seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
+            seeds = (0..<scenarios).map { first &+ UInt64($0) }
+        }
         // Room names are new on every run: the target's database may keep earlier runs' rooms.
         let run = String(UInt64(Date().timeIntervalSince1970 * 1000) % 1_000_000_000, radix: 36)
-        let timeout = Duration.milliseconds(Int64(self.timeout * 1000))
-        let referenceRunner = ScenarioRunner(server: reference, password: password, timeout: timeout)
-        let targetRunner = ScenarioRunner(server: target, password: password, timeout: timeout)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let what =
+            record != nil
+            ? "recording the reference \(reference ?? "") to \(record!)"
+            : "reference \(replay.map { "recorded in \($0)" } ?? reference ?? ""), target \(targets.joined(separator: ","))"
+        print("conclave-diff: \(seeds.count) scenario(s) from seed \(seeds.first.map(String.init) ?? "-"), \(jobs) job(s); \(what)")
 
-        print("conclave-diff: \(scenarios) scenario(s) from seed \(first); reference \(self.reference), target \(targets.joined(separator: ","))")
-        var seen: [String: (count: Int, script: String)] = [:]
+        let state = RunState(seeds: seeds)
+        let started = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for job in 0..<jobs {
+                let worker = Worker(
+                    command: self, job: job, run: run, timeout: timeout, reference: referenceServer, target: target,
+                    recorded: recorded, state: state)
+                group.addTask { try await worker.work() }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = ContinuousClock.now - started
+        let summary = await state.summary()
+        if let record {
+            try Recording(reference: reference ?? "", scenarios: summary.recorded.sorted { $0.seed < $1.seed }).save(record)
+            print("\(summary.recorded.count) reference transcript(s) written to \(record); \(elapsed.components.seconds) s")
+            return
+        }
+        let knownCount = summary.known.values.reduce(0, +)
+        let total = seeds.count
+        print(
+            "\(total) scenario(s), \(total - summary.differing - knownCount) alike, \(knownCount) differing where Conclave deliberately does"
+                + (summary.known.isEmpty
+                    ? "" : " (" + summary.known.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")")
+                + ", \(summary.differing) differing otherwise in \(summary.seen.count) way(s); \(elapsed.components.seconds) s")
+        for (signature, entry) in summary.seen.sorted(by: { $0.value.count > $1.value.count }) {
+            print("  \(entry.count)× \(entry.script): \(signature)")
+        }
+        if summary.differing > 0 { throw ExitCode(1) }
+    }
+}
+
+/// What the jobs share: the seeds still to run, and what was found.
+actor RunState {
+    var pending: [UInt64]
+    var seen: [String: (count: Int, script: String)] = [:]
+    var known: [String: Int] = [:]
+    var differing = 0
+    var recorded: [Recording.Entry] = []
+
+    init(seeds: [UInt64]) { pending = Array(seeds.reversed()) }
+
+    func next() -> UInt64? { pending.popLast() }
+
+    func knownDifference(_ tag: String) { known[tag, default: 0] += 1 }
+
+    /// Counts a difference; returns the script that already shows it, if any.
+    func difference(_ signature: String) -> String? {
+        differing += 1
+        guard let entry = seen[signature] else { return nil }
+        seen[signature] = (entry.count + 1, entry.script)
+        return entry.script
+    }
+
+    /// Records the script written for a new kind of difference (another job may have
+    /// written one for it meanwhile: the first stays).
+    func wrote(_ signature: String, script: String) {
+        if let entry = seen[signature] {
+            seen[signature] = (entry.count + 1, entry.script)
+        } else {
+            seen[signature] = (1, script)
+        }
+    }
+
+    func keep(_ entry: Recording.Entry) { recorded.append(entry) }
+
+    func summary() -> (seen: [String: (count: Int, script: String)], known: [String: Int], differing: Int, recorded: [Recording.Entry]) {
+        (seen, known, differing, recorded)
+    }
+}
+
+/// One job: runs scenarios one after the other with its own accounts.
+struct Worker: Sendable {
+    let command: DiffCommand
+    let job: Int
+    let run: String
+    let timeout: Duration
+    let reference: Server?
+    let target: Server
+    let recorded: Recording?
+    let state: RunState
+
+    func work() async throws {
+        let generator = ScenarioGenerator(mucDomain: command.mucDomain, accounts: command.accounts(job: job))
+        let referenceRunner = reference.map { ScenarioRunner(server: $0, password: command.password, timeout: timeout) }
+        let targetRunner = ScenarioRunner(server: target, password: command.password, timeout: timeout)
         var attempt = 0
         func room(_ seed: UInt64) -> String {
             attempt += 1
-            return "diff-\(run)-\(seed)-\(attempt)@\(mucDomain)"
+            return "diff-\(run)-\(job + 1)-\(seed)-\(attempt)@\(command.mucDomain)"
         }
         func compare(_ scenario: Scenario) async -> (Transcript, Difference?) {
+            guard let referenceRunner else { return (Transcript(), nil) }
             async let referenceTranscript = referenceRunner.run(scenario)
             async let targetTranscript = targetRunner.run(scenario)
             let (expected, got) = await (referenceTranscript, targetTranscript)
             return (expected, Comparison.firstDifference(reference: expected, target: got, clients: scenario.clients.map(\.name)))
         }
-        var differing = 0
-        var known: [String: Int] = [:]
-        let started = ContinuousClock.now
-        for index in 0..<scenarios {
-            let scenarioSeed = first &+ UInt64(index)
+        while let scenarioSeed = await state.next() {
             let scenario = generator.scenario(seed: scenarioSeed, room: room(scenarioSeed))
-            if verbose { print("scenario \(scenarioSeed):\n" + scenario.actions.enumerated().map { "  \($0.offset + 1). \($0.element)" }.joined(separator: "\n")) }
-            let (expected, difference) = await compare(scenario)
+            if command.verbose {
+                print("scenario \(scenarioSeed):\n" + scenario.actions.enumerated().map { "  \($0.offset + 1). \($0.element)" }.joined(separator: "\n"))
+            }
+            if command.record != nil, let referenceRunner {
+                let transcript = await referenceRunner.run(scenario)
+                if let failure = transcript.failure { print("seed \(scenarioSeed): the reference stopped: \(failure)") }
+                await state.keep(Recording.Entry(scenario: scenario, transcript: transcript))
+                continue
+            }
+            let expected: Transcript
+            let difference: Difference?
+            if let recorded {
+                guard let entry = recorded.scenarios.first(where: { $0.seed == scenarioSeed }) else { continue }
+                guard entry.actions == Recording.Entry.labels(of: scenario) else {
+                    print("seed \(scenarioSeed): the generator no longer makes the recorded scenario: record it again (make diff-record)")
+                    _ = await state.difference("stale recording")
+                    continue
+                }
+                expected = entry.transcript(room: scenario.room)
+                let got = await targetRunner.run(scenario)
+                difference = Comparison.firstDifference(reference: expected, target: got, clients: scenario.clients.map(\.name))
+            } else {
+                (expected, difference) = await compare(scenario)
+            }
             if let failure = expected.failure, difference == nil {
                 print("seed \(scenarioSeed): both servers stopped: \(failure)")
             }
             guard let difference else { continue }
             if difference.failure == nil, difference.step < scenario.actions.count, let tag = scenario.actions[difference.step].known {
-                known[tag, default: 0] += 1
-                if verbose { print("seed \(scenarioSeed): differs where Conclave deliberately does (\(tag))") }
+                await state.knownDifference(tag)
+                if command.verbose { print("seed \(scenarioSeed): differs where Conclave deliberately does (\(tag))") }
                 continue
             }
-            differing += 1
             let signature = difference.signature
-            if let known = seen[signature] {
-                seen[signature] = (known.count + 1, known.script)
-                print("seed \(scenarioSeed): differs as \(known.script) does")
+            if let script = await state.difference(signature) {
+                print("seed \(scenarioSeed): differs as \(script) does")
                 continue
             }
-            // Shrink: the fewest actions that still differ the same way.
+            // Shrink: the fewest actions that still differ the same way (needs a live reference).
             var best = scenario
             var bestReference = expected
             var bestDifference = difference
-            if !noShrink {
+            if !command.noShrink, referenceRunner != nil {
                 var kept = Array(0...min(difference.step, scenario.actions.count - 1))
                 best = scenario.keeping(kept)
                 var changed = true
@@ -138,15 +275,7 @@ struct DiffCommand: AsyncParsableCommand {
                         }
                         let trial = kept.filter { $0 != candidate }
                         guard !trial.isEmpty else { continue }
-                        var smaller = scenario.keeping(trial)
-                        smaller.room = room(scenarioSeed)
-                        smaller.actions = smaller.actions.map { action in
-                            var copy = action
-                            if case .sends(let xml) = action.kind {
-                                copy.kind = .sends(xml.replacingOccurrences(of: scenario.room, with: smaller.room))
-                            }
-                            return copy
-                        }
+                        let smaller = scenario.keeping(trial).moved(to: room(scenarioSeed))
                         let (trialReference, trialDifference) = await compare(smaller)
                         if let trialDifference, trialDifference.signature == signature {
                             kept = trial
@@ -159,25 +288,17 @@ struct DiffCommand: AsyncParsableCommand {
                 }
             }
             let name = "diff-\(scenarioSeed).scs"
-            let path = (out as NSString).appendingPathComponent(name)
+            let path = (command.out as NSString).appendingPathComponent(name)
             let script = ScriptWriter.script(
-                best, reference: bestReference, difference: bestDifference, password: password,
+                best, reference: bestReference, difference: bestDifference, password: command.password,
                 title: "conclave-diff seed \(scenarioSeed): \(signature)",
                 notes: ["Found by: conclave-diff --seed \(scenarioSeed) --scenarios 1 (\(best.actions.count) of \(scenario.actions.count) actions kept)"]
                     + bestDifference.description.split(separator: "\n").map(String.init))
             try script.write(toFile: path, atomically: true, encoding: .utf8)
-            seen[signature] = (1, name)
-            print("seed \(scenarioSeed): DIFFERS (\(best.actions.count) actions) → \(path)\n  \(signature)\n" + bestDifference.description.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+            await state.wrote(signature, script: name)
+            print(
+                "seed \(scenarioSeed): DIFFERS (\(best.actions.count) actions) → \(path)\n  \(signature)\n"
+                    + bestDifference.description.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         }
-        let elapsed = ContinuousClock.now - started
-        let knownCount = known.values.reduce(0, +)
-        print(
-            "\(scenarios) scenario(s), \(scenarios - differing - knownCount) alike, \(knownCount) differing where Conclave deliberately does"
-                + (known.isEmpty ? "" : " (" + known.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")")
-                + ", \(differing) differing otherwise in \(seen.count) way(s); \(elapsed.components.seconds) s")
-        for (signature, entry) in seen.sorted(by: { $0.value.count > $1.value.count }) {
-            print("  \(entry.count)× \(entry.script): \(signature)")
-        }
-        if differing > 0 { throw ExitCode(1) }
     }
 }

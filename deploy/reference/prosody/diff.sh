@@ -5,7 +5,10 @@
 # database conclave_diff of the embedded PostgreSQL — kept between runs, so each run
 # meets the rooms and accounts earlier runs left — creates the six diff-* accounts on
 # both, and runs DIFF_SCENARIOS scenarios (default 200) from DIFF_SEED (default random).
-# Differences are written as .scs scripts to .conclave/diff/. DIFF_OPTS adds options.
+# Differences are written as .scs scripts to .conclave/diff/. DIFF_JOBS scenarios run at
+# once (default 4; each job has its own six accounts). DIFF_OPTS adds options.
+#   diff.sh record FILE   runs only Prosody and writes its transcripts to FILE
+#   diff.sh replay FILE   compares Conclave with the transcripts of FILE (no Prosody)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$root" || exit 1
@@ -17,6 +20,14 @@ prosody_port="${CONCLAVE_PROSODY_PORT:-25232}"
 port="${CONCLAVE_DIFF_PORT:-35222}"
 count="${DIFF_NODES:-1}"
 scenarios="${DIFF_SCENARIOS:-200}"
+jobs="${DIFF_JOBS:-4}"
+mode="${1:-compare}"
+file="${2:-}"
+case "$mode" in
+    compare) ;;
+    record | replay) [ -n "$file" ] || { echo "usage: $0 [record FILE | replay FILE]" >&2; exit 2; } ;;
+    *) echo "usage: $0 [record FILE | replay FILE]" >&2; exit 2 ;;
+esac
 cluster_dir=".conclave/diff-cluster"
 . "$root/deploy/reference/prosody/lib.sh"
 
@@ -44,15 +55,27 @@ diff_cluster down >/dev/null
 
 accounts="$root/.conclave/diff-accounts.txt"
 mkdir -p "$root/.conclave"
-for letter in a b c d e f; do printf 'diff-%s@localhost\tpassword\n' "$letter"; done >"$accounts"
-prosody_start "$prosody_port" "$root/.conclave/diff-prosody" "$accounts" || exit 1
+for ((job = 1; job <= jobs; job++)); do
+    prefix=diff
+    [ "$job" = 1 ] || prefix="diff$job"
+    for letter in a b c d e f; do printf '%s-%s@localhost\tpassword\n' "$prefix" "$letter"; done
+done >"$accounts"
+options=(--jobs "$jobs")
+[ -n "${DIFF_SEED:-}" ] && options+=(--seed "$DIFF_SEED")
+if [ "$mode" = replay ]; then
+    options+=(--replay "$file")
+else
+    prosody_start "$prosody_port" "$root/.conclave/diff-prosody" "$accounts" || exit 1
+    options+=(--reference "127.0.0.1:$prosody_port" --scenarios "$scenarios")
+fi
+if [ "$mode" = record ]; then
+    "$diff" "${options[@]}" --record "$file" ${DIFF_OPTS:-}
+    exit
+fi
 
 url=$("$db" ensure conclave_diff) || exit 1
 "$bin" user add-from-file --database-url "$url" --log-level warning "$accounts" >/dev/null || exit 1
 cluster_up=1
 diff_cluster up "$count" >/dev/null || exit 1
-targets=()
-for ((i = 0; i < count; i++)); do targets+=(--target "127.0.0.1:$((port + 10 * i))"); done
-seed=()
-[ -n "${DIFF_SEED:-}" ] && seed=(--seed "$DIFF_SEED")
-"$diff" --reference "127.0.0.1:$prosody_port" "${targets[@]}" --scenarios "$scenarios" "${seed[@]}" ${DIFF_OPTS:-}
+for ((i = 0; i < count; i++)); do options+=(--target "127.0.0.1:$((port + 10 * i))"); done
+"$diff" "${options[@]}" ${DIFF_OPTS:-}
