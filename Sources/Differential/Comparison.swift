@@ -65,13 +65,39 @@ public struct Difference: Sendable, Hashable, CustomStringConvertible {
 }
 
 public enum Comparison {
+    /// A client's stanzas of one step with each run of others' available presences
+    /// sorted (tolerance `occupant-order`): the presences of those already in the room
+    /// that a joiner gets come in Prosody's table order, which changes from run to run;
+    /// one step has one action, so such a run is always one occupant list.
+    public static func occupantListsSorted(_ stanzas: [String]) -> [String] {
+        func listed(_ text: String) -> Bool {
+            guard text.hasPrefix("<presence"), let element = (try? StanzaTemplate.elements(text))?.first,
+                element[attribute: "type"] == nil
+            else { return false }
+            let codes = element.child("x", namespace: "http://jabber.org/protocol/muc#user")?.children("status").compactMap { $0[attribute: "code"] } ?? []
+            return !codes.contains("110")
+        }
+        var result: [String] = []
+        var run: [String] = []
+        for stanza in stanzas {
+            if listed(stanza) {
+                run.append(stanza)
+            } else {
+                result += run.sorted()
+                run = []
+                result.append(stanza)
+            }
+        }
+        return result + run.sorted()
+    }
+
     /// The first step (and client, in the scenario's order) whose receptions differ.
     public static func firstDifference(reference: Transcript, target: Transcript, clients: [String]) -> Difference? {
         let steps = min(reference.steps.count, target.steps.count)
         for step in 0..<steps {
             for client in clients {
-                let expected = reference.steps[step].canonical(client)
-                let got = target.steps[step].canonical(client)
+                let expected = occupantListsSorted(reference.steps[step].canonical(client))
+                let got = occupantListsSorted(target.steps[step].canonical(client))
                 if expected != got {
                     return Difference(step: step, client: client, reference: expected, target: got)
                 }

@@ -168,6 +168,112 @@ public struct Tolerance: Sendable {
             transform: removing { _, child in child.name == "stanza-id" && child.namespace == "urn:xmpp:sid:0" }
         ),
         Tolerance(
+            tag: "roominfo-fields",
+            reason: "a room's disco#info form also carries the XEP-0045 fields muc#roominfo_subject, muc#roomconfig_allowpm and muc#maxhistoryfetch, which Prosody 0.12 leaves out; a boolean field without a value is false (XEP-0004 §3.3), as Prosody sends an option never set; the fields are compared sorted (Prosody's order changes from run to run)",
+            transform: { iq in
+                guard iq.name == "iq", var query = iq.child("query", namespace: "http://jabber.org/protocol/disco#info"),
+                    var form = query.child("x", namespace: "jabber:x:data")
+                else { return }
+                let extra: Set<String> = ["muc#roominfo_subject", "muc#roomconfig_allowpm", "muc#maxhistoryfetch"]
+                form.children = form.children.compactMap { node -> XMLNode? in
+                    guard case .element(var field) = node, field.name == "field" else { return node }
+                    if extra.contains(field[attribute: "var"] ?? "") { return nil }
+                    if field[attribute: "type"] == "boolean", field.child("value", namespace: "jabber:x:data") == nil {
+                        field.append(XMLElement("value", namespace: "jabber:x:data", text: "0"))
+                    }
+                    return .element(field)
+                }
+                // Prosody's field order follows its hooks and changes from run to run.
+                let sorted = form.elements.filter { $0.name == "field" }.sorted { ($0[attribute: "var"] ?? "") < ($1[attribute: "var"] ?? "") }
+                form.children = form.children.filter {
+                    if case .element(let element) = $0 { return element.name != "field" }
+                    return false
+                } + sorted.map { .element($0) }
+                query.replaceChild("x", namespace: "jabber:x:data", with: form)
+                iq.replaceChild("query", namespace: "http://jabber.org/protocol/disco#info", with: query)
+            }
+        ),
+        Tolerance(
+            tag: "config-form",
+            reason: "a configuration form's presentation (title, instructions, section headings, labels, help texts, validation hints, the options' wording, field order) is each server's own; each field's name, type and current values are compared. Fields Prosody 0.12 lacks (passwordprotectedroom, allowpm, maxusers, getmemberlist, enablelogging) are left out, and Prosody's {http://prosody.im/protocol/muc}roomconfig_allowmemberinvites is compared as muc#roomconfig_allowinvites, the same option. A boolean without a value is false, an empty text value is no value",
+            transform: { iq in
+                guard iq.name == "iq", var query = iq.child("query", namespace: "http://jabber.org/protocol/muc#owner"),
+                    var form = query.child("x", namespace: "jabber:x:data")
+                else { return }
+                let conclaveOnly: Set<String> = [
+                    "muc#roomconfig_passwordprotectedroom", "muc#roomconfig_allowpm", "muc#roomconfig_maxusers",
+                    "muc#roomconfig_getmemberlist", "muc#roomconfig_enablelogging",
+                ]
+                var fields: [XMLElement] = []
+                for field in form.children("field", namespace: "jabber:x:data") {
+                    guard var name = field[attribute: "var"], field[attribute: "type"] != "fixed", !conclaveOnly.contains(name) else { continue }
+                    if name == "{http://prosody.im/protocol/muc}roomconfig_allowmemberinvites" { name = "muc#roomconfig_allowinvites" }
+                    var values = field.children("value", namespace: "jabber:x:data").map { $0.text.trimmingWhitespace() }.filter { !$0.isEmpty }
+                    if field[attribute: "type"] == "boolean", values.isEmpty { values = ["0"] }
+                    if field[attribute: "type"] == "list-multi" { values.sort() }
+                    var copy = XMLElement("field", namespace: "jabber:x:data", ["var": name])
+                    if let type = field[attribute: "type"] { copy[attribute: "type"] = type }
+                    for value in values { copy.append(XMLElement("value", namespace: "jabber:x:data", text: value)) }
+                    fields.append(copy)
+                }
+                fields.sort { ($0[attribute: "var"] ?? "") < ($1[attribute: "var"] ?? "") }
+                form.children = fields.map { .element($0) }
+                query.replaceChild("x", namespace: "jabber:x:data", with: form)
+                iq.replaceChild("query", namespace: "http://jabber.org/protocol/muc#owner", with: query)
+            }
+        ),
+        Tolerance(
+            tag: "config-change-order",
+            reason: "the status codes of a configuration change notice (104, 170–173) are a set; Prosody sends them in an order that changes from run to run; they are compared sorted",
+            transform: { message in
+                guard message.name == "message", message[attribute: "type"] == "groupchat", message.child("body") == nil,
+                    var x = message.child("x", namespace: "http://jabber.org/protocol/muc#user"),
+                    x.elements.allSatisfy({ $0.name == "status" })
+                else { return }
+                x.children = x.elements.sorted { ($0[attribute: "code"] ?? "") < ($1[attribute: "code"] ?? "") }.map { .element($0) }
+                message.replaceChild("x", namespace: "http://jabber.org/protocol/muc#user", with: x)
+            }
+        ),
+        Tolerance(
+            tag: "admin-list",
+            reason: "an affiliation or role list (muc#admin) is a set: Prosody sends it in its table order, which changes from run to run, so items are compared sorted; and Conclave gives each affiliation's <reason> (XEP-0045 §9.2, example 109), which Prosody 0.12 does not keep",
+            transform: { iq in
+                guard iq.name == "iq", iq[attribute: "type"] == "result", var query = iq.child("query", namespace: "http://jabber.org/protocol/muc#admin")
+                else { return }
+                let items = query.children("item", namespace: "http://jabber.org/protocol/muc#admin").map { item -> XMLElement in
+                    var copy = item
+                    copy.children.removeAll {
+                        if case .element(let child) = $0 { return child.name == "reason" }
+                        return false
+                    }
+                    return copy
+                }
+                // By nick, then bare JID: full JIDs carry each server's own resources.
+                func key(_ item: XMLElement) -> String {
+                    (item[attribute: "nick"] ?? "") + "|" + String((item[attribute: "jid"] ?? "").prefix { $0 != "/" })
+                }
+                query.children = items.sorted { key($0) < key($1) }.map { .element($0) }
+                iq.replaceChild("query", namespace: "http://jabber.org/protocol/muc#admin", with: query)
+            }
+        ),
+        Tolerance(
+            tag: "attribute-whitespace",
+            reason: "Prosody writes a tab in an attribute (a nick that is refused, echoed in `from`) as a raw tab, which XML parsers read as a space (XML 1.0 §3.3.3); Conclave escapes it and it stays a tab. Tabs and line ends in attribute values are compared as spaces",
+            transform: { element in
+                @Sendable func walk(_ element: inout XMLElement) {
+                    for index in element.attributes.indices where element.attributes[index].value.contains(where: { $0 == "\t" || $0 == "\n" || $0 == "\r" }) {
+                        element.attributes[index].value = String(element.attributes[index].value.map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : $0 })
+                    }
+                    element.children = element.children.map { node in
+                        guard case .element(var inner) = node else { return node }
+                        walk(&inner)
+                        return .element(inner)
+                    }
+                }
+                walk(&element)
+            }
+        ),
+        Tolerance(
             tag: "error-text",
             reason: "an error's human-readable <text> is worded by each server; the condition and type are compared",
             transform: removing { parent, child in
@@ -175,4 +281,15 @@ public struct Tolerance: Sendable {
             }
         ),
     ]
+}
+
+extension XMLElement {
+    /// Puts `element` in place of the first child named `name` in `namespace`.
+    mutating func replaceChild(_ name: String, namespace: String, with element: XMLElement) {
+        guard let index = children.firstIndex(where: {
+            if case .element(let child) = $0 { return child.name == name && child.namespace == namespace }
+            return false
+        }) else { return }
+        children[index] = .element(element)
+    }
 }

@@ -1,5 +1,6 @@
 public import XMPPCore
 import ConclaveFuzzing
+import Foundation
 
 /// Generates scenarios from a seed: the same seed gives the same scenario. The
 /// generator keeps a rough model of the room (who joined with which nick, whether it
@@ -27,6 +28,17 @@ public struct ScenarioGenerator: Sendable {
         "romeo", "juliet", "nurse", "Tybalt", "tybalt", "mercutio", "Benvolio", "friar laurence",
         "😀", "rosé", "Ｒｏｍｅｏ", "\u{2764}\u{FE0F}", " lead", "trail ", "tab\there", "a/b", "@at", "x\u{200B}y",
     ]
+    /// A nick for a join, nick change or registration: mostly one both servers take
+    /// alike; one time in eight one they enforce differently by design (`nick-precis`),
+    /// which ends the scenario's comparison.
+    static func pickNick(_ random: inout SplitMix) -> String {
+        if random.below(8) == 0 {
+            let odd = nicks.filter(nicksEnforcedOtherwise.contains)
+            return odd[random.below(odd.count)]
+        }
+        let plain = nicks.filter { !nicksEnforcedOtherwise.contains($0) }
+        return plain[random.below(plain.count)]
+    }
     static let bodies = ["hello", "how are you?", "<&> escaped", "wherefore art thou", "ok", "…"]
     static let reasons = [nil, "spam", "welcome", "by request"] as [String?]
     static let passwords = ["secret", "wrong"]
@@ -65,10 +77,34 @@ public struct ScenarioGenerator: Sendable {
         "muc#roomconfig_allowpm", "muc#roomconfig_maxusers", "muc#roomconfig_getmemberlist", "muc#roomconfig_allowinvites",
     ]
 
+    /// Nicks whose fate differs by design: Conclave enforces the PRECIS Nickname profile
+    /// (RFC 8266: emoji allowed, invisible characters and variation selectors refused,
+    /// spaces trimmed and width mapped with status 210), Prosody 0.12 stringprep's
+    /// Resourceprep (Unicode 3.2 only, so no emoji; invisible characters removed; spaces
+    /// kept; no 210). docs/muc.md, `nick-precis`.
+    static let nicksEnforcedOtherwise: Set<String> = ["😀", "Ｒｏｍｅｏ", "\u{2764}\u{FE0F}", " lead", "trail ", "x\u{200B}y"]
+
+    /// The known tag of an action that takes `nick` for `client`: `nick-precis` when the
+    /// nick is one of those above, or differs only in case from a nick someone else
+    /// holds or reserved (Conclave compares nicks case-insensitively, Prosody exactly).
+    func nickTag(_ nick: String, for client: String, model: Model) -> String? {
+        if Self.nicksEnforcedOtherwise.contains(nick) { return "nick-precis" }
+        let taken = model.nicks.filter { $0.key != client }.map(\.value) + model.registered.filter { $0.key != client }.map(\.value)
+        func key(_ text: String) -> String { text.precomposedStringWithCompatibilityMapping.lowercased() }
+        if taken.contains(where: { $0 != nick && key($0) == key(nick) }) { return "nick-precis" }
+        return nil
+    }
+
     struct Model {
         var connected: Set<String> = []
         var nicks: [String: String] = [:]
+        /// Nicks clients registered (reserved).
+        var registered: [String: String] = [:]
         var configured = false
+        var persistent = false
+        var historyLength = 20
+        /// Clients that own the room (its creator, and those an owner made owners).
+        var owners: Set<String> = []
         var destroyed = false
         var counter = 0
     }
@@ -118,6 +154,13 @@ public struct ScenarioGenerator: Sendable {
     static func attribute(_ text: String) -> String { XMLEscaping.escapeAttribute(text) }
 
     func randomAction(names: [String], room: String, model: inout Model, random: inout SplitMix) -> ScenarioAction? {
+        if model.nicks.isEmpty, !model.persistent {
+            // A temporary room nobody is in is gone: the next join creates it anew.
+            model.configured = false
+            model.registered = [:]
+            model.owners = []
+            model.historyLength = 20
+        }
         let actor = names[random.below(names.count)]
         guard model.connected.contains(actor) else {
             model.connected.insert(actor)
@@ -130,21 +173,23 @@ public struct ScenarioGenerator: Sendable {
         // Prosody 0.12 destroys a room that is still locked (not configured yet) when an
         // occupant changes nick in it, and then answers item-not-found for the room: a
         // bug of the reference (docs/muc.md), not generated.
-        let nickChangeBreaksReference = joined && !model.configured
+        // It also destroys a temporary room whose only occupant changes nick.
+        let nickChangeBreaksReference = joined && (!model.configured || (!model.persistent && model.nicks.count < 2))
         switch random.below(100) {
         case 0..<16:
-            let nick = nickChangeBreaksReference ? model.nicks[actor]! : Self.nicks[random.below(Self.nicks.count)]
+            let nick = nickChangeBreaksReference ? model.nicks[actor]! : Self.pickNick(&random)
             return join(actor, nick: nick, room: room, model: &model, random: &random, plain: false)
         case 16..<22:
             return leave(actor, room: room, model: &model, random: &random)
         case 22..<28:
             guard joined, !nickChangeBreaksReference else { fallthrough }
-            let nick = Self.nicks[random.below(Self.nicks.count)]
+            let nick = Self.pickNick(&random)
             let id = nextID(actor, &model)
+            let known = nickTag(nick, for: actor, model: model)
             model.nicks[actor] = nick
             return ScenarioAction(
                 client: actor, kind: .sends("<presence to=\"\(Self.attribute(room + "/" + nick))\" id=\"\(id)\"/>"),
-                label: "changes nick to '\(nick)'")
+                label: "changes nick to '\(nick)'", known: known)
         case 28..<40:
             let id = nextID(actor, &model)
             let body = Self.bodies[random.below(Self.bodies.count)]
@@ -193,6 +238,9 @@ public struct ScenarioGenerator: Sendable {
             let id = nextID(actor, &model)
             let affiliation = ["owner", "admin", "member", "outcast", "none"][random.below(5)]
             let target = random.below(8) == 0 ? "stranger@localhost" : "${\(other)'s JID}"
+            if model.owners.contains(actor), target != "stranger@localhost" {
+                if affiliation == "owner" { model.owners.insert(other) } else { model.owners.remove(other) }
+            }
             let reason = Self.reasons[random.below(Self.reasons.count)].map { "<reason>\(Self.escape($0))</reason>" } ?? ""
             return ScenarioAction(
                 client: actor,
@@ -238,14 +286,16 @@ public struct ScenarioGenerator: Sendable {
                     kind: .sends("<iq type=\"get\" to=\"\(room)\" id=\"\(id)\"><query xmlns=\"jabber:iq:register\"/></iq>"),
                     label: "asks for the registration form")
             }
-            let nick = Self.nicks[random.below(Self.nicks.count)]
+            let nick = Self.pickNick(&random)
+            let known = nickTag(nick, for: actor, model: model)
+            model.registered[actor] = nick
             return ScenarioAction(
                 client: actor,
                 kind: .sends(
                     "<iq type=\"set\" to=\"\(room)\" id=\"\(id)\"><query xmlns=\"jabber:iq:register\">"
                         + "<x xmlns=\"jabber:x:data\" type=\"submit\"><field var=\"FORM_TYPE\"><value>http://jabber.org/protocol/muc#register</value></field>"
                         + "<field var=\"muc#register_roomnick\"><value>\(Self.escape(nick))</value></field></x></query></iq>"),
-                label: "registers '\(nick)'")
+                label: "registers '\(nick)'", known: known)
         case 87..<92:
             let id = nextID(actor, &model)
             let target = random.below(3) == 0 && !occupantNicks.isEmpty
@@ -264,8 +314,15 @@ public struct ScenarioGenerator: Sendable {
                 label: "probes \(target == room ? "the room" : "an occupant")")
         case 95..<97:
             let id = nextID(actor, &model)
-            model.destroyed = true
-            model.nicks = [:]
+            if model.owners.contains(actor) {
+                model.destroyed = true
+                model.nicks = [:]
+                model.configured = false
+                model.persistent = false
+                model.registered = [:]
+                model.owners = []
+                model.historyLength = 20
+            }
             return ScenarioAction(
                 client: actor,
                 kind: .sends(
@@ -295,12 +352,15 @@ public struct ScenarioGenerator: Sendable {
                 notes.append("history \(history)")
             }
         }
+        let known = nickTag(nick, for: client, model: model)
+        // Who creates the room owns it.
+        if model.nicks.isEmpty, model.owners.isEmpty { model.owners.insert(client) }
         model.nicks[client] = nick
         return ScenarioAction(
             client: client,
             kind: .sends(
                 "<presence to=\"\(Self.attribute(room + "/" + nick))\" id=\"\(id)\"><x xmlns=\"http://jabber.org/protocol/muc\">\(children)</x></presence>"),
-            label: "joins as '\(nick)'" + (notes.isEmpty ? "" : " (" + notes.joined(separator: ", ") + ")"))
+            label: "joins as '\(nick)'" + (notes.isEmpty ? "" : " (" + notes.joined(separator: ", ") + ")"), known: known)
     }
 
     func leave(_ client: String, room: String, model: inout Model, random: inout SplitMix) -> ScenarioAction {
@@ -343,6 +403,15 @@ public struct ScenarioGenerator: Sendable {
                 known = "config-invalid-value"
             } else if Self.fieldsProsodyLacks.contains(field.variable), known == nil {
                 known = "config-beyond-prosody"
+            }
+            if field.variable == "muc#roomconfig_historylength", let value = values.first, let number = Int(value), number >= 0 {
+                // Prosody announces 104 whenever this field is submitted, changed or not.
+                if number == model.historyLength, known == nil { known = "history-length-104" }
+                model.historyLength = number
+            }
+            if field.variable == "muc#roomconfig_persistentroom", let value = values.first {
+                if ["1", "true"].contains(value) { model.persistent = true }
+                if ["0", "false"].contains(value) { model.persistent = false }
             }
             notes.append("\(field.variable.replacingPrefix("muc#roomconfig_"))=\(values.joined(separator: ","))")
         }

@@ -135,7 +135,9 @@ extension Room {
                 effects.stanzas += setAffiliation(user, to: .none, reason: nil, actor: nil, environment: environment).stanzas
                 effects.changes.append(.affiliation(user, AffiliationEntry(.none)))
             } else {
+                let had = entry.nick != nil
                 entry.nick = nil
+                if had { effects.stanzas += announceAffiliation(of: user, entry: entry, environment: environment) }
                 affiliations[user] = entry
                 effects.changes.append(.affiliation(user, entry))
             }
@@ -174,11 +176,24 @@ extension Room {
             effects.stanzas.append(iq.errorReply(StanzaError(.conflict)))
             return effects
         }
+        let changed = entry.nick != nick
         entry.nick = nick
+        // A new reservation is announced as an affiliation change (as Prosody does):
+        // the occupant's presence again, or a notice when it is not in the room.
+        if changed { effects.stanzas += announceAffiliation(of: user, entry: entry, environment: environment) }
         affiliations[user] = entry
         effects.changes.append(.affiliation(user, entry))
         effects.stanzas.append(iq.iqResult())
         return effects
+    }
+
+    /// Announces `user`'s affiliation, unchanged but for its data (a reserved nick), as
+    /// an affiliation change is; leaves `entry` (its reason included) as the user's.
+    private mutating func announceAffiliation(of user: JID, entry: AffiliationEntry, environment: RoomEnvironment) -> [XMLElement] {
+        affiliations[user] = entry
+        let stanzas = setAffiliation(user, to: entry.affiliation, reason: nil, actor: nil, environment: environment).stanzas
+        affiliations[user] = entry
+        return stanzas
     }
 
     // MARK: - Disco
@@ -195,7 +210,9 @@ extension Room {
         query.append(
             XMLElement(
                 "identity", namespace: Namespace.discoInfo,
-                ["category": "conference", "type": "text", "name": configuration.name.isEmpty ? (jid.localpart ?? "") : configuration.name]
+                // An unnamed room's identity has no name (as Prosody's).
+                configuration.name.isEmpty
+                    ? ["category": "conference", "type": "text"] : ["category": "conference", "type": "text", "name": configuration.name]
             )
         )
         var features = Self.features
@@ -208,19 +225,28 @@ extension Room {
         for feature in features.sorted() {
             query.append(XMLElement("feature", namespace: Namespace.discoInfo, ["var": feature]))
         }
+        // The fields and their order as Prosody 0.12 sends them, then the XEP-0045
+        // ones it lacks (the subject, who may send private messages, the history limit).
         let info = DataForm(
             type: "result",
             fields: [
                 .init("FORM_TYPE", type: "hidden", values: [Namespace.mucRoomInfo]),
-                .init("muc#roominfo_description", label: "Description", values: [configuration.description]),
-                .init("muc#roominfo_occupants", label: "Number of occupants", values: [String(occupants.count)]),
-                .init("muc#roomconfig_roomname", label: "Title", values: [configuration.name]),
-                .init("muc#roominfo_lang", label: "Language tag for room (e.g. 'en', 'de', 'fr' etc.)", values: [configuration.language]),
-                .init("muc#roominfo_subject", label: "Subject", values: [subject]),
-                .init("muc#roomconfig_changesubject", label: "Allow anyone to set the room's subject", values: [configuration.changeSubject ? "1" : "0"]),
-                .init("muc#roomconfig_allowinvites", label: "Allow members to invite new members", values: [configuration.allowInvites ? "1" : "0"]),
-                .init("muc#roomconfig_allowpm", label: "Allow private messages from", values: [configuration.allowPM.rawValue]),
-                .init("muc#maxhistoryfetch", label: "Maximum number of history messages returned by room", values: [String(configuration.historyLength)]),
+                .init("muc#roomconfig_roomname", type: "text-single", label: "Title", values: configuration.name.isEmpty ? [] : [configuration.name]),
+                .init(
+                    "{http://prosody.im/protocol/muc}roomconfig_allowmemberinvites", type: "boolean", label: "Allow members to invite new members",
+                    values: [configuration.allowInvites ? "1" : "0"]),
+                .init(
+                    "muc#roomconfig_allowinvites", type: "boolean", label: "Allow users to invite other users",
+                    values: [!configuration.membersOnly || configuration.allowInvites ? "1" : "0"]),
+                .init("muc#roominfo_description", type: "text-single", label: "Description", values: [configuration.description]),
+                .init("muc#roominfo_lang", type: "text-single", values: [configuration.language]),
+                .init("muc#roomconfig_changesubject", type: "boolean", values: [configuration.changeSubject ? "1" : "0"]),
+                .init("muc#roominfo_occupants", type: "text-single", label: "Number of occupants", values: [String(occupants.count)]),
+                .init("muc#roominfo_subject", type: "text-single", label: "Subject", values: [subject]),
+                .init("muc#roomconfig_allowpm", type: "list-single", label: "Allow private messages from", values: [configuration.allowPM.rawValue]),
+                .init(
+                    "muc#maxhistoryfetch", type: "text-single", label: "Maximum number of history messages returned by room",
+                    values: [String(configuration.historyLength)]),
             ]
         )
         query.append(info.element)
@@ -318,7 +344,8 @@ extension Room {
             return effects
         }
         let actorAffiliation = affiliation(of: real, environment: environment)
-        let actorRole = occupant(real: real)?.role ?? .none
+        // Outside the room, the role the affiliation would give (as Prosody decides).
+        let actorRole = occupant(real: real)?.role ?? defaultRole(for: actorAffiliation)
         var query = XMLElement("query", namespace: Namespace.mucAdmin)
         if let text = item[attribute: "affiliation"], let wanted = Affiliation(rawValue: text) {
             // Admins see lists up to their own rank; in a non-anonymous members-only
@@ -334,10 +361,14 @@ extension Room {
             for (jid, entry) in affiliations.sorted(by: { $0.key < $1.key }) where entry.affiliation == wanted {
                 var element = XMLElement("item", namespace: Namespace.mucAdmin, ["affiliation": wanted.rawValue, "jid": jid.description])
                 if let nick = entry.nick { element[attribute: "nick"] = nick }
+                // The reason given when it was set (XEP-0045 §9.2, example 109).
+                if let reason = entry.reason, !reason.isEmpty {
+                    element.append(XMLElement("reason", namespace: Namespace.mucAdmin, text: reason))
+                }
                 query.append(element)
             }
         } else if let text = item[attribute: "role"], let wanted = Role(rawValue: text) {
-            guard actorRole == .moderator || actorAffiliation.rank >= Affiliation.admin.rank else {
+            guard actorRole == .moderator else {
                 effects.stanzas.append(iq.errorReply(StanzaError(.forbidden)))
                 return effects
             }
@@ -489,6 +520,8 @@ extension Room {
             return StanzaError(.badRequest, text: "unknown role")
         }
         guard let nick = item[attribute: "nick"] else { return StanzaError(.badRequest, text: "a role change needs a nick") }
+        // A nick that cannot be part of an address names nobody (as Prosody answers it).
+        guard (try? jid.with(resource: nick)) != nil else { return StanzaError(.jidMalformed, text: "not a nickname") }
         guard let target = occupant(nick: nick) else { return StanzaError(.itemNotFound, type: .modify) }
         // Prosody's rules (conclave-diff): nothing against a higher affiliation; granting
         // or taking moderator needs an admin or owner (§9.6, §9.7); and the actor must be
@@ -551,7 +584,8 @@ extension Room {
                 let downgrade = affiliation.rank < previous.rank
                 let oldRole = occupants[position].role
                 if downgrade || newRole.rank > oldRole.rank { occupants[position].role = newRole }
-                broadcastPresence(of: occupants[position], actor: actor, reason: reason, into: &effects, environment: environment)
+                broadcastPresence(
+                    of: occupants[position], actor: actor, reason: reason, previousRole: oldRole, into: &effects, environment: environment)
                 resendOccupantsIfVisibilityChanged(for: occupants[position], oldRole: oldRole, into: &effects, environment: environment)
             }
         }
@@ -564,11 +598,17 @@ extension Room {
     {
         guard let target = occupant(nick: nick), let position = index(real: target.realJID) else { return RoomEffects() }
         if role == .none {
+            // Who removes itself is no longer in the room to be named by its nick (Prosody):
+            // an actor without one.
+            var actor = actor
+            if actor?.realJID == target.realJID { actor?.nick = "" }
             return leave(target.realJID, status: 307, actor: actor, reason: reason, environment: environment)
         }
         var effects = RoomEffects()
+        let oldRole = occupants[position].role
         occupants[position].role = role
-        broadcastPresence(of: occupants[position], actor: actor, reason: reason, into: &effects, environment: environment)
+        broadcastPresence(
+            of: occupants[position], actor: actor, reason: reason, previousRole: oldRole, into: &effects, environment: environment)
         return effects
     }
 
@@ -610,7 +650,10 @@ extension Room {
     func announceConfigurationChange(from old: RoomConfiguration, into effects: inout RoomEffects) {
         var message = XMLElement("message", namespace: Namespace.client, ["type": "groupchat", "from": jid.description])
         var x = XMLElement("x", namespace: Namespace.mucUser)
-        for code in configuration.changeStatusCodes(from: old) { x.append(status(code)) }
+        let codes = configuration.changeStatusCodes(from: old)
+        // Nothing occupants notice changed: nothing to say.
+        guard !codes.isEmpty else { return }
+        for code in codes { x.append(status(code)) }
         message.append(x)
         for occupant in occupants {
             var copy = message

@@ -18,13 +18,33 @@ extension Room {
             }
             return effects
         }
-        if nick == nil, let x = stanza.child("x", namespace: Namespace.mucUser) {
-            if let decline = x.child("decline", namespace: Namespace.mucUser) {
-                return self.decline(decline, from: real)
+        if nick == nil, type != "groupchat" {
+            // To the room itself only invitations, declines and voice requests mean
+            // something besides groupchat (as in Prosody); a muc#user payload that is
+            // neither is a bad request, anything else a service the room does not offer.
+            if type == "normal", let x = stanza.child("x", namespace: Namespace.mucUser) {
+                let first = x.elements.first
+                if first?.name == "decline", first?[attribute: "to"] != nil, let decline = x.child("decline", namespace: Namespace.mucUser) {
+                    return self.decline(decline, from: real)
+                }
+                if first?.name == "invite", first?[attribute: "to"] != nil {
+                    return invite(stanza, x: x, from: real, environment: environment)
+                }
+                effects.stanzas.append(stanza.errorReply(StanzaError(.badRequest, type: .cancel, text: "neither an invitation nor a decline")))
+                return effects
             }
-            if x.child("invite", namespace: Namespace.mucUser) != nil {
-                return invite(stanza, x: x, from: real, environment: environment)
+            if type == "normal", let formElement = stanza.child("x", namespace: Namespace.dataForms), let form = DataForm(element: formElement),
+                form.formType == Namespace.mucRequest
+            {
+                guard let sender = occupant(real: real) else {
+                    effects.stanzas.append(stanza.errorReply(StanzaError(.notAcceptable, type: .cancel, text: "you are not in this room")))
+                    return effects
+                }
+                return voiceRequest(form, from: sender, environment: environment)
             }
+            effects.stanzas.append(
+                stanza.errorReply(StanzaError(.serviceUnavailable, text: "a room takes groupchat messages, invitations and voice requests")))
+            return effects
         }
         guard let sender = occupant(real: real) else {
             effects.stanzas.append(
@@ -34,15 +54,6 @@ extension Room {
         }
         if let nick {
             return privateMessage(stanza, from: sender, to: nick, type: type)
-        }
-        if let formElement = stanza.child("x", namespace: Namespace.dataForms), let form = DataForm(element: formElement),
-            form.formType == Namespace.mucRequest
-        {
-            return voiceRequest(form, from: sender, environment: environment)
-        }
-        guard type == "groupchat" else {
-            effects.stanzas.append(stanza.errorReply(StanzaError(.badRequest, text: "send groupchat messages to the room")))
-            return effects
         }
         // Only voice speaks, subjects included (as Prosody checks the role first).
         if sender.role == .visitor {
@@ -184,8 +195,10 @@ extension Room {
             message[attribute: "from"] = jid.description
             message[attribute: "to"] = invitee.description
             var userX = XMLElement("x", namespace: Namespace.mucUser)
-            // Semi-anonymous rooms do not give the inviter's address away.
-            let inviter = configuration.whois == .anyone || sender == nil ? real : occupantJID(sender!.nick)
+            // Semi-anonymous rooms do not give the inviter's address away, but to those
+            // who would see it in the room anyway (moderators by affiliation; Prosody).
+            let invitedSees = defaultRole(for: self.affiliation(of: invitee, environment: environment)) == .moderator
+            let inviter = configuration.whois == .anyone || invitedSees || sender == nil ? real : occupantJID(sender!.nick)
             var element = XMLElement("invite", namespace: Namespace.mucUser, ["from": inviter.description])
             let reason = invite.child("reason", namespace: Namespace.mucUser)
             element.append(reason ?? XMLElement("reason", namespace: Namespace.mucUser))
@@ -291,6 +304,8 @@ extension Room {
     func historyFor(_ join: XMLElement, to real: JID, environment: RoomEnvironment) -> [XMLElement] {
         let request = join.child("x", namespace: Namespace.muc)?.child("history", namespace: Namespace.muc)
         var entries = Self.keptHistory(history, configuration: configuration, limits: environment.limits)
+        let asked = ["maxstanzas", "maxchars", "seconds", "since"].contains { request?[attribute: $0] != nil }
+        if !asked { entries = entries.suffix(configuration.defaultHistoryMessages ?? 20) }
         if let text = request?[attribute: "maxstanzas"], let limit = Int(text) {
             entries = entries.suffix(Swift.max(0, limit))
         }

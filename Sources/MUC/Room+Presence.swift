@@ -31,9 +31,9 @@ extension Room {
             }
             presence.children.append(contentsOf: occupant.presence.children)
         }
-        // The unavailable half of a nick change is the room's own notice: no occupant id
-        // (as Prosody sends it).
-        if newNick == nil || type != "unavailable" {
+        // The unavailable half of a nick change is, to the occupant itself, the room's own
+        // notice: no occupant id there (others get it, as from Prosody).
+        if newNick == nil || type != "unavailable" || !isSelf {
             presence.append(XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": occupant.occupantID]))
         }
         var x = XMLElement("x", namespace: Namespace.mucUser)
@@ -47,11 +47,13 @@ extension Room {
         }
         if let newNick { item[attribute: "nick"] = newNick }
         if let actor {
-            var actorElement = XMLElement("actor", namespace: Namespace.mucUser, ["nick": actor.nick])
+            // An actor no longer in the room (who kicked itself) has no nick to show.
+            var actorElement = XMLElement("actor", namespace: Namespace.mucUser)
+            if !actor.nick.isEmpty { actorElement[attribute: "nick"] = actor.nick }
             if !isSelf, configuration.whois == .anyone || recipientRole == .moderator {
                 actorElement[attribute: "jid"] = actor.realJID.description
             }
-            item.append(actorElement)
+            if !actorElement.attributes.isEmpty { item.append(actorElement) }
         }
         if let reason { item.append(XMLElement("reason", namespace: Namespace.mucUser, text: reason)) }
         x.append(item)
@@ -74,15 +76,20 @@ extension Room {
         reason: String? = nil,
         selfCodes: [Int]? = nil,
         leading: [XMLElement] = [],
+        previousRole: Role? = nil,
         into effects: inout RoomEffects,
         environment: RoomEnvironment
     ) {
-        let broadcast = configuration.presenceBroadcast.contains(occupant.role) || type == "unavailable"
+        // Others see the presence of roles the room broadcasts; one whose role left those
+        // (or who left with such a role) is seen going unavailable (as in Prosody).
+        let shown = configuration.presenceBroadcast.contains(occupant.role)
+        let wasShown = previousRole.map { configuration.presenceBroadcast.contains($0) } ?? false
+        let othersType = shown ? type : "unavailable"
         for recipient in occupants where recipient.realJID != occupant.realJID {
-            guard broadcast else { continue }
+            guard shown || wasShown else { continue }
             effects.stanzas.append(
                 presence(
-                    of: occupant, to: recipient.realJID, recipientRole: recipient.role, type: type, codes: codes,
+                    of: occupant, to: recipient.realJID, recipientRole: recipient.role, type: othersType, codes: codes,
                     newNick: newNick, actor: actor, reason: reason, environment: environment, leading: leading
                 )
             )
@@ -167,7 +174,11 @@ extension Room {
             } else {
                 effects = changeNick(stanza, at: position, to: enforced.value, environment: environment)
                 if effects.stanzas.contains(where: { $0.type == "error" }) { return effects }
-                effects.stanzas.insert(contentsOf: others, at: 0)
+                // The others' presence comes between its 303 and its new presence (as Prosody's).
+                let own = effects.stanzas.firstIndex {
+                    $0.name == "presence" && $0.type == nil && $0[attribute: "to"] == real.description
+                } ?? effects.stanzas.endIndex
+                effects.stanzas.insert(contentsOf: others, at: own)
             }
             if rejoining {
                 effects.stanzas += historyFor(stanza, to: real, environment: environment)
@@ -251,27 +262,42 @@ extension Room {
         if let error = limits.refusal(nick: nick) ?? limits.refusal(storing: real, in: jid) { return refuse(error) }
         if isNew {
             affiliations[real.bare] = AffiliationEntry(.owner)
+            // The room speaks its creator's language until configured otherwise (as
+            // Prosody's rooms do); a tag longer than any real one is not taken.
+            if let language = stanza[attribute: "xml:lang"], language.utf8.count <= 35 {
+                configuration.language = language
+            }
+            // A password in the creating join protects the new room with it (Prosody).
+            if let password = stanza.child("x", namespace: Namespace.muc)?.child("password", namespace: Namespace.muc)?.text,
+                !password.isEmpty, limits.refusal(configurationField: "muc#roomconfig_roomsecret", value: password) == nil
+            {
+                configuration.password = password
+            }
             effects.changes.append(.created(configuration))
             effects.changes.append(.affiliation(real.bare, AffiliationEntry(.owner)))
         }
         let affiliation = self.affiliation(of: real, environment: environment)
-        if locked && affiliation != .owner {
-            // The service answers for a room that is not open yet (as for one that does not exist).
-            return refuse(StanzaError(.itemNotFound, text: "this room is locked until its owner configures it", by: jid.domain))
-        }
-        if affiliation == .outcast { return refuse(.forbidden, "you are banned from this room") }
-        if configuration.membersOnly && affiliation.rank < Affiliation.member.rank {
-            return refuse(.registrationRequired, "this room is members-only")
-        }
-        if let other = occupant(nick: nick), other.realJID.bare != real.bare {
-            return refuse(.conflict, "that nickname is in use")
-        }
+        // The checks in Prosody's order (so that each refusal is the one it gives): a nick
+        // reserved by someone else, members only (outcasts included), banned, password
+        // (owners too), locked, then a nick in use.
         if let holder = reservation(of: nick), holder != real.bare {
             return refuse(.conflict, "that nickname is reserved")
         }
-        if configuration.passwordProtected && affiliation != .owner {
+        if configuration.membersOnly && affiliation.rank < Affiliation.member.rank {
+            return refuse(.registrationRequired, "this room is members-only")
+        }
+        if affiliation == .outcast { return refuse(.forbidden, "you are banned from this room") }
+        if configuration.passwordProtected && !isNew {
             let given = stanza.child("x", namespace: Namespace.muc)?.child("password", namespace: Namespace.muc)?.text
             guard given == configuration.password else { return refuse(.notAuthorized, "a password is required") }
+        }
+        if locked && !isNew {
+            // The service answers for a room that is not open yet (as for one that does not
+            // exist), to anyone but its creator's first entry, owners too (as Prosody).
+            return refuse(StanzaError(.itemNotFound, text: "this room is locked until its owner configures it", by: jid.domain))
+        }
+        if let other = occupant(nick: nick), other.realJID.bare != real.bare {
+            return refuse(.conflict, "that nickname is in use")
         }
         if let max = configuration.maxUsers, occupants.count >= max, affiliation.rank < Affiliation.admin.rank {
             return refuse(.serviceUnavailable, "the room is full")
@@ -339,12 +365,13 @@ extension Room {
         var effects = RoomEffects()
         guard let position = index(real: real) else { return effects }
         var occupant = occupants[position]
+        let previousRole = occupant.role
         occupant.role = .none
         if let leavingPresence { occupant.setPresence(leavingPresence) }
         let codes = status.map { [$0] } ?? []
         occupants[position] = occupant
         broadcastPresence(
-            of: occupant, type: "unavailable", codes: codes, actor: actor, reason: reason,
+            of: occupant, type: "unavailable", codes: codes, actor: actor, reason: reason, previousRole: previousRole,
             into: &effects, environment: environment
         )
         occupants.remove(at: position)

@@ -23,6 +23,9 @@ public struct RoomConfiguration: Sendable, Hashable, Codable {
     public var presenceBroadcast: Set<Role> = [.moderator, .participant, .visitor]
     public var getMemberList: Set<Role> = [.moderator, .participant, .visitor]
     public var historyLength = 20
+    /// How many history messages a joiner gets when its join asks for no particular
+    /// amount (`muc#roomconfig_defaulthistorymessages`, as in Prosody); `nil`: 20.
+    public var defaultHistoryMessages: Int?
     public var logging = false
 
     public init() {}
@@ -67,6 +70,9 @@ public struct RoomConfiguration: Sendable, Hashable, Codable {
                 .init("muc#roomconfig_presencebroadcast", type: "list-multi", label: "Roles for which presence is broadcast", values: Role.allCases.filter { presenceBroadcast.contains($0) }.map(\.rawValue), options: roles),
                 .init("muc#roomconfig_getmemberlist", type: "list-multi", label: "Roles that may retrieve the member list", values: Role.allCases.filter { getMemberList.contains($0) }.map(\.rawValue), options: roles),
                 .init("muc#roomconfig_historylength", type: "text-single", label: "Maximum number of history messages returned by room", values: [String(historyLength)]),
+                .init(
+                    "muc#roomconfig_defaulthistorymessages", type: "text-single", label: "History messages a newcomer gets unless it asks otherwise",
+                    values: [String(defaultHistoryMessages ?? 20)]),
                 .init("muc#roomconfig_enablelogging", type: "boolean", label: "Archive chat on server", values: bool(logging)),
             ]
         )
@@ -110,7 +116,9 @@ public struct RoomConfiguration: Sendable, Hashable, Codable {
                 }
                 next.whois = whois
             case "muc#roomconfig_changesubject": if let v = bool() { next.changeSubject = v }
-            case "muc#roomconfig_allowinvites": if let v = bool() { next.allowInvites = v }
+            // Prosody's name for the same option.
+            case "muc#roomconfig_allowinvites", "{http://prosody.im/protocol/muc}roomconfig_allowmemberinvites":
+                if let v = bool() { next.allowInvites = v }
             case "muc#roomconfig_allowpm":
                 guard let value = field.value, let audience = Audience(rawValue: value) else {
                     return .failure(StanzaError(.notAcceptable, text: "invalid muc#roomconfig_allowpm"))
@@ -134,9 +142,19 @@ public struct RoomConfiguration: Sendable, Hashable, Codable {
                     return .failure(StanzaError(.notAcceptable, text: "invalid muc#roomconfig_historylength"))
                 }
                 next.historyLength = min(number, 1000)
+            case "muc#roomconfig_defaulthistorymessages":
+                guard let number = Int(field.value ?? ""), number >= 0 else {
+                    return .failure(StanzaError(.notAcceptable, text: "invalid muc#roomconfig_defaulthistorymessages"))
+                }
+                next.defaultHistoryMessages = number
             case "muc#roomconfig_enablelogging": if let v = bool() { next.logging = v }
             default: continue
             }
+        }
+        // No more by default than the room keeps; the default itself is kept as none.
+        if let number = next.defaultHistoryMessages {
+            let bounded = min(number, next.historyLength)
+            next.defaultHistoryMessages = bounded == 20 ? nil : bounded
         }
         return .success(next)
     }
@@ -148,6 +166,8 @@ public struct RoomConfiguration: Sendable, Hashable, Codable {
         var rest = self
         rest.whois = old.whois
         rest.logging = old.logging
+        // Occupants are not told of a new default amount of join history (nor by Prosody).
+        rest.defaultHistoryMessages = old.defaultHistoryMessages
         if rest != old { codes.insert(104) }
         if old.whois != whois { codes.insert(whois == .anyone ? 172 : 173) }
         if old.logging != logging { codes.insert(logging ? 170 : 171) }

@@ -19,12 +19,13 @@ import XMPPCore
         Set((query?.children("feature", namespace: Namespace.discoInfo) ?? []).compactMap { $0[attribute: "var"] })
     }
 
-    @Test func anUnnamedRoomIsAConferenceNamedAfterItsLocalpart() throws {
+    /// As Prosody's: a room without a name has an identity without one.
+    @Test func anUnnamedRoomIsAConferenceWithoutAName() throws {
         var test = TestRoom.open()
         let identity = try #require(Self.info(&test)?.child("identity", namespace: Namespace.discoInfo))
         #expect(identity[attribute: "category"] == "conference")
         #expect(identity[attribute: "type"] == "text")
-        #expect(identity[attribute: "name"] == "verona")
+        #expect(identity[attribute: "name"] == nil)
     }
 
     @Test func aNamedRoomIsCalledByItsName() throws {

@@ -125,14 +125,26 @@ import XMPPCore
         #expect(test.room.history.isEmpty)
     }
 
-    @Test(arguments: ["chat", "normal", "headline"])
-    func anotherTypeToTheRoomIsABadRequest(type: String) throws {
+    /// A room takes groupchat, invitations, declines and voice requests; any other
+    /// message to it, from an occupant or not, is a service it does not offer (Prosody).
+    @Test(arguments: ["chat", "normal", "headline"], [Cast.juliet, Cast.mercutio])
+    func anotherTypeToTheRoomIsNoServiceOfIt(type: String, sender: JID) throws {
         var test = TestRoom.twoInside()
-        let effects = test.send(Build.message(from: Cast.juliet, type: type, id: "m1", body: "Hi"), from: Cast.juliet)
+        let effects = test.send(Build.message(from: sender, type: type, id: "m1", body: "Hi"), from: sender)
+        let error = try #require(effects.stanzas.first)
+        #expect(effects.stanzas.count == 1)
+        #expect(error.errorCondition == .serviceUnavailable)
+        #expect(error.errorType == .cancel)
+    }
+
+    @Test func aMUCPayloadThatIsNeitherInvitationNorDeclineIsABadRequest() throws {
+        var test = TestRoom.twoInside()
+        let x = XMLElement("x", namespace: Namespace.mucUser, children: [XMLElement("item", namespace: Namespace.mucUser)])
+        let effects = test.send(Build.message(from: Cast.juliet, children: [x]), from: Cast.juliet)
         let error = try #require(effects.stanzas.first)
         #expect(effects.stanzas.count == 1)
         #expect(error.errorCondition == .badRequest)
-        #expect(error.errorType == .modify)
+        #expect(error.errorType == .cancel)
     }
 
     static func bounce(from real: JID, to nick: String? = nil, _ condition: StanzaError.Condition) -> XMLElement {

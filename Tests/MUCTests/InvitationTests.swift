@@ -91,8 +91,9 @@ import XMPPCore
         #expect(effects.changes.isEmpty)
         #expect(effects.recipients == [Self.invitee.description], "no affiliation change is announced")
         #expect(test.room.affiliations[Self.invitee]?.affiliation == .outcast)
+        // A members-only room refuses non-members first (outcasts included, as Prosody).
         let refused = test.join(Cast.mercutio, nick: "Mercutio")
-        #expect(refused.stanzas.map(\.errorCondition) == [.forbidden])
+        #expect(refused.stanzas.map(\.errorCondition) == [.registrationRequired])
         #expect(test.room.occupant(real: Cast.mercutio) == nil)
 
         // Not even an owner's invitation lifts it.
@@ -164,11 +165,14 @@ import XMPPCore
         #expect(element.child("reason", namespace: Namespace.mucUser)?.text == "I dreamt a dream tonight")
     }
 
-    @Test func aDeclineWithoutInviterGoesNowhere() {
+    /// Without an inviter to go back to, a decline is a bad request (as in Prosody).
+    @Test func aDeclineWithoutInviterIsABadRequest() throws {
         var test = TestRoom.twoInside()
         let decline = XMLElement("decline", namespace: Namespace.mucUser)
         let message = Build.message(
             from: Cast.mercutio, children: [XMLElement("x", namespace: Namespace.mucUser, children: [decline])])
-        #expect(test.send(message, from: Cast.mercutio).stanzas.isEmpty)
+        let effects = test.send(message, from: Cast.mercutio)
+        #expect(effects.stanzas.count == 1)
+        #expect(try #require(effects.stanzas.first).errorCondition == .badRequest)
     }
 }

@@ -100,9 +100,11 @@ import XMPPCore
         #expect(test.room.occupants.map(\.nick) == ["Romeo", "Mercutio"])
     }
 
-    @Test func ownersNeedNoPassword() {
+    /// As in Prosody: the password is the room's, not a members' list.
+    @Test func ownersNeedThePasswordToo() {
         var test = TestRoom.open({ $0.password = "nightingale" }, occupants: [])
-        let effects = test.join(Cast.romeo, nick: "Romeo")
+        Self.expectRefused(test.join(Cast.romeo, nick: "Romeo"), Cast.romeo, nick: "Romeo", .notAuthorized, type: .auth)
+        let effects = test.join(Cast.romeo, nick: "Romeo", password: "nightingale")
         #expect(effects.presences(to: Cast.romeo).last?.mucItem?[attribute: "role"] == "moderator")
     }
 

@@ -22,7 +22,8 @@ import XMPPCore
         ("muc#roomconfig_changesubject", "boolean"), ("muc#roomconfig_allowinvites", "boolean"),
         ("muc#roomconfig_allowpm", "list-single"), ("muc#roomconfig_maxusers", "list-single"),
         ("muc#roomconfig_presencebroadcast", "list-multi"), ("muc#roomconfig_getmemberlist", "list-multi"),
-        ("muc#roomconfig_historylength", "text-single"), ("muc#roomconfig_enablelogging", "boolean"),
+        ("muc#roomconfig_historylength", "text-single"), ("muc#roomconfig_defaulthistorymessages", "text-single"),
+        ("muc#roomconfig_enablelogging", "boolean"),
     ]
 
     @Test func theOwnerGetsTheFormWithEveryField() throws {

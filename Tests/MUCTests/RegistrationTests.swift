@@ -38,10 +38,28 @@ import XMPPCore
         #expect(form["muc#register_roomnick"] != nil)
     }
 
+    /// A new reservation by someone in the room shows it to everyone again (its
+    /// presence, no status codes; 110 for itself), as Prosody announces it.
+    @Test func reservingWhileInsideResendsThePresence() throws {
+        var test = TestRoom.open(affiliations: [Cast.juliet: .member], occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
+        let effects = Self.reserve(&test, "Jules", as: Cast.juliet)
+        #expect(effects.stanzas.last?.type == "result")
+        #expect(effects.presences(to: Cast.romeo).count == 1)
+        #expect(effects.presences(to: Cast.juliet).last?.statusCodes == [110])
+        // The same nick again changes nothing and says nothing more.
+        #expect(Self.reserve(&test, "Jules", as: Cast.juliet).stanzas.map(\.type) == ["result"])
+    }
+
     @Test func reservingANickIsStoredAndShown() throws {
         var test = Self.withMember()
         let effects = Self.reserve(&test, "Jules", as: Cast.juliet)
-        #expect(effects.stanzas.map(\.type) == ["result"])
+        // Announced as an affiliation change (as Prosody does): Juliet is not in the
+        // room, so its moderator hears of it, then she gets her result.
+        #expect(effects.stanzas.map(\.type) == [nil, "result"])
+        let notice = effects.stanzas[0]
+        #expect(notice.name == "message" && notice[attribute: "to"] == Cast.romeo.description)
+        let item = notice.child("x", namespace: Namespace.mucUser)?.child("item", namespace: Namespace.mucUser)
+        #expect(item?[attribute: "affiliation"] == "member" && item?[attribute: "jid"] == Cast.juliet.bare.description)
         #expect(effects.changes == [.affiliation(Cast.juliet.bare, AffiliationEntry(.member, nick: "Jules"))])
         #expect(test.room.reservation(of: "Jules") == Cast.juliet.bare)
         let query = try #require(Self.ask(&test, as: Cast.juliet)?.child("query", namespace: Namespace.register))

@@ -26,6 +26,7 @@ import XMPPCore
         configuration.presenceBroadcast = [.moderator]
         configuration.getMemberList = []
         configuration.historyLength = 7
+        configuration.defaultHistoryMessages = 5
         configuration.logging = true
         return configuration
     }

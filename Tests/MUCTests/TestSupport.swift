@@ -70,7 +70,9 @@ struct TestRoom {
         var entries = [Cast.romeo.bare: AffiliationEntry(.owner)]
         for (jid, affiliation) in affiliations { entries[jid.bare] = AffiliationEntry(affiliation) }
         var test = TestRoom(Room(jid: Cast.room, configuration: configuration, affiliations: entries))
-        for (real, nick) in occupants { test.join(real, nick: nick) }
+        // Everyone gives the password, owners too (as in Prosody).
+        let password = configuration.password.isEmpty ? nil : configuration.password
+        for (real, nick) in occupants { test.join(real, nick: nick, password: password) }
         return test
     }
 
