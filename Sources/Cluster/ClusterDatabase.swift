@@ -136,8 +136,8 @@ public struct ClusterDatabase: Sendable {
     public func bindSession(_ jid: String, bare: String, node: String) async throws {
         _ = try await client.query(
             """
-            INSERT INTO sessions (jid, bare, node) VALUES (\(jid), \(bare), \(node))
-            ON CONFLICT (jid) DO UPDATE SET node = EXCLUDED.node, bound_at = now()
+            INSERT INTO sessions (jid, bare, node, available, priority) VALUES (\(jid), \(bare), \(node), false, 0)
+            ON CONFLICT (jid) DO UPDATE SET node = EXCLUDED.node, bound_at = now(), available = false, priority = 0
             """,
             logger: logger
         ).all()
@@ -149,13 +149,22 @@ public struct ClusterDatabase: Sendable {
         ).all()
     }
 
-    /// The full JIDs of `bare` and the nodes holding them.
-    public func sessions(ofBare bare: String) async throws -> [(jid: String, node: String)] {
-        var found: [(String, String)] = []
-        for try await (jid, node) in try await client.query(
-            "SELECT jid, node FROM sessions WHERE bare = \(bare)", logger: logger
-        ).decode((String, String).self) {
-            found.append((jid, node))
+    /// Whether the session `jid` on `node` has sent available presence, and its priority.
+    public func setAvailability(_ jid: String, node: String, available: Bool, priority: Int) async throws {
+        _ = try await client.query(
+            "UPDATE sessions SET available = \(available), priority = \(priority) WHERE jid = \(jid) AND node = \(node)",
+            logger: logger
+        ).all()
+    }
+
+    /// The full JIDs of `bare`, the nodes holding them, and whether each is available
+    /// (with its priority).
+    public func sessions(ofBare bare: String) async throws -> [(jid: String, node: String, available: Bool, priority: Int)] {
+        var found: [(String, String, Bool, Int)] = []
+        for try await (jid, node, available, priority) in try await client.query(
+            "SELECT jid, node, available, priority FROM sessions WHERE bare = \(bare)", logger: logger
+        ).decode((String, String, Bool, Int).self) {
+            found.append((jid, node, available, priority))
         }
         return found
     }

@@ -1,4 +1,4 @@
-import XMPPCore
+public import XMPPCore
 import XMPPXMLParser
 
 /// Reads stanzas stored as text (history, occupants' last presence), one row at a time.
@@ -8,11 +8,11 @@ import XMPPXMLParser
 /// more) is skipped, and the parser starts afresh, so the rows after it are read as if
 /// it had never been there. (A parser left failed, or in the middle of an element,
 /// would otherwise lose every later row of the room.)
-struct StoredStanzaReader {
+public struct StoredStanzaReader {
     private let parser: XMLStreamParser
     private var ready = false
 
-    init() {
+    public init() {
         var options = XMLStreamParser.Options()
         // Rows are what this service wrote: as large as stanzas it accepted, plus what
         // the room adds (a delay, a stanza-id), under any configured stanza limit.
@@ -21,7 +21,7 @@ struct StoredStanzaReader {
     }
 
     /// The row's element, or `nil` when the row is not exactly one element.
-    mutating func read(_ text: String) -> XMLElement? {
+    public mutating func read(_ text: String) -> XMLElement? {
         if !ready {
             parser.reset()
             ready =

@@ -50,6 +50,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         var stanza: XMLElement
         var to: JID
         var bounce: (@Sendable (XMLElement) -> Void)?
+        /// Only to nodes with an available resource of non-negative priority (a chat or
+        /// normal message to a bare JID: without one, it is kept offline).
+        var availableOnly = false
     }
 
     /// Groupchat messages other nodes' rooms delivered here, to be told apart when their
@@ -296,6 +299,18 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         remote.yield(RemoteItem(stanza: stanza, to: to, bounce: bounce))
     }
 
+    func routeToAvailable(_ stanza: XMLElement, to: JID, otherwise: (@Sendable (XMLElement) -> Void)?) {
+        remote.yield(RemoteItem(stanza: stanza, to: to, bounce: otherwise, availableOnly: true))
+    }
+
+    func sessionAvailability(_ jid: JID, available: Bool, priority: Int) async {
+        do {
+            try await database.setAvailability(jid.description, node: nodeName, available: available, priority: priority)
+        } catch {
+            logger.warning("session directory write failed", metadata: ["jid": "\(jid)", "error": "\(error)"])
+        }
+    }
+
     func sessionBound(_ jid: JID) async {
         do {
             try await database.bindSession(jid.description, bare: jid.bare.description, node: nodeName)
@@ -320,7 +335,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             var entries: [(JID, String)] = []
             do {
                 entries = try await database.sessions(ofBare: bare.description).compactMap { row -> (JID, String)? in
-                    guard let jid = try? JID(row.jid) else { return nil }
+                    guard let jid = try? JID(row.jid), !item.availableOnly || (row.available && row.priority >= 0) else { return nil }
                     return (jid, row.node)
                 }
             } catch {
@@ -634,6 +649,11 @@ protocol RemoteRouting: Sendable {
     /// Sends `stanza` to the node(s) holding `to` (full: that session; bare: every node
     /// with a resource of the user); `bounce` is called when there is none.
     func route(_ stanza: XMLElement, to: JID, bounce: (@Sendable (XMLElement) -> Void)?)
+    /// Sends `stanza` to the nodes holding an available resource of `to` (bare) with a
+    /// non-negative priority; `otherwise` is called when there is none.
+    func routeToAvailable(_ stanza: XMLElement, to: JID, otherwise: (@Sendable (XMLElement) -> Void)?)
+    /// Records whether `jid` (a session of this node) is available, and its priority.
+    func sessionAvailability(_ jid: JID, available: Bool, priority: Int) async
     func sessionBound(_ jid: JID) async
     func sessionEnded(_ jid: JID) async
 }

@@ -103,6 +103,7 @@ public final class ConclaveNode: Service {
                 mucDomain: mucDomain,
                 nodeName: configuration.nodeName,
                 accounts: PostgresAccountStore(client: client, logger: logger),
+                offline: PostgresOfflineStore(client: client, logger: logger),
                 softwareVersion: ConclaveVersion.current,
                 logger: logger
             )

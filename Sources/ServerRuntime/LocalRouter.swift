@@ -4,6 +4,7 @@ import Synchronization
 public import XMPPCore
 public import XMPPStream
 public import MUCService
+import MUC
 
 /// Routes the stanzas of the sessions on this node (RFC 6121): presence reflected to
 /// the user's own resources, messages and IQs to full and bare JIDs, the server's own
@@ -24,6 +25,10 @@ public final class LocalRouter: C2SDelegate {
     public let domain: JID
     public let mucDomain: JID
     private let accounts: any AccountStore
+    /// Messages kept for accounts without an available resource (XEP-0160).
+    private let offline: (any OfflineStore)?
+    /// How many messages an account may have waiting; more are bounced.
+    public static let offlineLimit = 100
     private let serverIQ: ServerIQHandler
     private let logger: Logger
     private let table = Mutex(Table())
@@ -56,13 +61,14 @@ public final class LocalRouter: C2SDelegate {
     private var remote: (any RemoteRouting)? { remoteRouting.withLock { $0 } }
 
     public init(
-        domain: JID, mucDomain: JID, nodeName: String = "node1", accounts: any AccountStore, softwareVersion: String,
-        logger: Logger
+        domain: JID, mucDomain: JID, nodeName: String = "node1", accounts: any AccountStore,
+        offline: (any OfflineStore)? = nil, softwareVersion: String, logger: Logger
     ) {
         self.nodeName = nodeName
         self.domain = domain
         self.mucDomain = mucDomain
         self.accounts = accounts
+        self.offline = offline
         self.serverIQ = ServerIQHandler(domain: domain, mucDomain: mucDomain, softwareVersion: softwareVersion)
         self.logger = logger
     }
@@ -171,9 +177,11 @@ public final class LocalRouter: C2SDelegate {
             _ = sendLeaves(session.jid)
         }
         let priority = Int(presence.child("priority")?.text.trimmingWhitespace() ?? "0") ?? 0
-        let (targets, othersPresence) = table.withLock { table -> ([C2SSession], [XMLElement]) in
-            guard var entry = table.sessions[session.jid], entry.session === session else { return ([], []) }
+        let priorityNow = max(-128, min(127, priority))
+        let (targets, othersPresence, change) = table.withLock { table -> ([C2SSession], [XMLElement], (was: Bool, priority: Int)?) in
+            guard var entry = table.sessions[session.jid], entry.session === session else { return ([], [], nil) }
             let wasAvailable = entry.available
+            let change = (wasAvailable, entry.priority)
             entry.available = available
             entry.priority = max(-128, min(127, priority))
             entry.presence = available ? presence : nil
@@ -188,7 +196,7 @@ public final class LocalRouter: C2SDelegate {
                     others.append(last)
                 }
             }
-            return (targets, others)
+            return (targets, others, change)
         }
         for target in targets {
             var copy = presence
@@ -205,6 +213,59 @@ public final class LocalRouter: C2SDelegate {
             var copy = other
             copy[attribute: "to"] = session.jid.description
             session.deliver(copy)
+        }
+        // The directory learns availability changes; a resource coming online with a
+        // non-negative priority gets what was kept for the account meanwhile (XEP-0160).
+        guard let change, change.was != available || (available && change.priority != priorityNow) else { return }
+        let comesOnline = available && !change.was && priorityNow >= 0
+        Task { [weak self, weak session] in
+            guard let self, let session else { return }
+            await self.remote?.sessionAvailability(session.jid, available: available, priority: priorityNow)
+            if comesOnline { await self.deliverOffline(to: session) }
+        }
+    }
+
+    /// Keeps `message` for `account` while it has no available resource, or bounces it to
+    /// the sender (`service-unavailable`, as for an account that does not exist) when it
+    /// cannot be kept: no such account, its limit reached, a `no-store` hint (XEP-0334).
+    private func keepOffline(_ message: XMLElement, for account: JID, bouncingTo session: C2SSession?) {
+        let bounce: @Sendable () -> Void = { [weak session] in
+            guard let session, message.type != "error" else { return }
+            session.deliver(message.errorReply(StanzaError(.serviceUnavailable)))
+        }
+        let hinted =
+            message.child("no-store", namespace: "urn:xmpp:hints") != nil
+            || message.child("no-permanent-store", namespace: "urn:xmpp:hints") != nil
+        guard let offline, !hinted else { return bounce() }
+        let text = message.serialized(parentNamespace: Namespace.client)
+        let logger = logger
+        Task {
+            do {
+                if try await offline.keep(text, for: account.bare, limit: Self.offlineLimit) { return }
+            } catch {
+                logger.warning("offline message not kept", metadata: ["account": "\(account.bare)", "error": "\(error)"])
+            }
+            bounce()
+        }
+    }
+
+    /// Sends `session` what was kept for its account, oldest first, each with a delay
+    /// stamp from the server (XEP-0203), and forgets it.
+    private func deliverOffline(to session: C2SSession) async {
+        guard let offline else { return }
+        let kept: [OfflineMessage]
+        do {
+            kept = try await offline.take(for: session.jid.bare)
+        } catch {
+            logger.warning("offline messages not read", metadata: ["account": "\(session.jid.bare)", "error": "\(error)"])
+            return
+        }
+        var reader = StoredStanzaReader()
+        for message in kept {
+            guard var stanza = reader.read(message.stanza) else { continue }
+            stanza.append(
+                XMLElement("delay", namespace: Namespace.delay, ["from": domain.description, "stamp": MUC.Timestamp.format(message.stamp.rounded(.down))]))
+            session.deliver(stanza)
         }
     }
 
@@ -242,11 +303,21 @@ public final class LocalRouter: C2SDelegate {
             let targets = recipients(of: to.bare, availableOnly: true, highestPriorityOnly: true)
             for target in targets { target.deliver(message) }
             guard let remote else {
-                if targets.isEmpty { bounce(message, StanzaError(.serviceUnavailable), to: session) }
+                if targets.isEmpty { keepOffline(message, for: to.bare, bouncingTo: session) }
                 return
             }
-            // Resources on other nodes; bounced only when there is none anywhere.
-            remote.route(message, to: to.isFull && targets.isEmpty ? to : to.bare, bounce: targets.isEmpty ? bounceTo : nil)
+            // Available resources on other nodes; kept offline when there is none anywhere.
+            let keep: @Sendable (XMLElement) -> Void = { [weak self, weak session] stanza in
+                self?.keepOffline(stanza, for: to.bare, bouncingTo: session)
+            }
+            if to.isFull && targets.isEmpty {
+                // That resource on another node, else the account's available ones (RFC 6121 §8.5.3.2.1).
+                remote.route(message, to: to) { stanza in
+                    remote.routeToAvailable(stanza, to: to.bare, otherwise: keep)
+                }
+            } else {
+                remote.routeToAvailable(message, to: to.bare, otherwise: targets.isEmpty ? keep : nil)
+            }
         }
     }
 
@@ -345,7 +416,12 @@ public final class LocalRouter: C2SDelegate {
         }
         let presence = stanza.stanzaKind == .presence
         let highest = stanza.stanzaKind == .message && stanza.type != "headline"
-        for target in recipients(of: to, availableOnly: true, highestPriorityOnly: highest && !presence) {
+        let targets = recipients(of: to, availableOnly: true, highestPriorityOnly: highest && !presence)
+        // A message for an available resource that went offline on the way: kept.
+        if targets.isEmpty, highest, !["groupchat", "error"].contains(stanza.type ?? "normal") {
+            keepOffline(stanza, for: to, bouncingTo: nil)
+        }
+        for target in targets {
             if presence {
                 // A presence broadcast among a user's resources names each one.
                 var copy = stanza

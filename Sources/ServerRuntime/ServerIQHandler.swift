@@ -10,6 +10,8 @@ struct ServerIQHandler: Sendable {
 
     static let features = [
         Namespace.discoInfo, Namespace.discoItems, Namespace.ping, Namespace.version, Namespace.roster,
+        // Offline messages (XEP-0160).
+        "msgoffline",
     ]
 
     func handle(_ iq: XMLElement, to: JID?, from: JID) -> XMLElement {
