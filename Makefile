@@ -5,7 +5,7 @@ TEST_DB := conclave_test
 
 NODES ?= 3
 
-.PHONY: diff-prosody chaos fuzz fuzz-build bench-alloc bench-compare certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
+.PHONY: diff-prosody diff-record chaos fuzz fuzz-build bench-alloc bench-compare certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
 
 help:
 	@echo "make run             build and run one node (embedded PostgreSQL under .conclave/)"
@@ -16,6 +16,7 @@ help:
 	@echo "make certs           a local CA and NODES=$(NODES) node certificates in .conclave/tls/"
 	@echo "make cluster-dns     serve DNS SRV records for the local cluster (dnsmasq, 127.0.0.1:5353)"
 	@echo "make diff-prosody    compare Conclave's stanzas with Prosody's over DIFF_SCENARIOS generated scenarios"
+	@echo "make diff-record     record Prosody's transcripts of the fixed set make test replays"
 	@echo "make chaos           the churn harness for CHAOS_SECONDS=$(CHAOS_SECONDS) s over the reused database conclave_chaos"
 	@echo "make fuzz           run the libFuzzer targets for FUZZ_SECONDS=$(FUZZ_SECONDS) each (docs/fuzzing.md)"
 
@@ -102,10 +103,12 @@ cluster-status:
 # The seed: ../shared/seed when it is next to the repository, else the copy in spec/seed.
 SEED_DIR := $(firstword $(wildcard ../shared/seed) spec/seed)
 TEST_SPEC_SCRIPTS ?= spec $(SEED_DIR)
+DIFF_RECORDING ?= spec/differential/prosody-0.12.3.json
 test: build-tests
 	./deploy/local/test.sh
 	./deploy/local/spec.sh $(TEST_SPEC_SCRIPTS)
 	./deploy/local/dns-test.sh $(TEST_SPEC_SCRIPTS)
+	DIFF_NODES=3 ./deploy/reference/prosody/diff.sh replay $(DIFF_RECORDING)
 
 # spec/ and the seed through DNS SRV only: dnsmasq serves the records of a local
 # 3-node cluster (needs `apt-get install dnsmasq`). Part of `make test`.
@@ -126,6 +129,11 @@ spec-prosody: build
 # by stanza; each difference becomes a script in .conclave/diff/ (docs/muc.md).
 diff-prosody: build
 	./deploy/reference/prosody/diff.sh
+
+# The fixed set `make test` replays: Prosody's transcripts of DIFF_SCENARIOS (default
+# 60) scenarios from DIFF_SEED (default 7000), recorded again after the generator changes.
+diff-record: build
+	DIFF_SCENARIOS=$${DIFF_SCENARIOS:-60} DIFF_SEED=$${DIFF_SEED:-7000} ./deploy/reference/prosody/diff.sh record $(DIFF_RECORDING)
 
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift
