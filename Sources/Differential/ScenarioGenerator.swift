@@ -55,7 +55,8 @@ public struct ScenarioGenerator: Sendable {
         ("muc#roomconfig_roomsecret", [["secret"], [""]]),
         ("muc#roomconfig_whois", [["moderators"], ["anyone"], ["everyone"]]),
         ("muc#roomconfig_changesubject", [["1"], ["0"]]),
-        ("muc#roomconfig_allowinvites", [["1"], ["0"]]),
+        // Prosody's name for it (Conclave takes both).
+        ("{http://prosody.im/protocol/muc}roomconfig_allowmemberinvites", [["1"], ["0"]]),
         ("muc#roomconfig_allowpm", [["anyone"], ["participants"], ["moderators"], ["none"], ["nobody"]]),
         ("muc#roomconfig_maxusers", [["2"], ["20"], ["0"], ["-1"], ["many"]]),
         ("muc#roomconfig_historylength", [["0"], ["5"], ["20"], ["x"]]),
@@ -74,7 +75,7 @@ public struct ScenarioGenerator: Sendable {
     /// XEP-0045 fields Conclave applies and Prosody 0.12 ignores (docs/muc.md,
     /// `config-beyond-prosody`).
     static let fieldsProsodyLacks: Set<String> = [
-        "muc#roomconfig_allowpm", "muc#roomconfig_maxusers", "muc#roomconfig_getmemberlist", "muc#roomconfig_allowinvites",
+        "muc#roomconfig_allowpm", "muc#roomconfig_maxusers", "muc#roomconfig_getmemberlist",
     ]
 
     /// Nicks whose fate differs by design: Conclave enforces the PRECIS Nickname profile

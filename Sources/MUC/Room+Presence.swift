@@ -322,9 +322,11 @@ extension Room {
     }
 
     /// The presence of everyone else in the room, as `occupant` sees it (on entering).
+    /// Admins and owners see real JIDs in it whatever their role (as Prosody lists).
     func occupantList(for occupant: Occupant, environment: RoomEnvironment) -> [XMLElement] {
-        occupants.filter { $0.realJID != occupant.realJID && configuration.presenceBroadcast.contains($0.role) }.map {
-            presence(of: $0, to: occupant.realJID, recipientRole: occupant.role, environment: environment)
+        let seesJIDs = affiliation(of: occupant.realJID, environment: environment).rank >= Affiliation.admin.rank
+        return occupants.filter { $0.realJID != occupant.realJID && configuration.presenceBroadcast.contains($0.role) }.map {
+            presence(of: $0, to: occupant.realJID, recipientRole: seesJIDs ? .moderator : occupant.role, environment: environment)
         }
     }
 

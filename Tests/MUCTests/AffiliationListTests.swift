@@ -104,4 +104,16 @@ import XMPPCore
         #expect(reply.errorCondition == .badRequest)
         #expect(reply.errorType == .modify)
     }
+
+    /// XEP-0045 §9.2 (example 109): each item carries the reason it was set with.
+    @Test func aListGivesTheReasonsTheAffiliationsWereSetWith() throws {
+        var test = Self.populated()
+        test.room.affiliations[Cast.tybalt.bare] = AffiliationEntry(.outcast, reason: "Treason")
+        let reply = try #require(Self.list(&test, "outcast", as: Cast.romeo))
+        let item = reply.child("query", namespace: Namespace.mucAdmin)?.child("item", namespace: Namespace.mucAdmin)
+        #expect(item?.child("reason", namespace: Namespace.mucAdmin)?.text == "Treason")
+        let members = try #require(Self.list(&test, "member", as: Cast.romeo))
+        #expect(members.child("query", namespace: Namespace.mucAdmin)?.children("item", namespace: Namespace.mucAdmin)
+            .allSatisfy { $0.child("reason", namespace: Namespace.mucAdmin) == nil } == true)
+    }
 }

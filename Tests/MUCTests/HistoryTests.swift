@@ -119,4 +119,12 @@ import XMPPCore
         let request = Build.history(["maxstanzas": "many", "since": "yesterday"])
         #expect(Self.replayed(&test, request) == ["one", "two", "three", "four"])
     }
+
+    /// `muc#roomconfig_defaulthistorymessages`: what a join that asks for no amount gets.
+    @Test func aJoinAskingForNoAmountGetsTheRoomsDefault() {
+        var test = Self.talkative { $0.defaultHistoryMessages = 2 }
+        #expect(Self.replayed(&test) == ["three", "four"])
+        var asking = Self.talkative { $0.defaultHistoryMessages = 2 }
+        #expect(Self.replayed(&asking, XMLElement("history", namespace: Namespace.muc, ["maxstanzas": "3"])) == ["two", "three", "four"])
+    }
 }

@@ -108,4 +108,26 @@ import XMPPCore
         #expect(effects.stanzas.isEmpty)
         #expect(test.room.occupants.count == 2)
     }
+
+    /// A role the room does not broadcast changes nick and leaves unseen by others (as in
+    /// Prosody); only the occupant itself hears of it.
+    @Test func anUnbroadcastRoleChangesNickAndLeavesUnseen() {
+        var test = TestRoom.open({ $0.presenceBroadcast = [.moderator] }, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
+        let changed = test.send(Build.presence(from: Cast.juliet, to: "Jules"), from: Cast.juliet)
+        #expect(changed.presences(to: Cast.romeo).isEmpty)
+        #expect(changed.presences(to: Cast.juliet).count == 2)
+        let left = test.leave(Cast.juliet, nick: "Jules")
+        #expect(left.presences(to: Cast.romeo).isEmpty)
+    }
+
+    /// Losing a broadcast role shows the occupant going away to the others.
+    @Test func leavingTheBroadcastRolesLooksLikeLeaving() throws {
+        var test = TestRoom.open({ $0.presenceBroadcast = [.moderator, .participant] }, occupants: [(Cast.romeo, "Romeo"), (Cast.juliet, "Juliet")])
+        let request = Build.iq(
+            "set", from: Cast.romeo, id: "v1", payload: Build.query(Namespace.mucAdmin, [Build.item(["nick": "Juliet", "role": "visitor"])]))
+        let effects = test.send(request, from: Cast.romeo)
+        let seen = try #require(effects.presences(to: Cast.romeo).first)
+        #expect(seen.type == "unavailable")
+        #expect(effects.presences(to: Cast.juliet).last?.type == nil)
+    }
 }

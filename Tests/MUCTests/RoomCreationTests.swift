@@ -106,4 +106,28 @@ import XMPPCore
         #expect(!effects.presences(to: Cast.juliet).contains { $0.statusCodes.contains(201) })
         #expect(test.room.affiliation(of: Cast.juliet, environment: test.environment) == .none)
     }
+
+    /// As in Prosody: the lock keeps out every later entrant, an owner the creator named too.
+    @Test func theLockKeepsOutAnOwnerToo() throws {
+        var (test, _) = TestRoom.created()
+        test.room.affiliations[Cast.juliet.bare] = AffiliationEntry(.owner)
+        let error = try #require(test.join(Cast.juliet, nick: "Juliet").stanzas.first)
+        #expect(error.errorCondition == .itemNotFound)
+        #expect(error.child("error")?[attribute: "by"] == Cast.room.domain.description)
+    }
+
+    /// A password in the creating join protects the room with it; the creator's language
+    /// becomes the room's (as Prosody creates rooms).
+    @Test func theCreatingJoinGivesThePasswordAndLanguage() throws {
+        var test = TestRoom(Room(jid: Cast.room, locked: true))
+        var join = Build.join(Cast.romeo, nick: "Romeo", password: "nightingale")
+        join[attribute: "xml:lang"] = "it"
+        test.send(join, from: Cast.romeo, isNew: true)
+        #expect(test.room.configuration.password == "nightingale")
+        #expect(test.room.configuration.language == "it")
+        test.configure(Cast.romeo, [])
+        let refused = try #require(test.join(Cast.juliet, nick: "Juliet").stanzas.first)
+        #expect(refused.errorCondition == .notAuthorized)
+        #expect(test.join(Cast.juliet, nick: "Juliet", password: "nightingale").presences(to: Cast.juliet).last?.statusCodes == [110])
+    }
 }

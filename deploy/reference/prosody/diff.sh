@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make diff-prosody`: conclave-diff against Prosody 0.12 (the reference) and Conclave.
 # Starts Prosody (deploy/reference/prosody/lib.sh) and a local Conclave cluster of
-# DIFF_NODES nodes (default 1; deploy/local/cluster.sh, ports from 35222) over the
+# DIFF_NODES nodes (default 1; deploy/local/cluster.sh, ports from 17222) over the
 # database conclave_diff of the embedded PostgreSQL — kept between runs, so each run
 # meets the rooms and accounts earlier runs left — creates the six diff-* accounts on
 # both, and runs DIFF_SCENARIOS scenarios (default 200) from DIFF_SEED (default random).
@@ -17,7 +17,7 @@ cluster="$root/deploy/local/cluster.sh"
 bin="${CONCLAVE_BIN:-$root/.build/debug/conclave}"
 diff="${CONCLAVE_DIFF_BIN:-$root/.build/debug/conclave-diff}"
 prosody_port="${CONCLAVE_PROSODY_PORT:-25232}"
-port="${CONCLAVE_DIFF_PORT:-35222}"
+port="${CONCLAVE_DIFF_PORT:-17222}"
 count="${DIFF_NODES:-1}"
 scenarios="${DIFF_SCENARIOS:-200}"
 jobs="${DIFF_JOBS:-4}"
