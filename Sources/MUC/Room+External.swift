@@ -35,6 +35,7 @@ extension Room {
         guard next != old else { return effects }
         configuration = next
         if next.membersOnly && !old.membersOnly { removeNonMembers(into: &effects, environment: environment) }
+        announcePresenceBroadcastChange(from: old, into: &effects, environment: environment)
         announceConfigurationChange(from: old, into: &effects)
         return effects
     }

@@ -292,6 +292,7 @@ extension Room {
             effects.changes.append(.configured(next))
             // Members-only now: non-members are removed first, and told alone (as Prosody).
             if next.membersOnly && !old.membersOnly { removeNonMembers(into: &effects, environment: environment) }
+            announcePresenceBroadcastChange(from: old, into: &effects, environment: environment)
             // The result first, then the announcement of what changed (as Prosody
             // orders them), also for the first configuration of a new room.
             effects.stanzas.append(iq.iqResult())
@@ -643,6 +644,27 @@ extension Room {
                     environment: environment
                 )
             )
+        }
+    }
+
+    /// Roles whose presence the room now broadcasts, or no longer does: the others see
+    /// such occupants arrive, or go (a bare unavailable); each occupant is told its own
+    /// presence again (as Prosody does when muc#roomconfig_presencebroadcast changes).
+    func announcePresenceBroadcastChange(from old: RoomConfiguration, into effects: inout RoomEffects, environment: RoomEnvironment) {
+        guard old.presenceBroadcast != configuration.presenceBroadcast else { return }
+        for occupant in occupants {
+            let now = configuration.presenceBroadcast.contains(occupant.role)
+            let before = old.presenceBroadcast.contains(occupant.role)
+            if now && !before {
+                broadcastPresence(of: occupant, into: &effects, environment: environment)
+            } else if before && !now {
+                for recipient in occupants where recipient.realJID != occupant.realJID {
+                    effects.stanzas.append(
+                        presence(of: occupant, to: recipient.realJID, recipientRole: recipient.role, type: "unavailable", environment: environment))
+                }
+                effects.stanzas.append(
+                    presence(of: occupant, to: occupant.realJID, recipientRole: occupant.role, isSelf: true, environment: environment))
+            }
         }
     }
 

@@ -373,10 +373,22 @@ public final class LocalRouter: C2SDelegate {
             return
         }
         guard stanza.stanzaKind == .message else { return }
-        for target in recipients(of: to, availableOnly: true, highestPriorityOnly: stanza.type != "headline") {
-            target.deliver(stanza)
+        let targets = recipients(of: to, availableOnly: true, highestPriorityOnly: stanza.type != "headline")
+        for target in targets { target.deliver(stanza) }
+        guard ["normal", "chat"].contains(stanza.type ?? "normal") else {
+            remote?.route(stanza, to: to, bounce: nil)
+            return
         }
-        remote?.route(stanza, to: to, bounce: nil)
+        // An invitation (or another message from a room) to a user who is offline
+        // everywhere waits for the user, as any message does (XEP-0160; as Prosody).
+        guard let remote else {
+            if targets.isEmpty { keepOffline(stanza, for: to, bouncingTo: nil) }
+            return
+        }
+        let keep: @Sendable (XMLElement) -> Void = { [weak self] stanza in
+            self?.keepOffline(stanza, for: to, bouncingTo: nil)
+        }
+        remote.routeToAvailable(stanza, to: to, otherwise: targets.isEmpty ? keep : nil)
     }
 
     /// Copies of `stanza` for local sessions (room output from any node).

@@ -37,29 +37,3 @@ public final class InMemoryAccountStore: AccountStore {
         }
     }
 }
-
-/// `OfflineStore` in memory, for unit tests: keeps messages for the accounts of `accounts`.
-public final class InMemoryOfflineStore: OfflineStore {
-    private let accounts: any AccountStore
-    private let kept = Mutex<[JID: [OfflineMessage]]>([:])
-    private let clock: @Sendable () -> Double
-
-    public init(accounts: any AccountStore, clock: @escaping @Sendable () -> Double = { 0 }) {
-        self.accounts = accounts
-        self.clock = clock
-    }
-
-    public func keep(_ stanza: String, for account: JID, limit: Int) async throws -> Bool {
-        guard try await accounts.credentials(for: account.bare) != nil else { return false }
-        let now = clock()
-        return kept.withLock { kept in
-            guard (kept[account.bare]?.count ?? 0) < limit else { return false }
-            kept[account.bare, default: []].append(OfflineMessage(stanza: stanza, stamp: now))
-            return true
-        }
-    }
-
-    public func take(for account: JID) async throws -> [OfflineMessage] {
-        kept.withLock { $0.removeValue(forKey: account.bare) ?? [] }
-    }
-}

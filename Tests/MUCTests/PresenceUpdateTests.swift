@@ -130,4 +130,19 @@ import XMPPCore
         #expect(seen.type == "unavailable")
         #expect(effects.presences(to: Cast.juliet).last?.type == nil)
     }
+
+    /// Narrowing muc#roomconfig_presencebroadcast shows the occupants of the roles left
+    /// out going (a bare unavailable to the others), each told its own presence again;
+    /// widening it shows them arriving (as Prosody does).
+    @Test func changingTheBroadcastRolesShowsOccupantsGoingAndComing() throws {
+        var test = TestRoom.twoInside()
+        let narrowed = test.configure(Cast.romeo, [("muc#roomconfig_presencebroadcast", ["moderator"])])
+        let gone = try #require(narrowed.presences(to: Cast.romeo).first)
+        #expect(gone.type == "unavailable" && gone.from == "\(Cast.room)/Juliet")
+        #expect(narrowed.presences(to: Cast.juliet).last?.statusCodes == [110])
+        #expect(narrowed.presences(to: Cast.juliet).last?.type == nil)
+        let widened = test.configure(Cast.romeo, [("muc#roomconfig_presencebroadcast", ["moderator", "participant", "visitor"])])
+        #expect(widened.presences(to: Cast.romeo).first?.type == nil)
+        #expect(widened.presences(to: Cast.romeo).first?.from == "\(Cast.room)/Juliet")
+    }
 }
