@@ -56,6 +56,16 @@ struct HeldRoomOutput {
         return ready
     }
 
+    /// The room ended (destroyed, emptied): it answers nothing more, and what it held
+    /// goes now, in order per node, rather than after the input that follows (a query
+    /// to the room's address, which the service then answers at once).
+    mutating func takeAll() -> [Entry] {
+        let all = queues.values.flatMap { $0 }
+        queues = [:]
+        opened = []
+        return all
+    }
+
     /// The node lost its lease: nothing held may go out any more.
     mutating func discard() {
         queues = [:]

@@ -522,7 +522,12 @@ public final class MUCService: Sendable {
     /// and its ownership released once its last writes are stored, so that whichever
     /// node the ring names next claims it at once.
     func end(_ box: RoomBox) {
-        let fence = box.state.withLock { $0.fence }
+        let fence = box.state.withLock { slot in
+            for entry in slot.held.takeAll() {
+                output.deliver(entry.stanza, to: entry.recipients, node: entry.node, keeping: entry.keep)
+            }
+            return slot.fence
+        }
         retire(box)
         guard let fence else { return }
         Task { await self.release(box.jid, fence: fence) }

@@ -15,6 +15,8 @@ public final class LocalRouter: C2SDelegate {
         var available = false
         var priority = 0
         var presence: XMLElement?
+        /// Came online: its offline messages are to be sent before it reads on.
+        var catchingUp = false
     }
 
     struct Table {
@@ -216,12 +218,32 @@ public final class LocalRouter: C2SDelegate {
         }
         // The directory learns availability changes; a resource coming online with a
         // non-negative priority gets what was kept for the account meanwhile (XEP-0160).
+        // (The initial presence's case is `completion(ofRouting:from:)`: the session
+        // reads on once its offline messages are out.)
         guard let change, change.was != available || (available && change.priority != priorityNow) else { return }
-        let comesOnline = available && !change.was && priorityNow >= 0
+        if available, !change.was, priorityNow >= 0 {
+            table.withLock { $0.sessions[session.jid]?.catchingUp = true }
+            return
+        }
         Task { [weak self, weak session] in
             guard let self, let session else { return }
             await self.remote?.sessionAvailability(session.jid, available: available, priority: priorityNow)
-            if comesOnline { await self.deliverOffline(to: session) }
+        }
+    }
+
+    public func completion(ofRouting stanza: XMLElement, from session: C2SSession) -> (@Sendable () async -> Void)? {
+        guard stanza.name == "presence",
+            table.withLock({ table -> Bool in
+                guard table.sessions[session.jid]?.session === session, table.sessions[session.jid]?.catchingUp == true else { return false }
+                table.sessions[session.jid]?.catchingUp = false
+                return true
+            })
+        else { return nil }
+        let priority = table.withLock { $0.sessions[session.jid]?.priority ?? 0 }
+        return { [weak self, weak session] in
+            guard let self, let session else { return }
+            await self.remote?.sessionAvailability(session.jid, available: true, priority: priority)
+            await self.deliverOffline(to: session)
         }
     }
 

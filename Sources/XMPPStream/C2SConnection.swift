@@ -678,6 +678,16 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
             return send(element.iqResult())
         }
         delegate.route(stanza, from: session)
+        guard let work = delegate.completion(ofRouting: stanza, from: session) else { return }
+        // Reading waits for it (what was read meanwhile waits in `pending`).
+        busy = true
+        updateReading()
+        let promise = context?.eventLoop.makePromise(of: Void.self)
+        promise?.completeWithTask { await work() }
+        promise?.futureResult.assumeIsolated().whenComplete { _ in
+            guard !self.isClosed else { return }
+            self.resume()
+        }
     }
 
     private func closeStream() {

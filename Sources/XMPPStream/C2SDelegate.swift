@@ -10,7 +10,15 @@ public protocol C2SDelegate: AnyObject, Sendable {
     func sessionBound(_ session: C2SSession) async
     /// A stanza from a bound session, its `from` already stamped with the full JID.
     func route(_ stanza: XMLElement, from session: C2SSession)
+    /// Work the session finishes before it reads the client's next stanza, after
+    /// `stanza` was routed (the offline messages an initial presence brings): what it
+    /// sends comes before the answers to anything the client sends next. `nil`: none.
+    func completion(ofRouting stanza: XMLElement, from session: C2SSession) -> (@Sendable () async -> Void)?
     /// The session ended (stream closed, connection lost, or replaced). Called once,
     /// before the node answers the client's `</stream:stream>`.
     func sessionEnded(_ session: C2SSession) async
+}
+
+extension C2SDelegate {
+    public func completion(ofRouting stanza: XMLElement, from session: C2SSession) -> (@Sendable () async -> Void)? { nil }
 }
