@@ -50,16 +50,46 @@ struct RoutingTests {
         }
     }
 
-    @Test func messageToAnOfflineUserIsServiceUnavailable() async throws {
+    @Test func messageToAnAccountThatDoesNotExistIsServiceUnavailable() async throws {
+        let romeo = try await TestDatabase.shared.makeAccount()
+        let nobody = try JID("nobody\(UInt32.random(in: 0...UInt32.max))@localhost")
+        try await withNode { node in
+            let a = try await node.login(romeo)
+            a.send(XMLElement("message", namespace: Namespace.client, ["to": nobody.description, "type": "chat", "id": "x1"]))
+            let error = try await a.receive { $0.name == "message" }
+            #expect(error.type == "error")
+            #expect(error.stanzaError?.condition == .serviceUnavailable)
+            #expect(error[attribute: "from"] == nobody.description)
+            await a.close()
+        }
+    }
+
+    /// XEP-0160: kept while she has no available resource, delivered with the server's
+    /// delay stamp when one comes online (its presence first), and only once.
+    @Test func messageToAnOfflineUserWaitsForHer() async throws {
         let romeo = try await TestDatabase.shared.makeAccount()
         let juliet = try await TestDatabase.shared.makeAccount()
         try await withNode { node in
             let a = try await node.login(romeo)
-            a.send(XMLElement("message", namespace: Namespace.client, ["to": juliet.description, "type": "chat", "id": "x1"]))
-            let error = try await a.receive { $0.name == "message" }
-            #expect(error.type == "error")
-            #expect(error.stanzaError?.condition == .serviceUnavailable)
-            #expect(error[attribute: "from"] == juliet.description)
+            var message = XMLElement("message", namespace: Namespace.client, ["to": juliet.description, "type": "chat", "id": "x1"])
+            message.append(XMLElement("body", namespace: Namespace.client, text: "Parting is such sweet sorrow"))
+            a.send(message)
+            // Not bounced: the pong comes and no error before it.
+            #expect(try await a.ping().type == "result")
+            #expect(!a.drain().contains { if case .element(let e) = $0 { return e.name == "message" } else { return false } })
+            let b = try await node.login(juliet, resource: "balcony")
+            b.send(presence(priority: 0))
+            let kept = try await b.receive { $0.name == "message" }
+            #expect(kept.id == "x1")
+            #expect(kept[attribute: "from"]?.hasPrefix(romeo.description + "/") == true)
+            #expect(kept.child("body")?.text == "Parting is such sweet sorrow")
+            #expect(kept.child("delay", namespace: "urn:xmpp:delay")?[attribute: "from"] == "localhost")
+            await b.close()
+            let again = try await node.login(juliet, resource: "garden")
+            again.send(presence(priority: 0))
+            #expect(try await again.ping().type == "result")
+            #expect(!again.drain().contains { if case .element(let e) = $0 { return e.name == "message" } else { return false } })
+            await again.close()
             await a.close()
         }
     }
