@@ -130,9 +130,9 @@ extension Chaos {
             // Entered by the state before a change made outside: the change, once the room
             // applies it, removes the newcomer.
             var lateRemoval: (code: String, why: String)?
-            if case .refused(let condition) = expected, !created, recentlyChangedOutside(room) {
+            if case .refused = expected, !created, recentlyChangedOutside(room) {
                 lateRemoval = (
-                    condition == "forbidden" ? "301" : "321",
+                    world.affiliation(of: client.bare, in: room) == "outcast" ? "301" : "321",
                     "a change made outside reached \(room) after \(client.label) entered"
                 )
             }

@@ -33,8 +33,9 @@ struct World {
     enum JoinExpectation: Equatable, CustomStringConvertible {
         /// Entered; `created`: the join creates the room (status 201).
         case enters(created: Bool)
-        /// Refused with this condition (forbidden for an outcast, registration-required
-        /// for a non-member of a members-only room).
+        /// Refused with this condition (registration-required for a non-member of a
+        /// members-only room, outcasts included, as Prosody checks; forbidden for an
+        /// outcast of an open room).
         case refused(String)
 
         var description: String {
@@ -48,8 +49,8 @@ struct World {
     func expectation(joining room: String, as jid: String) -> JoinExpectation {
         guard let model = rooms[room], model.exists else { return .enters(created: true) }
         let affiliation = affiliation(of: jid, in: room)
-        if affiliation == "outcast" { return .refused("forbidden") }
         if model.membersOnly && (Self.rank[affiliation] ?? 0) < 1 { return .refused("registration-required") }
+        if affiliation == "outcast" { return .refused("forbidden") }
         return .enters(created: false)
     }
 
