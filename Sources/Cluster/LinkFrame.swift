@@ -11,6 +11,11 @@ public enum LinkFrame: Sendable, Hashable {
     case deliver(XMLElement, recipients: [JID])
     /// A stanza for a user whose session(s) the receiving node holds (full or bare `to`).
     case user(XMLElement)
+    /// Room output for a user who is not an occupant (an invitation, an answer to an owner
+    /// outside the room), full or bare `to`: every node gets it, in the room's order with
+    /// the room's other output, and delivers it to its own sessions of that user only
+    /// (none keeps it offline: the room's node decides that).
+    case addressed(XMLElement)
     /// "Answer once your ring is `ring`": a node about to hand rooms over learns that
     /// everything the receiver sent it under the old ring has arrived.
     case barrier(id: UInt64, ring: String)
@@ -24,6 +29,7 @@ public enum LinkFrame: Sendable, Hashable {
         case .room: "room"
         case .deliver: "deliver"
         case .user: "user"
+        case .addressed: "addressed"
         case .barrier: "barrier"
         case .barrierAck: "barrier-ack"
         }
@@ -48,6 +54,10 @@ public enum LinkFrame: Sendable, Hashable {
             return element
         case .user(let stanza):
             var element = XMLElement("user", namespace: Self.namespace, ["seq": String(seq)])
+            element.append(stanza)
+            return element
+        case .addressed(let stanza):
+            var element = XMLElement("addressed", namespace: Self.namespace, ["seq": String(seq)])
             element.append(stanza)
             return element
         case .barrier(let id, let ring):
@@ -84,6 +94,8 @@ public enum LinkFrame: Sendable, Hashable {
             return (seq, .deliver(stanza, recipients: recipients))
         case "user":
             return (seq, .user(stanza))
+        case "addressed":
+            return (seq, .addressed(stanza))
         default:
             return nil
         }

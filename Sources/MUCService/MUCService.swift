@@ -1090,6 +1090,18 @@ public final class MUCService: Sendable {
         _ groups: [(stanza: XMLElement, node: String?, recipients: [JID])], answering request: RoomInput?, slot: inout Slot,
         box: RoomBox
     ) {
+        if slot.phase == .gone {
+            // The room ended (destroyed, emptied) and this is its last output, stored
+            // first: nothing is held (the next input to its address is answered by the
+            // service at once, and must not overtake it).
+            for entry in slot.held.takeAll() {
+                output.deliver(entry.stanza, to: entry.recipients, node: entry.node, keeping: entry.keep)
+            }
+            for group in groups {
+                output.deliver(group.stanza, to: group.recipients, node: group.node, keeping: request?.receipt)
+            }
+            return
+        }
         var ticket: HeldOutputTicket?
         if let home = request?.home, groups.contains(where: { $0.node == home }),
             groups.contains(where: { $0.node != nil && $0.node != home })

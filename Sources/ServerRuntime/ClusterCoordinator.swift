@@ -53,6 +53,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         /// Only to nodes with an available resource of non-negative priority (a chat or
         /// normal message to a bare JID: without one, it is kept offline).
         var availableOnly = false
+        /// The stanza went to every node already: only whether another node has an
+        /// available resource is asked (`bounce` if none has).
+        var lookupOnly = false
     }
 
     /// Groupchat messages other nodes' rooms delivered here, to be told apart when their
@@ -102,6 +105,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                     router.withLock { $0 }?.deliverLocal(stanza, to: recipients)
                 case .user(let stanza):
                     router.withLock { $0 }?.deliverFromRemote(stanza)
+                case .addressed(let stanza):
+                    router.withLock { $0 }?.deliverHere(stanza)
                 }
             },
             bounce: { frame in
@@ -114,7 +119,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                         return logger.info("input the room had answered came back from a gone node; dropped", metadata: ["jid": "\(real)"])
                     }
                     muc.withLock { $0 }?.handle(RoomInput(stanza: stanza, real: real, home: home, hops: hops + 1))
-                case .deliver:
+                case .deliver, .addressed:
                     break  // the recipients' node is gone, and so are they
                 case .user(let stanza):
                     guard stanza.type != "error", stanza.type != "result", stanza.name != "presence" else { return }
@@ -251,12 +256,25 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         } else if let node {
             sendOrWait(.deliver(stanza, recipients: recipients), to: node, keeping: keep)
         } else {
+            // Not an occupant: every node gets a copy, on the links that carry the room's
+            // other output, so that it arrives in the room's order (an invitation before
+            // the answer to the invitee's next query). Looking the user up first, in the
+            // session directory, let later output overtake it.
             let router = router.withLock { $0 }
             let stanza = MUCInternal.unreplayed(stanza) ?? stanza
-            for recipient in recipients {
+            let peers = state.withLock { $0.reachable }.subtracting([nodeName]).sorted()
+            for recipient in recipients
+            where recipient.domainpart == router?.domain.domainpart && (recipient.isFull || stanza.stanzaKind == .message) {
                 var copy = stanza
                 copy[attribute: "to"] = recipient.description
-                router?.deliver(copy)
+                let here = router?.deliverHere(copy) ?? false
+                for peer in peers { sendOrWait(.addressed(copy), to: peer, keeping: keep) }
+                if !here, LocalRouter.waitsOffline(copy, to: recipient), let router {
+                    remote.yield(
+                        RemoteItem(
+                            stanza: copy, to: recipient, bounce: router.keepingOffline(for: recipient), availableOnly: true,
+                            lookupOnly: true))
+                }
             }
         }
     }
@@ -349,6 +367,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                 item.bounce?(item.stanza)
                 continue
             }
+            if item.lookupOnly { continue }
             for node in nodes.sorted() { links.send(.user(item.stanza), to: node) }
         }
     }

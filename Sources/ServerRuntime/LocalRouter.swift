@@ -17,6 +17,10 @@ public final class LocalRouter: C2SDelegate {
         var presence: XMLElement?
         /// Came online: its offline messages are to be sent before it reads on.
         var catchingUp = false
+        /// Came online: what it is to be sent once the directory knows it is available
+        /// (its own presence reflected, its other resources'), so that a user it answers
+        /// after seeing its presence finds it available from any node.
+        var heldPresence: [XMLElement] = []
     }
 
     struct Table {
@@ -200,11 +204,17 @@ public final class LocalRouter: C2SDelegate {
             }
             return (targets, others, change)
         }
+        // Coming online with a non-negative priority: the directory learns it, then the
+        // session gets its own presence back, its other resources' and what was kept for
+        // the account meanwhile (XEP-0160), before it reads on
+        // (`completion(ofRouting:from:)`).
+        let comingOnline = change.map { available && !$0.was && priorityNow >= 0 } ?? false
+        var held: [XMLElement] = []
         for target in targets {
             var copy = presence
             // The sender's own copy as it sent it (no `to`), as Prosody reflects it.
             copy[attribute: "to"] = target === session ? nil : target.jid.description
-            target.deliver(copy)
+            if comingOnline, target === session { held.append(copy) } else { target.deliver(copy) }
         }
         // The user's resources on other nodes.
         var copy = presence
@@ -214,17 +224,18 @@ public final class LocalRouter: C2SDelegate {
         for other in othersPresence {
             var copy = other
             copy[attribute: "to"] = session.jid.description
-            session.deliver(copy)
+            if comingOnline { held.append(copy) } else { session.deliver(copy) }
         }
-        // The directory learns availability changes; a resource coming online with a
-        // non-negative priority gets what was kept for the account meanwhile (XEP-0160).
-        // (The initial presence's case is `completion(ofRouting:from:)`: the session
-        // reads on once its offline messages are out.)
         guard let change, change.was != available || (available && change.priority != priorityNow) else { return }
-        if available, !change.was, priorityNow >= 0 {
-            table.withLock { $0.sessions[session.jid]?.catchingUp = true }
+        if comingOnline {
+            table.withLock { table in
+                guard table.sessions[session.jid]?.session === session else { return }
+                table.sessions[session.jid]?.catchingUp = true
+                table.sessions[session.jid]?.heldPresence = held
+            }
             return
         }
+        // The directory learns other availability changes.
         Task { [weak self, weak session] in
             guard let self, let session else { return }
             await self.remote?.sessionAvailability(session.jid, available: available, priority: priorityNow)
@@ -233,16 +244,17 @@ public final class LocalRouter: C2SDelegate {
 
     public func completion(ofRouting stanza: XMLElement, from session: C2SSession) -> (@Sendable () async -> Void)? {
         guard stanza.name == "presence",
-            table.withLock({ table -> Bool in
-                guard table.sessions[session.jid]?.session === session, table.sessions[session.jid]?.catchingUp == true else { return false }
+            let (priority, held) = table.withLock({ table -> (Int, [XMLElement])? in
+                guard let entry = table.sessions[session.jid], entry.session === session, entry.catchingUp else { return nil }
                 table.sessions[session.jid]?.catchingUp = false
-                return true
+                table.sessions[session.jid]?.heldPresence = []
+                return (entry.priority, entry.heldPresence)
             })
         else { return nil }
-        let priority = table.withLock { $0.sessions[session.jid]?.priority ?? 0 }
         return { [weak self, weak session] in
             guard let self, let session else { return }
             await self.remote?.sessionAvailability(session.jid, available: true, priority: priority)
+            for presence in held { session.deliver(presence) }
             await self.deliverOffline(to: session)
         }
     }
@@ -383,34 +395,53 @@ public final class LocalRouter: C2SDelegate {
     // MARK: - Delivery from services
 
     /// Delivers a stanza a service (the MUC) addressed to a user: to the full JID's
-    /// session, or for a bare JID as a message to the user's resources.
+    /// session, or for a bare JID as a message to the user's resources — here, then on
+    /// the other nodes through the session directory.
     public func deliver(_ stanza: XMLElement) {
         guard let to = try? stanza.toJID(), to.domainpart == domain.domainpart else { return }
+        let here = deliverHere(stanza)
+        guard let remote else {
+            if !here, Self.waitsOffline(stanza, to: to) { keepOffline(stanza, for: to, bouncingTo: nil) }
+            return
+        }
         if to.isFull {
-            if let session = table.withLock({ $0.sessions[to]?.session }) {
-                deliverChecked(stanza, to: to, session: session)
-            } else {
-                remote?.route(stanza, to: to, bounce: nil)
-            }
+            if !here { remote.route(stanza, to: to, bounce: nil) }
             return
         }
         guard stanza.stanzaKind == .message else { return }
+        guard Self.waitsOffline(stanza, to: to) else {
+            remote.route(stanza, to: to, bounce: nil)
+            return
+        }
+        remote.routeToAvailable(stanza, to: to, otherwise: here ? nil : keepingOffline(for: to))
+    }
+
+    /// Service output to a user, delivered to this node's sessions only: the full JID's
+    /// session, or for a bare JID (messages only) the available resources — the ones of
+    /// highest priority unless it is a headline. Whether a session took it.
+    @discardableResult
+    func deliverHere(_ stanza: XMLElement) -> Bool {
+        guard let to = try? stanza.toJID(), to.domainpart == domain.domainpart else { return false }
+        if to.isFull {
+            guard let session = table.withLock({ $0.sessions[to]?.session }) else { return false }
+            deliverChecked(stanza, to: to, session: session)
+            return true
+        }
+        guard stanza.stanzaKind == .message else { return false }
         let targets = recipients(of: to, availableOnly: true, highestPriorityOnly: stanza.type != "headline")
         for target in targets { target.deliver(stanza) }
-        guard ["normal", "chat"].contains(stanza.type ?? "normal") else {
-            remote?.route(stanza, to: to, bounce: nil)
-            return
-        }
-        // An invitation (or another message from a room) to a user who is offline
-        // everywhere waits for the user, as any message does (XEP-0160; as Prosody).
-        guard let remote else {
-            if targets.isEmpty { keepOffline(stanza, for: to, bouncingTo: nil) }
-            return
-        }
-        let keep: @Sendable (XMLElement) -> Void = { [weak self] stanza in
-            self?.keepOffline(stanza, for: to, bouncingTo: nil)
-        }
-        remote.routeToAvailable(stanza, to: to, otherwise: targets.isEmpty ? keep : nil)
+        return !targets.isEmpty
+    }
+
+    /// An invitation (or another message from a room) to a user who is offline
+    /// everywhere waits for the user, as any message does (XEP-0160; as Prosody).
+    static func waitsOffline(_ stanza: XMLElement, to: JID) -> Bool {
+        !to.isFull && stanza.stanzaKind == .message && ["normal", "chat"].contains(stanza.type ?? "normal")
+    }
+
+    /// What keeps `stanza` for `to` when no node has an available resource of the user.
+    func keepingOffline(for to: JID) -> @Sendable (XMLElement) -> Void {
+        { [weak self] stanza in self?.keepOffline(stanza, for: to, bouncingTo: nil) }
     }
 
     /// Copies of `stanza` for local sessions (room output from any node).

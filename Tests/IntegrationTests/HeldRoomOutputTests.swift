@@ -118,4 +118,45 @@ struct HeldRoomOutputTests {
         muc.finishWrites()
         await writer.value
     }
+    /// A destroyed room answers nothing more: its last output (stored before it leaves)
+    /// goes at once, so that the answer to the next query to its address (from the
+    /// service, which finds no room) cannot overtake it. Seen by `conclave-diff` on three
+    /// nodes: an owner outside the room got "no such room" for its next query before the
+    /// result of its destroy.
+    @Test func aDestroyedRoomsLastOutputIsNotHeld() async throws {
+        let (node, muc, output, room, romeo, _, writer) = try await Self.room()
+        let nurse = try JID("nurse@localhost/kitchen")
+        func iq(_ id: String, from real: JID, _ query: XMLElement) -> XMLElement {
+            var iq = XMLElement("iq", namespace: Namespace.client, ["from": real.description, "to": room.description, "type": "set", "id": id])
+            iq.append(query)
+            return iq
+        }
+        // Romeo makes the nurse (on node-c, outside the room) an owner.
+        var admin = XMLElement("query", namespace: "http://jabber.org/protocol/muc#admin")
+        admin.append(XMLElement("item", namespace: "http://jabber.org/protocol/muc#admin", ["affiliation": "owner", "jid": nurse.bare.description]))
+        muc.handle(RoomInput(stanza: iq("owner", from: romeo, admin), real: romeo, home: node))
+        try await RoomInputTimeoutTests().eventually("the nurse is an owner") {
+            output.acknowledgeAll()
+            return output.sent.withLock { $0.contains { $0.id == "owner" && $0.type == "result" } } ? true : nil
+        }
+        output.acknowledgeAll()
+        // She destroys it; Romeo's and Juliet's nodes do not acknowledge anything.
+        var owner = XMLElement("query", namespace: "http://jabber.org/protocol/muc#owner")
+        owner.append(XMLElement("destroy", namespace: "http://jabber.org/protocol/muc#owner"))
+        muc.handle(RoomInput(stanza: iq("destroy", from: nurse, owner), real: nurse, home: "node-c"))
+        try await RoomInputTimeoutTests().eventually("the destroy's result reached node-c") {
+            output.copies.withLock { $0.contains { $0.node == "node-c" && $0.stanza.id == "destroy" && $0.stanza.type == "result" } } ? true : nil
+        }
+        // Her next query finds no room, and its answer comes after the result.
+        var disco = XMLElement("iq", namespace: Namespace.client, ["from": nurse.description, "to": room.description, "type": "get", "id": "next"])
+        disco.append(XMLElement("query", namespace: "http://jabber.org/protocol/disco#info"))
+        muc.handle(RoomInput(stanza: disco, real: nurse, home: "node-c"))
+        try await RoomInputTimeoutTests().eventually("the next query answered") {
+            output.copies.withLock { $0.contains { $0.node == "node-c" && $0.stanza.id == "next" } } ? true : nil
+        }
+        let toNurse = output.copies.withLock { $0.filter { $0.node == "node-c" }.map { "\($0.stanza.id ?? "-") \($0.stanza.type ?? "-")" } }
+        #expect(toNurse == ["destroy result", "next error"])
+        muc.finishWrites()
+        await writer.value
+    }
 }

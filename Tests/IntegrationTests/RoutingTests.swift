@@ -1,3 +1,4 @@
+import Cluster
 import NIOCore
 import ServerRuntime
 import Testing
@@ -110,6 +111,24 @@ struct RoutingTests {
             let gone = try await phone.receive { $0.name == "presence" && $0[attribute: "from"] == "\(romeo)/laptop" }
             #expect(gone.type == "unavailable")
             await phone.close()
+        }
+    }
+
+    /// Once a resource sees its initial presence come back, every node can find it
+    /// available in the session directory: a message another node routes to the bare JID
+    /// then is delivered, not kept offline (the directory once learnt it after the
+    /// reflection).
+    @Test func theDirectoryKnowsAResourceIsAvailableBeforeItsPresenceComesBack() async throws {
+        let juliet = try await TestDatabase.shared.makeAccount()
+        try await withNode { node in
+            let garden = try await node.login(juliet, resource: "garden")
+            let directory = ClusterDatabase(client: try await TestDatabase.shared.connected(), logger: TestEnvironment.logger)
+            #expect(try await directory.sessions(ofBare: juliet.description).map(\.available) == [false], "bound, not yet available")
+            garden.send(presence(priority: 1))
+            _ = try await garden.receive { $0.name == "presence" && $0[attribute: "from"] == "\(juliet)/garden" }
+            let rows = try await directory.sessions(ofBare: juliet.description)
+            #expect(rows.map(\.available) == [true] && rows.map(\.priority) == [1], "\(rows)")
+            await garden.close()
         }
     }
 
