@@ -91,6 +91,19 @@ public struct Tolerance: Sendable {
 
     public func apply(_ element: inout XMLElement) { transform(&element) }
 
+    /// Rewrites the data form (XEP-0004) of an iq's `query` in `namespace` with `rewrite`.
+    static func rewritingForm(inQuery namespace: String, _ rewrite: @escaping @Sendable (inout XMLElement) -> Void)
+        -> @Sendable (inout XMLElement) -> Void
+    {
+        { iq in
+            guard iq.name == "iq", var query = iq.child("query", namespace: namespace), var form = query.child("x", namespace: "jabber:x:data")
+            else { return }
+            rewrite(&form)
+            query.replaceChild("x", namespace: "jabber:x:data", with: form)
+            iq.replaceChild("query", namespace: namespace, with: query)
+        }
+    }
+
     /// Removes, anywhere in the tree, the children `drop` selects.
     static func removing(_ drop: @escaping @Sendable (XMLElement, XMLElement) -> Bool) -> @Sendable (inout XMLElement) -> Void {
         @Sendable func walk(_ element: inout XMLElement) {
@@ -170,10 +183,7 @@ public struct Tolerance: Sendable {
         Tolerance(
             tag: "roominfo-fields",
             reason: "a room's disco#info form also carries the XEP-0045 fields muc#roominfo_subject, muc#roomconfig_allowpm and muc#maxhistoryfetch, which Prosody 0.12 leaves out; a boolean field without a value is false (XEP-0004 §3.3), as Prosody sends an option never set; the fields are compared sorted (Prosody's order changes from run to run)",
-            transform: { iq in
-                guard iq.name == "iq", var query = iq.child("query", namespace: "http://jabber.org/protocol/disco#info"),
-                    var form = query.child("x", namespace: "jabber:x:data")
-                else { return }
+            transform: rewritingForm(inQuery: "http://jabber.org/protocol/disco#info") { form in
                 let extra: Set<String> = ["muc#roominfo_subject", "muc#roomconfig_allowpm", "muc#maxhistoryfetch"]
                 form.children = form.children.compactMap { node -> XMLNode? in
                     guard case .element(var field) = node, field.name == "field" else { return node }
@@ -189,17 +199,12 @@ public struct Tolerance: Sendable {
                     if case .element(let element) = $0 { return element.name != "field" }
                     return false
                 } + sorted.map { .element($0) }
-                query.replaceChild("x", namespace: "jabber:x:data", with: form)
-                iq.replaceChild("query", namespace: "http://jabber.org/protocol/disco#info", with: query)
             }
         ),
         Tolerance(
             tag: "config-form",
             reason: "a configuration form's presentation (title, instructions, section headings, labels, help texts, validation hints, the options' wording, field order) is each server's own; each field's name, type and current values are compared. Fields Prosody 0.12 lacks (passwordprotectedroom, allowpm, maxusers, getmemberlist, enablelogging) are left out, and Prosody's {http://prosody.im/protocol/muc}roomconfig_allowmemberinvites is compared as muc#roomconfig_allowinvites, the same option. A boolean without a value is false, an empty text value is no value",
-            transform: { iq in
-                guard iq.name == "iq", var query = iq.child("query", namespace: "http://jabber.org/protocol/muc#owner"),
-                    var form = query.child("x", namespace: "jabber:x:data")
-                else { return }
+            transform: rewritingForm(inQuery: "http://jabber.org/protocol/muc#owner") { form in
                 let conclaveOnly: Set<String> = [
                     "muc#roomconfig_passwordprotectedroom", "muc#roomconfig_allowpm", "muc#roomconfig_maxusers",
                     "muc#roomconfig_getmemberlist", "muc#roomconfig_enablelogging",
@@ -218,8 +223,6 @@ public struct Tolerance: Sendable {
                 }
                 fields.sort { ($0[attribute: "var"] ?? "") < ($1[attribute: "var"] ?? "") }
                 form.children = fields.map { .element($0) }
-                query.replaceChild("x", namespace: "jabber:x:data", with: form)
-                iq.replaceChild("query", namespace: "http://jabber.org/protocol/muc#owner", with: query)
             }
         ),
         Tolerance(

@@ -107,7 +107,6 @@ public struct ScenarioGenerator: Sendable {
         var historyLength = 20
         /// Clients that own the room (its creator, and those an owner made owners).
         var owners: Set<String> = []
-        var destroyed = false
         var counter = 0
     }
 
@@ -319,7 +318,6 @@ public struct ScenarioGenerator: Sendable {
             // Prosody keeps a destroyed persistent room's tombstone (docs/muc.md).
             let known: String? = model.owners.contains(actor) && model.persistent ? "no-tombstone" : nil
             if model.owners.contains(actor) {
-                model.destroyed = true
                 model.nicks = [:]
                 model.configured = false
                 model.persistent = false

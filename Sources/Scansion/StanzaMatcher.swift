@@ -54,6 +54,14 @@ public struct StanzaMatcher: Sendable {
         attributes.filter { $0.name != "xmlns" && !$0.name.hasPrefix("xmlns:") && !$0.name.hasPrefix("scansion:") }
     }
 
+    /// What identifies an attribute: its namespace and local name when it is prefixed
+    /// (`p:flag` bound to `urn:example:p` is the same attribute whatever prefix a server
+    /// writes for that namespace), its name otherwise (`xml:lang` included).
+    static func identity(_ attribute: XMLAttribute) -> String {
+        guard !attribute.namespace.isEmpty, let colon = attribute.name.firstIndex(of: ":") else { return attribute.name }
+        return "{\(attribute.namespace)}" + attribute.name[attribute.name.index(after: colon)...]
+    }
+
     static func compare(
         _ expected: XMLElement,
         _ received: XMLElement,
@@ -69,7 +77,7 @@ public struct StanzaMatcher: Sendable {
         }
         let receivedAttributes = comparable(received.attributes)
         for attribute in comparable(expected.attributes) {
-            guard let value = receivedAttributes.first(where: { $0.name == attribute.name })?.value else {
+            guard let value = receivedAttributes.first(where: { identity($0) == identity(attribute) })?.value else {
                 return Mismatch(path: path, reason: "missing attribute \(attribute.name)='\(attribute.value)'")
             }
             if let problem = compareValue(attribute.value, value, captures: &captures) {
@@ -77,8 +85,8 @@ public struct StanzaMatcher: Sendable {
             }
         }
         if strict {
-            let expectedNames = Set(comparable(expected.attributes).map(\.name))
-            if let extra = receivedAttributes.first(where: { !expectedNames.contains($0.name) }) {
+            let expectedNames = Set(comparable(expected.attributes).map(identity))
+            if let extra = receivedAttributes.first(where: { !expectedNames.contains(identity($0)) }) {
                 return Mismatch(path: path, reason: "unexpected attribute \(extra.name)='\(extra.value)' (strict)")
             }
         }

@@ -104,6 +104,7 @@ public final class ConclaveNode: Service {
                 nodeName: configuration.nodeName,
                 accounts: PostgresAccountStore(client: client, logger: logger),
                 offline: PostgresOfflineStore(client: client, logger: logger),
+                offlineLimits: (configuration.limits.offlineMessages, configuration.limits.offlineBytes),
                 softwareVersion: ConclaveVersion.current,
                 logger: logger
             )

@@ -34,7 +34,8 @@ public final class LocalRouter: C2SDelegate {
     /// Messages kept for accounts without an available resource (XEP-0160).
     private let offline: (any OfflineStore)?
     /// How many messages an account may have waiting; more are bounced.
-    public static let offlineLimit = 100
+    /// Offline messages kept per account, and their bytes (`limits.offline_*`).
+    public let offlineLimits: (messages: Int, bytes: Int)
     private let serverIQ: ServerIQHandler
     private let logger: Logger
     private let table = Mutex(Table())
@@ -68,8 +69,10 @@ public final class LocalRouter: C2SDelegate {
 
     public init(
         domain: JID, mucDomain: JID, nodeName: String = "node1", accounts: any AccountStore,
-        offline: (any OfflineStore)? = nil, softwareVersion: String, logger: Logger
+        offline: (any OfflineStore)? = nil, offlineLimits: (messages: Int, bytes: Int) = (100, 1024 * 1024),
+        softwareVersion: String, logger: Logger
     ) {
+        self.offlineLimits = offlineLimits
         self.nodeName = nodeName
         self.domain = domain
         self.mucDomain = mucDomain
@@ -261,7 +264,8 @@ public final class LocalRouter: C2SDelegate {
 
     /// Keeps `message` for `account` while it has no available resource, or bounces it to
     /// the sender (`service-unavailable`, as for an account that does not exist) when it
-    /// cannot be kept: no such account, its limit reached, a `no-store` hint (XEP-0334).
+    /// cannot be kept: no such account, its limits reached (`limits.offline_messages`,
+    /// `limits.offline_bytes`), a `no-store` hint (XEP-0334).
     private func keepOffline(_ message: XMLElement, for account: JID, bouncingTo session: C2SSession?) {
         let bounce: @Sendable () -> Void = { [weak session] in
             guard let session, message.type != "error" else { return }
@@ -273,15 +277,23 @@ public final class LocalRouter: C2SDelegate {
         guard let offline, !hinted else { return bounce() }
         let text = message.serialized(parentNamespace: Namespace.client)
         let logger = logger
-        Task {
-            do {
-                if try await offline.keep(text, for: account.bare, limit: Self.offlineLimit) { return }
-            } catch {
-                logger.warning("offline message not kept", metadata: ["account": "\(account.bare)", "error": "\(error)"])
+        let limits = offlineLimits
+        // One after the other, in the order they were routed: kept in that order, and the
+        // ones past a limit are the last ones.
+        keeping.withLock { last in
+            let previous = last
+            last = Task {
+                await previous?.value
+                do {
+                    if try await offline.keep(text, for: account.bare, limit: limits.messages, bytes: limits.bytes) { return }
+                } catch {
+                    logger.warning("offline message not kept", metadata: ["account": "\(account.bare)", "error": "\(error)"])
+                }
+                bounce()
             }
-            bounce()
         }
     }
+    private let keeping = Mutex<Task<Void, Never>?>(nil)
 
     /// Sends `session` what was kept for its account, oldest first, each with a delay
     /// stamp from the server (XEP-0203), and forgets it.

@@ -92,6 +92,8 @@ extension ServerConfiguration {
             var max_unsent_bytes: Int?
             var max_unauthenticated_connections: Int?
             var max_unauthenticated_connections_per_address: Int?
+            var offline_messages: Int?
+            var offline_bytes: Int?
         }
         struct AuthFile: Decodable {
             var max_failures_per_connection: Int?
@@ -207,6 +209,8 @@ extension ServerConfiguration {
             if let value = limits.max_unauthenticated_connections_per_address {
                 self.limits.maxUnauthenticatedConnectionsPerAddress = value
             }
+            if let value = limits.offline_messages { self.limits.offlineMessages = value }
+            if let value = limits.offline_bytes { self.limits.offlineBytes = value }
         }
         if let auth = file.auth {
             if let value = auth.max_failures_per_connection { self.auth.maxFailuresPerConnection = value }
@@ -243,6 +247,7 @@ extension ServerConfiguration {
             if let value = http.host { self.http.host = value }
             if let value = http.port { self.http.port = value }
         }
+        try validateOfflineLimits()
         try validateCluster()
     }
 
@@ -258,6 +263,12 @@ extension ServerConfiguration {
         }
         guard limits.roomsPerUser >= 0 else {
             throw ConfigurationError("muc_limits: rooms_per_user must not be negative (0: no limit)")
+        }
+    }
+
+    func validateOfflineLimits() throws {
+        guard limits.offlineMessages >= 0, limits.offlineBytes >= 0 else {
+            throw ConfigurationError("limits.offline_messages and limits.offline_bytes must not be negative (0: keep none)")
         }
     }
 
@@ -345,6 +356,8 @@ extension ServerConfiguration {
         if let value = try int("CONCLAVE_LIMITS_MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS") {
             limits.maxUnauthenticatedConnectionsPerAddress = value
         }
+        if let value = try int("CONCLAVE_LIMITS_OFFLINE_MESSAGES") { limits.offlineMessages = value }
+        if let value = try int("CONCLAVE_LIMITS_OFFLINE_BYTES") { limits.offlineBytes = value }
         if let value = try int("CONCLAVE_C2S_NEGOTIATION_TIMEOUT_SECONDS") { c2s.negotiationTimeoutSeconds = value }
         if let value = try int("CONCLAVE_AUTH_MAX_PARALLEL_PER_ADDRESS") { auth.maxParallelPerAddress = value }
         if let value = try int("CONCLAVE_AUTH_FAILURES_BEFORE_DELAY_PER_ADDRESS") { auth.failuresBeforeDelayPerAddress = value }
@@ -380,6 +393,7 @@ extension ServerConfiguration {
         }
         if let value = try int("CONCLAVE_CLUSTER_LINK_QUEUE_BYTES") { cluster.linkQueueBytes = value }
         if let value = try int("CONCLAVE_CLUSTER_LINK_MAX_FRAME_BYTES") { cluster.linkMaxFrameBytes = value }
+        try validateOfflineLimits()
         try validateCluster()
     }
 

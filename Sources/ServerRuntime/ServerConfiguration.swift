@@ -68,6 +68,9 @@ public struct ServerConfiguration: Sendable, Hashable {
         public var maxUnsentBytes = 4 * 1024 * 1024
         public var maxUnauthenticatedConnections = 2048
         public var maxUnauthenticatedConnectionsPerAddress = 256
+        /// Offline messages (XEP-0160) kept per account, and their bytes; 0 keeps none.
+        public var offlineMessages = 100
+        public var offlineBytes = 1024 * 1024
         public init() {}
     }
 

@@ -16,8 +16,9 @@ public struct OfflineMessage: Sendable, Hashable {
 /// Offline messages, per account (bare JID).
 public protocol OfflineStore: Sendable {
     /// Keeps `stanza` for `account`. `false` when it was not kept: the account does not
-    /// exist, or already has `limit` messages waiting.
-    func keep(_ stanza: String, for account: JID, limit: Int) async throws -> Bool
+    /// exist, already has `limit` messages waiting, or they and `stanza` would take more
+    /// than `bytes` bytes (UTF-8).
+    func keep(_ stanza: String, for account: JID, limit: Int, bytes: Int) async throws -> Bool
     /// Takes what is kept for `account`, oldest first: returned and deleted at once.
     func take(for account: JID) async throws -> [OfflineMessage]
 }

@@ -13,17 +13,18 @@ public struct PostgresOfflineStore: OfflineStore {
         self.logger = logger
     }
 
-    public func keep(_ stanza: String, for account: JID, limit: Int) async throws -> Bool {
-        guard let username = account.localpart else { return false }
+    public func keep(_ stanza: String, for account: JID, limit: Int, bytes: Int) async throws -> Bool {
+        guard let username = account.localpart, limit > 0, stanza.utf8.count <= bytes else { return false }
         let domain = account.domainpart
-        // One statement: only for an existing account, and only under the limit (two
-        // messages kept at once may both pass it: the bound is approximate by one).
+        // One statement: only for an existing account, and only under the limits (two
+        // messages kept at once may both pass them: the bounds are approximate by one).
         let rows = try await client.query(
             """
             INSERT INTO offline_messages (domain, username, stanza)
             SELECT \(domain), \(username), \(stanza)
             WHERE EXISTS (SELECT 1 FROM accounts WHERE domain = \(domain) AND username = \(username))
-              AND (SELECT count(*) FROM offline_messages WHERE domain = \(domain) AND username = \(username)) < \(limit)
+              AND (SELECT count(*) < \(limit) AND coalesce(sum(octet_length(stanza)), 0) + octet_length(\(stanza)) <= \(bytes)
+                   FROM offline_messages WHERE domain = \(domain) AND username = \(username))
             RETURNING id
             """,
             logger: logger

@@ -95,6 +95,42 @@ struct RoutingTests {
         }
     }
 
+    /// A flood to an offline user is bounded: past `limits.offline_messages` (or
+    /// `limits.offline_bytes`), each message comes back to its sender as
+    /// `service-unavailable`, and the user later gets what was kept, in order.
+    @Test func offlineMessagesAreBoundedPerAccount() async throws {
+        let romeo = try await TestDatabase.shared.makeAccount()
+        let juliet = try await TestDatabase.shared.makeAccount()
+        try await withNode({ $0.limits.offlineMessages = 3; $0.limits.offlineBytes = 2000 }) { node in
+            let a = try await node.login(romeo)
+            for index in 1...5 {
+                var message = XMLElement("message", namespace: Namespace.client, ["to": juliet.description, "type": "chat", "id": "f\(index)"])
+                message.append(XMLElement("body", namespace: Namespace.client, text: "flood \(index)"))
+                a.send(message)
+            }
+            // A message alone larger than the byte bound is not kept either.
+            var large = XMLElement("message", namespace: Namespace.client, ["to": juliet.description, "type": "chat", "id": "large"])
+            large.append(XMLElement("body", namespace: Namespace.client, text: String(repeating: "x", count: 3000)))
+            a.send(large)
+            var bounced: [String] = []
+            for _ in 1...3 {
+                let error = try await a.receive { $0.name == "message" && $0.type == "error" }
+                #expect(error.stanzaError?.condition == .serviceUnavailable)
+                bounced.append(error.id ?? "-")
+            }
+            #expect(bounced.sorted() == ["f4", "f5", "large"])
+            let b = try await node.login(juliet, resource: "balcony")
+            b.send(presence(priority: 0))
+            var kept: [String] = []
+            for _ in 1...3 { kept.append(try await b.receive { $0.name == "message" }.id ?? "-") }
+            #expect(kept == ["f1", "f2", "f3"])
+            #expect(try await b.ping().type == "result")
+            #expect(!b.drain().contains { if case .element(let e) = $0 { return e.name == "message" } else { return false } })
+            await b.close()
+            await a.close()
+        }
+    }
+
     @Test func presenceIsReflectedAndUnavailableOnDisconnect() async throws {
         let romeo = try await TestDatabase.shared.makeAccount()
         try await withNode { node in

@@ -32,6 +32,20 @@ import XMPPCore
         #expect(mismatch == nil, "\(mismatch?.description ?? "")")
     }
 
+    /// A prefixed attribute is its namespace and local name: a server may write another
+    /// prefix for the same namespace (Prosody does), and the same prefix bound to another
+    /// namespace is another attribute.
+    @Test func prefixedAttributesCompareByNamespace() throws {
+        let expected = "<message type='groupchat' xmlns:p='urn:example:p' p:flag='1'><body>hi</body></message>"
+        let otherPrefix = try Fixture.mismatch(expected, "<message type='groupchat' xmlns:ns0='urn:example:p' ns0:flag='1'><body>hi</body></message>")
+        #expect(otherPrefix == nil, "\(otherPrefix?.description ?? "")")
+        let otherNamespace = try Fixture.mismatch(expected, "<message type='groupchat' xmlns:p='urn:example:q' p:flag='1'><body>hi</body></message>")
+        #expect(otherNamespace?.description.contains("missing attribute p:flag") == true, "\(otherNamespace?.description ?? "matched")")
+        let strict = "<message type='groupchat' xmlns:p='urn:example:p' p:flag='1' scansion:strict='true'><body>hi</body></message>"
+        let strictOtherPrefix = try Fixture.mismatch(strict, "<message type='groupchat' xmlns:ns0='urn:example:p' ns0:flag='1'><body>hi</body></message>")
+        #expect(strictOtherPrefix == nil, "\(strictOtherPrefix?.description ?? "")")
+    }
+
     @Test func expectedLayoutWhitespaceIsIgnored() throws {
         let expected = "<message type='chat'>\n\t\t<body>  hello\t</body>\n\t\t<thread>t1</thread>\n\t</message>"
         #expect(try Fixture.matches(expected, "<message type='chat'><thread>t1</thread><body>hello</body></message>"))

@@ -33,8 +33,10 @@ cluster_dir=".conclave/diff-cluster"
 
 case "$count" in '' | *[!0-9]* | 0) echo "DIFF_NODES must be a number of nodes, not '$count'" >&2; exit 2 ;; esac
 
+# Without the per-user room limit (Prosody 0.12 has none): the reused database keeps
+# every run's persistent rooms, and job 1's accounts come to own hundreds of them.
 diff_cluster() {
-    CONCLAVE_BIN="$bin" CONCLAVE_CLUSTER_DIR="$cluster_dir" CONCLAVE_CLUSTER_BASE_PORT="$port" \
+    CONCLAVE_MUC_LIMITS_ROOMS_PER_USER=0 CONCLAVE_BIN="$bin" CONCLAVE_CLUSTER_DIR="$cluster_dir" CONCLAVE_CLUSTER_BASE_PORT="$port" \
         CONCLAVE_CLUSTER_DATABASE_URL="${url:-}" "$cluster" "$@"
 }
 
