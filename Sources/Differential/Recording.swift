@@ -100,7 +100,12 @@ extension Scenario {
         copy.room = room
         copy.actions = actions.map { action in
             var moved = action
-            if case .sends(let xml) = action.kind { moved.kind = .sends(xml.replacingOccurrences(of: self.room, with: room)) }
+            // The room's address, and its local part where it stands alone (c2s ids).
+            let local = String(self.room.prefix { $0 != "@" })
+            let newLocal = String(room.prefix { $0 != "@" })
+            if case .sends(let xml) = action.kind {
+                moved.kind = .sends(xml.replacingOccurrences(of: self.room, with: room).replacingOccurrences(of: local, with: newLocal))
+            }
             return moved
         }
         return copy

@@ -21,6 +21,9 @@ public final class LocalRouter: C2SDelegate {
         /// (its own presence reflected, its other resources'), so that a user it answers
         /// after seeing its presence finds it available from any node.
         var heldPresence: [XMLElement] = []
+        /// Users it sent directed available presence to (RFC 6121 §4.6): they get its
+        /// unavailable presence when it goes offline. At most `directedLimit`.
+        var directed: [JID] = []
     }
 
     struct Table {
@@ -34,6 +37,10 @@ public final class LocalRouter: C2SDelegate {
     /// Messages kept for accounts without an available resource (XEP-0160).
     private let offline: (any OfflineStore)?
     /// How many messages an account may have waiting; more are bounced.
+    /// Directed presence recipients remembered per session (further ones are not told
+    /// when it goes offline).
+    static let directedLimit = 256
+
     /// Offline messages kept per account, and their bytes (`limits.offline_*`).
     public let offlineLimits: (messages: Int, bytes: Int)
     private let serverIQ: ServerIQHandler
@@ -110,12 +117,12 @@ public final class LocalRouter: C2SDelegate {
             await awaitLeaves(sendLeaves(session.jid))
             await remote?.sessionEnded(session.jid)
         }
-        let wasAvailable = table.withLock { table -> Bool in
-            guard let entry = table.sessions[session.jid], entry.session === session else { return false }
+        let (wasAvailable, directed) = table.withLock { table -> (Bool, [JID]) in
+            guard let entry = table.sessions[session.jid], entry.session === session else { return (false, []) }
             table.sessions[session.jid] = nil
             table.resources[session.jid.bare]?.removeAll { $0 == session.jid }
             if table.resources[session.jid.bare]?.isEmpty == true { table.resources[session.jid.bare] = nil }
-            return entry.available
+            return (entry.available, entry.directed)
         }
         if wasAvailable {
             let unavailable = XMLElement(
@@ -123,6 +130,7 @@ public final class LocalRouter: C2SDelegate {
                 namespace: Namespace.client,
                 ["from": session.jid.description, "type": "unavailable"]
             )
+            endDirected(directed, with: unavailable)
             for other in sessions(of: session.jid.bare, availableOnly: true) {
                 var copy = unavailable
                 copy[attribute: "to"] = other.jid.description
@@ -135,6 +143,9 @@ public final class LocalRouter: C2SDelegate {
     }
 
     public func route(_ stanza: XMLElement, from session: C2SSession) {
+        // An error stanza must say what the error is (RFC 6120 §8.3.1): one without any
+        // child element is dropped, wherever it goes (as Prosody does).
+        if stanza.type == "error", stanza.elements.isEmpty { return }
         let to: JID?
         do {
             to = try stanza.toJID()
@@ -165,13 +176,34 @@ public final class LocalRouter: C2SDelegate {
         if to.domainpart == domain.domainpart, to.localpart != nil {
             // Directed presence to a local user; subscriptions are not kept (no roster).
             guard presence.type == nil || presence.type == "unavailable" else { return }
-            let local = recipients(of: to, availableOnly: true, highestPriorityOnly: false)
-            for target in local { target.deliver(presence) }
-            if !to.isFull || local.isEmpty { remote?.route(presence, to: to, bounce: nil) }
+            table.withLock { table in
+                guard var entry = table.sessions[session.jid], entry.session === session else { return }
+                entry.directed.removeAll { $0 == to }
+                if presence.type == nil, entry.directed.count < Self.directedLimit { entry.directed.append(to) }
+                table.sessions[session.jid] = entry
+            }
+            deliverDirected(presence, to: to)
         } else if to == domain {
             return
         } else {
             bounce(presence, StanzaError(to.domainpart == mucDomain.domainpart ? .serviceUnavailable : .remoteServerNotFound), to: session)
+        }
+    }
+
+    /// Directed presence to a local user, on this node and the others.
+    private func deliverDirected(_ presence: XMLElement, to: JID) {
+        let local = recipients(of: to, availableOnly: true, highestPriorityOnly: false)
+        for target in local { target.deliver(presence) }
+        if !to.isFull || local.isEmpty { remote?.route(presence, to: to, bounce: nil) }
+    }
+
+    /// Who `session` sent directed presence to is told it is unavailable: `presence`
+    /// (its broadcast unavailable presence) addressed to each (RFC 6121 §4.6.3).
+    private func endDirected(_ directed: [JID], with presence: XMLElement) {
+        for jid in directed {
+            var copy = presence
+            copy[attribute: "to"] = jid.description
+            deliverDirected(copy, to: jid)
         }
     }
 
@@ -187,9 +219,12 @@ public final class LocalRouter: C2SDelegate {
         }
         let priority = Int(presence.child("priority")?.text.trimmingWhitespace() ?? "0") ?? 0
         let priorityNow = max(-128, min(127, priority))
-        let (targets, othersPresence, change) = table.withLock { table -> ([C2SSession], [XMLElement], (was: Bool, priority: Int)?) in
-            guard var entry = table.sessions[session.jid], entry.session === session else { return ([], [], nil) }
+        let (targets, othersPresence, change, directed) = table.withLock {
+            table -> ([C2SSession], [XMLElement], (was: Bool, priority: Int)?, [JID]) in
+            guard var entry = table.sessions[session.jid], entry.session === session else { return ([], [], nil, []) }
             let wasAvailable = entry.available
+            let directed = available ? [] : entry.directed
+            if !available { entry.directed = [] }
             let change = (wasAvailable, entry.priority)
             entry.available = available
             entry.priority = max(-128, min(127, priority))
@@ -205,7 +240,7 @@ public final class LocalRouter: C2SDelegate {
                     others.append(last)
                 }
             }
-            return (targets, others, change)
+            return (targets, others, change, directed)
         }
         // Coming online with a non-negative priority: the directory learns it, then the
         // session gets its own presence back, its other resources' and what was kept for
@@ -223,6 +258,7 @@ public final class LocalRouter: C2SDelegate {
         var copy = presence
         copy[attribute: "to"] = session.jid.bare.description
         remote?.route(copy, to: session.jid.bare, bounce: nil)
+        endDirected(directed, with: presence)
         // A resource coming online learns about the user's other online resources.
         for other in othersPresence {
             var copy = other
@@ -386,6 +422,13 @@ public final class LocalRouter: C2SDelegate {
             if to.isFull, let target = table.withLock({ $0.sessions[to]?.session }) {
                 return target.deliver(iq)
             }
+            // The server answers for another user's bare JID (RFC 6121 §8.5.2.1.3): a ping
+            // (XEP-0199) gets a result from that JID; anything else service-unavailable.
+            if !to.isFull, type == "get", iq.elements.first.map({ $0.name == "ping" && $0.namespace == Namespace.ping }) == true {
+                var result = XMLElement("iq", namespace: Namespace.client, ["type": "result", "from": to.description, "to": session.jid.description])
+                if let id = iq.id { result[attribute: "id"] = id }
+                return session.deliver(result)
+            }
             if to.isFull, let remote {
                 let bounceTo: @Sendable (XMLElement) -> Void = { [weak session] stanza in
                     guard let session, isRequest else { return }
@@ -498,9 +541,11 @@ public final class LocalRouter: C2SDelegate {
         if targets.isEmpty, highest, !["groupchat", "error"].contains(stanza.type ?? "normal") {
             keepOffline(stanza, for: to, bouncingTo: nil)
         }
+        // A presence broadcast among a user's resources names each one; directed presence
+        // from someone else keeps the address it was sent to.
+        let ownBroadcast = presence && (try? stanza.fromJID())?.bare == to.bare
         for target in targets {
-            if presence {
-                // A presence broadcast among a user's resources names each one.
+            if ownBroadcast {
                 var copy = stanza
                 copy[attribute: "to"] = target.jid.description
                 target.deliver(copy)

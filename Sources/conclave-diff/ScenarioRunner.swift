@@ -53,6 +53,7 @@ struct ScenarioRunner: Sendable {
             Task { for client in open { await client.client.disconnect() } }
         }
         var failure: String?
+        var pinged: (client: String, id: String)?
         for (index, action) in scenario.actions.enumerated() {
             var received: [String: [XMLElement]] = [:]
             do {
@@ -80,15 +81,31 @@ struct ScenarioRunner: Sendable {
                     }
                     guard let stanza = try StanzaTemplate.elements(text).first else { throw RunError(description: "no stanza") }
                     client.client.send(StanzaTemplate.plain(stanza))
+                    // To another user, not through the room: a ping behind it, on the same
+                    // path, marks where it has arrived (`barrier`).
+                    // The other client answers it when its turn comes; if it is offline, the
+                    // server's error answers it, after any error for the stanza itself, and
+                    // the actor waits for that instead.
+                    if let target = Self.addressedClient(xml), target != action.client,
+                        let full = clients[target]?.full ?? bound.first(where: { $0.name == target })?.full
+                    {
+                        pinged = (clients[target] != nil ? target : action.client, "c2s-barrier-\(index + 1)")
+                        client.client.send(
+                            XMLElement(
+                                "iq", namespace: Namespace.client, ["type": "get", "to": full.description, "id": "c2s-barrier-\(index + 1)"],
+                                children: [XMLElement("ping", namespace: "urn:xmpp:ping")]))
+                    }
                 }
                 // The barrier: the actor first, then the others in order.
                 let normalizer = Normalizer(clients: bound, sentIDs: sentIDs)
                 let barrierOrder = [action.client].filter { clients[$0] != nil } + order.filter { $0 != action.client }
                 for name in barrierOrder {
                     guard let client = clients[name] else { continue }
-                    let stanzas = try await barrier(client, room: scenario.room, step: index)
+                    let ping = pinged?.client == name ? pinged?.id : nil
+                    let stanzas = try await barrier(client, room: scenario.room, step: index, awaiting: ping, sentIDs: sentIDs)
                     received[name] = stanzas.map(normalizer.normalize)
                 }
+                pinged = nil
             } catch {
                 failure = "step \(index + 1) (\(action)): \(error)"
                 steps.append(StepTranscript(received: received))
@@ -116,13 +133,27 @@ struct ScenarioRunner: Sendable {
         }
     }
 
-    /// Sends the barrier and returns what arrived before its answer.
-    func barrier(_ client: Client, room: String, step: Int) async throws -> [XMLElement] {
+    /// The client a stanza template addresses by its variable (`${B's JID}`,
+    /// `${B's full JID}` in `to`), if any.
+    static func addressedClient(_ xml: String) -> String? {
+        guard let start = xml.range(of: "to=\"${") else { return nil }
+        let rest = xml[start.upperBound...]
+        guard let end = rest.range(of: "'s ") else { return nil }
+        return String(rest[..<end.lowerBound])
+    }
+
+    /// Returns what arrived before the answer to the barrier (disco#info to the room).
+    /// With `awaiting`, the ping another client sent this one behind a stanza for it comes
+    /// first: answered, and the room's barrier sent after it.
+    func barrier(_ client: Client, room: String, step: Int, awaiting ping: String? = nil, sentIDs: Set<String> = []) async throws -> [XMLElement] {
         let id = "barrier-\(step + 1)"
-        client.client.send(
-            XMLElement(
-                "iq", namespace: Namespace.client, ["type": "get", "to": room, "id": id],
-                children: [XMLElement("query", namespace: "http://jabber.org/protocol/disco#info")]))
+        func sendBarrier() {
+            client.client.send(
+                XMLElement(
+                    "iq", namespace: Namespace.client, ["type": "get", "to": room, "id": id],
+                    children: [XMLElement("query", namespace: "http://jabber.org/protocol/disco#info")]))
+        }
+        if ping == nil { sendBarrier() }
         var stanzas: [XMLElement] = []
         let deadline = ContinuousClock.now + timeout
         while true {
@@ -133,6 +164,26 @@ struct ScenarioRunner: Sendable {
             switch event {
             case .element(let element):
                 if element.name == "iq", element[attribute: "id"] == id { return stanzas }
+                if element.name == "iq", let pingID = element[attribute: "id"], pingID.hasPrefix("c2s-barrier-") {
+                    // The ping marking where a stanza from another client has arrived: answered,
+                    // then the room's barrier; or the error answering this client's own ping
+                    // to an offline client. (Other answers to its pings: dropped.)
+                    if element[attribute: "type"] == "get" {
+                        client.client.send(
+                            XMLElement(
+                                "iq", namespace: Namespace.client,
+                                ["type": "result", "to": element[attribute: "from"] ?? "", "id": pingID]))
+                    }
+                    if pingID == ping { sendBarrier() }
+                    continue
+                }
+                // An offline message an earlier scenario (or an earlier run, on a reused
+                // database) left for this account: not part of this scenario.
+                if element.name == "message", element.child("delay", namespace: "urn:xmpp:delay") != nil,
+                    !sentIDs.contains(element[attribute: "id"] ?? "")
+                {
+                    continue
+                }
                 // What another scenario's room sent while this account was offline (an
                 // invitation kept for it, XEP-0160) arrives when it comes online: not part
                 // of this scenario, and it depends on which job ran which scenario before.
