@@ -44,6 +44,9 @@ struct ScenarioRunner: Sendable {
         var order: [String] = []  // connected clients, in order of connection
         var steps: [StepTranscript] = []
         var bound: [(name: String, full: JID)] = []
+        // Full JIDs clients had before they reconnected: a message kept offline for one
+        // is delivered with it (normalised as the client's full JID, as the current one).
+        var earlier: [(name: String, full: JID)] = []
         let sentIDs = Set(scenario.actions.compactMap { action -> String? in
             guard case .sends(let xml) = action.kind, let start = xml.range(of: " id=\"") else { return nil }
             return String(xml[start.upperBound...].prefix { $0 != "\"" })
@@ -65,6 +68,7 @@ struct ScenarioRunner: Sendable {
                     let client = try await connect(account: account, host: address.host, port: address.port)
                     clients[action.client] = client
                     order.append(action.client)
+                    earlier += bound.filter { $0.name == action.client }
                     bound.removeAll { $0.name == action.client }
                     bound.append((action.client, client.full))
                 case .disconnects:
@@ -97,7 +101,7 @@ struct ScenarioRunner: Sendable {
                     }
                 }
                 // The barrier: the actor first, then the others in order.
-                let normalizer = Normalizer(clients: bound, sentIDs: sentIDs)
+                let normalizer = Normalizer(clients: bound + earlier, sentIDs: sentIDs)
                 let barrierOrder = [action.client].filter { clients[$0] != nil } + order.filter { $0 != action.client }
                 for name in barrierOrder {
                     guard let client = clients[name] else { continue }
