@@ -91,13 +91,28 @@ public enum Comparison {
         return result + run.sorted()
     }
 
+    /// A client's stanzas of one step with those from other users (their messages,
+    /// presence and IQs, sent to it directly) after the rest, each group in its order
+    /// (tolerance `sender-order`): they come from other senders than the rooms' output
+    /// and on other paths, and RFC 6120 §10.1 orders stanzas per sender. Prosody's order
+    /// between the two follows its tables (the recipients of a user's directed presence,
+    /// rooms among them, in hash order).
+    public static func userStanzasLast(_ stanzas: [String]) -> [String] {
+        func fromUser(_ text: String) -> Bool {
+            guard let element = (try? StanzaTemplate.elements(text))?.first else { return false }
+            return element[attribute: "from"]?.hasPrefix("${") == true
+        }
+        let users = stanzas.filter(fromUser)
+        return stanzas.filter { !fromUser($0) } + users
+    }
+
     /// The first step (and client, in the scenario's order) whose receptions differ.
     public static func firstDifference(reference: Transcript, target: Transcript, clients: [String]) -> Difference? {
         let steps = min(reference.steps.count, target.steps.count)
         for step in 0..<steps {
             for client in clients {
-                let expected = occupantListsSorted(reference.steps[step].canonical(client))
-                let got = occupantListsSorted(target.steps[step].canonical(client))
+                let expected = userStanzasLast(occupantListsSorted(reference.steps[step].canonical(client)))
+                let got = userStanzasLast(occupantListsSorted(target.steps[step].canonical(client)))
                 if expected != got {
                     return Difference(step: step, client: client, reference: expected, target: got)
                 }

@@ -32,9 +32,24 @@ struct DifferentialTests {
             "joins as", "leaves", "changes nick", "says", "sets the subject", "whispers", "configures", "makes",
             "the role", "lists", "invites", "registration form", "registers", "disco#info", "disco#items", "probes",
             "destroys", "disconnects", "password", "history",
+            // Between users.
+            "messages", "an iq", "directed presence", "(offline)", "no-store",
         ] {
             #expect(labels.contains { $0.contains(expected) }, "no scenario \(expected)")
         }
+    }
+
+    /// Stanzas from other users and the rooms' output may interleave either way within
+    /// a step (`sender-order`); the order among the rooms' stanzas still counts.
+    @Test func userStanzasAndRoomOutputInterleaveFreely() {
+        let user = #"<presence from="${A's full JID}" type="unavailable"/>"#
+        let room = #"<presence from="r@conference.localhost/romeo" type="unavailable"/>"#
+        let subject = #"<message from="r@conference.localhost" type="groupchat"><subject/></message>"#
+        func transcript(_ stanzas: [String]) -> Transcript {
+            Transcript(steps: [StepTranscript(received: ["B": stanzas.compactMap { try? StanzaTemplate.elements($0).first }])])
+        }
+        #expect(Comparison.firstDifference(reference: transcript([user, room]), target: transcript([room, user]), clients: ["B"]) == nil)
+        #expect(Comparison.firstDifference(reference: transcript([room, subject]), target: transcript([subject, room]), clients: ["B"]) != nil)
     }
 
     func stanza(_ text: String) throws -> XMLElement {
