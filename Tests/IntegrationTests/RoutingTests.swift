@@ -131,6 +131,43 @@ struct RoutingTests {
         }
     }
 
+    /// Directed presence (RFC 6121 §4.6): delivered as addressed; the sender going
+    /// offline tells its recipients. What a session remembers for that is bounded: past
+    /// 256 recipients, further ones are not told (hostile input cannot grow it).
+    @Test func directedPresenceEndsWithTheSenderAndIsBounded() async throws {
+        let romeo = try await TestDatabase.shared.makeAccount()
+        let juliet = try await TestDatabase.shared.makeAccount()
+        let nurse = try await TestDatabase.shared.makeAccount()
+        try await withNode { node in
+            let b = try await node.login(juliet, resource: "balcony")
+            b.send(presence(priority: 0))
+            _ = try await b.receive { $0.name == "presence" && $0[attribute: "from"] == "\(juliet)/balcony" }
+            let c = try await node.login(nurse, resource: "kitchen")
+            c.send(presence(priority: 0))
+            _ = try await c.receive { $0.name == "presence" && $0[attribute: "from"] == "\(nurse)/kitchen" }
+            let a = try await node.login(romeo, resource: "garden")
+            a.send(presence(priority: 0))
+            _ = try await a.receive { $0.name == "presence" && $0[attribute: "from"] == "\(romeo)/garden" }
+            // Juliet first; then 255 addresses nobody holds, filling the bound; then the nurse.
+            a.send(XMLElement("presence", namespace: Namespace.client, ["to": juliet.description]))
+            let directed = try await b.receive { $0.name == "presence" && $0[attribute: "from"] == "\(romeo)/garden" }
+            #expect(directed[attribute: "to"] == juliet.description)
+            for index in 1...255 {
+                a.send(XMLElement("presence", namespace: Namespace.client, ["to": "nobody\(index)@localhost"]))
+            }
+            a.send(XMLElement("presence", namespace: Namespace.client, ["to": nurse.description]))
+            _ = try await c.receive { $0.name == "presence" && $0[attribute: "from"] == "\(romeo)/garden" }
+            await a.close()
+            let gone = try await b.receive { $0.name == "presence" && $0[attribute: "from"] == "\(romeo)/garden" }
+            #expect(gone.type == "unavailable")
+            // The nurse was the 257th: not told. (Her ping's answer comes first.)
+            #expect(try await c.ping().type == "result")
+            #expect(!c.drain().contains { if case .element(let e) = $0 { return e.name == "presence" } else { return false } })
+            await b.close()
+            await c.close()
+        }
+    }
+
     @Test func presenceIsReflectedAndUnavailableOnDisconnect() async throws {
         let romeo = try await TestDatabase.shared.makeAccount()
         try await withNode { node in
