@@ -1,5 +1,6 @@
 public import Storage
 import Crypto
+import CryptoExtras
 
 /// The hash functions SCRAM runs with (RFC 5802, RFC 7677).
 public enum SCRAMHash: Sendable, Hashable, CaseIterable {
@@ -27,8 +28,17 @@ public enum SCRAMHash: Sendable, Hashable, CaseIterable {
         }
     }
 
-    /// PBKDF2 with HMAC of this hash, one output block (RFC 5802 `Hi()`).
+    /// PBKDF2 with HMAC of this hash, one output block (RFC 5802 `Hi()`): BoringSSL's,
+    /// which runs the iterations natively (a login checks a PLAIN password this way);
+    /// the same computed HMAC by HMAC if it refuses the parameters.
     func saltedPassword(_ password: [UInt8], salt: [UInt8], iterations: Int) -> [UInt8] {
+        let function: KDF.Insecure.PBKDF2.HashFunction = self == .sha1 ? .insecureSHA1 : .sha256
+        let length = self == .sha1 ? Insecure.SHA1.byteCount : SHA256.byteCount
+        if let key = try? KDF.Insecure.PBKDF2.deriveKey(
+            from: password, salt: salt, using: function, outputByteCount: length, unsafeUncheckedRounds: max(1, iterations))
+        {
+            return key.withUnsafeBytes { Array($0) }
+        }
         let key = SymmetricKey(data: password)
         var previous = salt + [0, 0, 0, 1]
         var result: [UInt8] = []

@@ -1,3 +1,4 @@
+import Crypto
 import Storage
 import Testing
 import XMPPCore
@@ -190,5 +191,26 @@ import XMPPCore
         #expect(stored.salt.count == 16)
         #expect(stored.sha1.storedKey.count == 20)
         #expect(stored.sha256.storedKey.count == 32)
+    }
+
+    /// `Hi()` as RFC 5802 §2.2 defines it, HMAC by HMAC: the native PBKDF2 gives the same
+    /// bytes for one iteration, a few, and many, for an empty password and a long one.
+    @Test(arguments: SCRAMHash.allCases)
+    func saltedPasswordIsRFC5802Hi(hash: SCRAMHash) {
+        func hi(_ password: [UInt8], _ salt: [UInt8], _ iterations: Int) -> [UInt8] {
+            var previous = salt + [0, 0, 0, 1]
+            var result: [UInt8] = []
+            for index in 0..<iterations {
+                let next = hash.hmac(key: password, data: previous)
+                result = index == 0 ? next : zip(result, next).map { $0 ^ $1 }
+                previous = next
+            }
+            return result
+        }
+        for (password, iterations) in [("pencil", 1), ("pencil", 2), ("", 3), (String(repeating: "é", count: 300), 4096)] {
+            let bytes = Array(password.utf8)
+            let salt: [UInt8] = [0x41, 0x25, 0xc2, 0x47, 0xe4, 0x3a, 0xb1, 0xe9, 0x3c, 0x6d, 0xff, 0x76]
+            #expect(hash.saltedPassword(bytes, salt: salt, iterations: iterations) == hi(bytes, salt, iterations), "\(password.prefix(8)) × \(iterations)")
+        }
     }
 }
