@@ -100,11 +100,13 @@ extension Scenario {
         copy.room = room
         copy.actions = actions.map { action in
             var moved = action
-            // The room's address, and its local part where it stands alone (c2s ids).
+            // The room's local part: in its address, and alone in c2s ids.
             let local = String(self.room.prefix { $0 != "@" })
             let newLocal = String(room.prefix { $0 != "@" })
             if case .sends(let xml) = action.kind {
-                moved.kind = .sends(xml.replacingOccurrences(of: self.room, with: room).replacingOccurrences(of: local, with: newLocal))
+                // Once: the local part covers the address too (and a name that is a prefix
+                // of the new one must not be replaced again).
+                moved.kind = .sends(xml.replacingOccurrences(of: local, with: newLocal))
             }
             return moved
         }

@@ -590,7 +590,11 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             // sessions of the new run (their input reached the room before this node read
             // the membership naming that run, so the output took the old run's link). The
             // new run delivers to those it holds and skips the others.
-            if case .deliver = frame, incarnations[peer] != nil, links.enqueue(frame, to: peer) { continue }
+            switch frame {
+            case .deliver, .addressed:
+                if incarnations[peer] != nil, links.enqueue(frame, to: peer) { continue }
+            default: break
+            }
             links.bounce(frame)
         }
         if !lost.isEmpty {

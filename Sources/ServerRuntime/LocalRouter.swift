@@ -36,7 +36,6 @@ public final class LocalRouter: C2SDelegate {
     private let accounts: any AccountStore
     /// Messages kept for accounts without an available resource (XEP-0160).
     private let offline: (any OfflineStore)?
-    /// How many messages an account may have waiting; more are bounced.
     /// Directed presence recipients remembered per session (further ones are not told
     /// when it goes offline).
     static let directedLimit = 256
@@ -263,7 +262,8 @@ public final class LocalRouter: C2SDelegate {
         for other in othersPresence {
             var copy = other
             copy[attribute: "to"] = session.jid.description
-            if comingOnline { held.append(copy) } else { session.deliver(copy) }
+            // Coming online: sent with its own reflection, as they are then (`completion`).
+            if !comingOnline { session.deliver(copy) }
         }
         guard let change, change.was != available || (available && change.priority != priorityNow) else { return }
         if comingOnline {
@@ -294,7 +294,21 @@ public final class LocalRouter: C2SDelegate {
             guard let self, let session else { return }
             await self.remote?.sessionAvailability(session.jid, available: true, priority: priority)
             for presence in held { session.deliver(presence) }
+            // The other resources' presence as it is now, not as it was before the wait.
+            for other in self.othersPresence(of: session) { session.deliver(other) }
             await self.deliverOffline(to: session)
+        }
+    }
+
+    /// The current presence of `session`'s user's other available resources, addressed
+    /// to `session`.
+    private func othersPresence(of session: C2SSession) -> [XMLElement] {
+        table.withLock { table in
+            (table.resources[session.jid.bare] ?? []).compactMap { jid -> XMLElement? in
+                guard let other = table.sessions[jid], other.session !== session, other.available, var copy = other.presence else { return nil }
+                copy[attribute: "to"] = session.jid.description
+                return copy
+            }
         }
     }
 
@@ -314,27 +328,55 @@ public final class LocalRouter: C2SDelegate {
         let text = message.serialized(parentNamespace: Namespace.client)
         let logger = logger
         let limits = offlineLimits
-        // One after the other, in the order they were routed: kept in that order, and the
-        // ones past a limit are the last ones.
-        keeping.withLock { last in
-            let previous = last
-            last = Task {
+        let account = account.bare
+        // One after the other per account, in the order they were routed: kept in that
+        // order, and the ones past a limit are the last ones. At most a limit's worth
+        // wait; more are bounced at once (a flood costs no query each).
+        let queued = keeping.withLock { state -> Bool in
+            let pending = state.accounts[account]
+            guard (pending?.waiting ?? 0) < max(1, limits.messages) else { return false }
+            state.next += 1
+            let token = state.next
+            let previous = pending?.last
+            let task = Task { [weak self] in
                 await previous?.value
                 do {
-                    if try await offline.keep(text, for: account.bare, limit: limits.messages, bytes: limits.bytes) { return }
+                    if try await offline.keep(text, for: account, limit: limits.messages, bytes: limits.bytes) {
+                        self?.kept(account, token: token)
+                        return
+                    }
                 } catch {
-                    logger.warning("offline message not kept", metadata: ["account": "\(account.bare)", "error": "\(error)"])
+                    logger.warning("offline message not kept", metadata: ["account": "\(account)", "error": "\(error)"])
                 }
                 bounce()
+                self?.kept(account, token: token)
             }
+            state.accounts[account] = Keeping(last: task, token: token, waiting: (pending?.waiting ?? 0) + 1)
+            return true
+        }
+        if !queued { bounce() }
+    }
+
+    private struct Keeping {
+        var last: Task<Void, Never>
+        var token: UInt64
+        var waiting: Int
+    }
+    private let keeping = Mutex<(next: UInt64, accounts: [JID: Keeping])>((0, [:]))
+
+    private func kept(_ account: JID, token: UInt64) {
+        keeping.withLock { state in
+            state.accounts[account]?.waiting -= 1
+            if state.accounts[account]?.token == token { state.accounts[account] = nil }
         }
     }
-    private let keeping = Mutex<Task<Void, Never>?>(nil)
 
     /// Sends `session` what was kept for its account, oldest first, each with a delay
     /// stamp from the server (XEP-0203), and forgets it.
     private func deliverOffline(to session: C2SSession) async {
         guard let offline else { return }
+        // What is being kept for the account right now is taken with the rest.
+        await keeping.withLock { $0.accounts[session.jid.bare]?.last }?.value
         let kept: [OfflineMessage]
         do {
             kept = try await offline.take(for: session.jid.bare)

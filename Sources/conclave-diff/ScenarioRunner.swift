@@ -183,7 +183,7 @@ struct ScenarioRunner: Sendable {
                 }
                 // An offline message an earlier scenario (or an earlier run, on a reused
                 // database) left for this account: not part of this scenario.
-                if element.name == "message", element.child("delay", namespace: "urn:xmpp:delay") != nil,
+                if element.name == "message", element.type != "groupchat", element.child("delay", namespace: "urn:xmpp:delay") != nil,
                     !sentIDs.contains(element[attribute: "id"] ?? "")
                 {
                     continue

@@ -103,15 +103,15 @@ struct RoutingTests {
         let juliet = try await TestDatabase.shared.makeAccount()
         try await withNode({ $0.limits.offlineMessages = 3; $0.limits.offlineBytes = 2000 }) { node in
             let a = try await node.login(romeo)
+            // First, a message alone larger than the byte bound: not kept.
+            var large = XMLElement("message", namespace: Namespace.client, ["to": juliet.description, "type": "chat", "id": "large"])
+            large.append(XMLElement("body", namespace: Namespace.client, text: String(repeating: "x", count: 3000)))
+            a.send(large)
             for index in 1...5 {
                 var message = XMLElement("message", namespace: Namespace.client, ["to": juliet.description, "type": "chat", "id": "f\(index)"])
                 message.append(XMLElement("body", namespace: Namespace.client, text: "flood \(index)"))
                 a.send(message)
             }
-            // A message alone larger than the byte bound is not kept either.
-            var large = XMLElement("message", namespace: Namespace.client, ["to": juliet.description, "type": "chat", "id": "large"])
-            large.append(XMLElement("body", namespace: Namespace.client, text: String(repeating: "x", count: 3000)))
-            a.send(large)
             var bounced: [String] = []
             for _ in 1...3 {
                 let error = try await a.receive { $0.name == "message" && $0.type == "error" }
