@@ -523,9 +523,7 @@ public final class MUCService: Sendable {
     /// node the ring names next claims it at once.
     func end(_ box: RoomBox) {
         let fence = box.state.withLock { slot in
-            for entry in slot.held.takeAll() {
-                output.deliver(entry.stanza, to: entry.recipients, node: entry.node, keeping: entry.keep)
-            }
+            sendAllHeld(&slot)
             return slot.fence
         }
         retire(box)
@@ -1094,9 +1092,7 @@ public final class MUCService: Sendable {
             // The room ended (destroyed, emptied) and this is its last output, stored
             // first: nothing is held (the next input to its address is answered by the
             // service at once, and must not overtake it).
-            for entry in slot.held.takeAll() {
-                output.deliver(entry.stanza, to: entry.recipients, node: entry.node, keeping: entry.keep)
-            }
+            sendAllHeld(&slot)
             for group in groups {
                 output.deliver(group.stanza, to: group.recipients, node: group.node, keeping: request?.receipt)
             }
@@ -1120,6 +1116,13 @@ public final class MUCService: Sendable {
             } else {
                 output.deliver(group.stanza, to: group.recipients, node: group.node, keeping: ticket ?? request?.receipt)
             }
+        }
+    }
+
+    /// The room ended: what it held goes now, in order per node (`HeldRoomOutput.takeAll`).
+    private func sendAllHeld(_ slot: inout Slot) {
+        for entry in slot.held.takeAll() {
+            output.deliver(entry.stanza, to: entry.recipients, node: entry.node, keeping: entry.keep)
         }
     }
 

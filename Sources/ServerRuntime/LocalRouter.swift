@@ -17,10 +17,10 @@ public final class LocalRouter: C2SDelegate {
         var presence: XMLElement?
         /// Came online: its offline messages are to be sent before it reads on.
         var catchingUp = false
-        /// Came online: what it is to be sent once the directory knows it is available
-        /// (its own presence reflected, its other resources'), so that a user it answers
-        /// after seeing its presence finds it available from any node.
-        var heldPresence: [XMLElement] = []
+        /// Came online: its own presence reflected, sent once the directory knows it is
+        /// available, so that a user it answers after seeing it finds it available from
+        /// any node.
+        var heldPresence: XMLElement?
         /// Users it sent directed available presence to (RFC 6121 §4.6): they get its
         /// unavailable presence when it goes offline. At most `directedLimit`.
         var directed: [JID] = []
@@ -218,9 +218,9 @@ public final class LocalRouter: C2SDelegate {
         }
         let priority = Int(presence.child("priority")?.text.trimmingWhitespace() ?? "0") ?? 0
         let priorityNow = max(-128, min(127, priority))
-        let (targets, othersPresence, change, directed) = table.withLock {
-            table -> ([C2SSession], [XMLElement], (was: Bool, priority: Int)?, [JID]) in
-            guard var entry = table.sessions[session.jid], entry.session === session else { return ([], [], nil, []) }
+        let (targets, change, directed) = table.withLock {
+            table -> ([C2SSession], (was: Bool, priority: Int)?, [JID]) in
+            guard var entry = table.sessions[session.jid], entry.session === session else { return ([], nil, []) }
             let wasAvailable = entry.available
             let directed = available ? [] : entry.directed
             if !available { entry.directed = [] }
@@ -231,39 +231,33 @@ public final class LocalRouter: C2SDelegate {
             table.sessions[session.jid] = entry
             let bare = session.jid.bare
             var targets: [C2SSession] = []
-            var others: [XMLElement] = []
             for jid in table.resources[bare] ?? [] {
                 guard let other = table.sessions[jid] else { continue }
                 if other.available || other.session === session { targets.append(other.session) }
-                if available, !wasAvailable, other.session !== session, other.available, let last = other.presence {
-                    others.append(last)
-                }
             }
-            return (targets, others, change, directed)
+            return (targets, change, directed)
         }
         // Coming online with a non-negative priority: the directory learns it, then the
         // session gets its own presence back, its other resources' and what was kept for
         // the account meanwhile (XEP-0160), before it reads on
         // (`completion(ofRouting:from:)`).
         let comingOnline = change.map { available && !$0.was && priorityNow >= 0 } ?? false
-        var held: [XMLElement] = []
+        var held: XMLElement?
         for target in targets {
             var copy = presence
             // The sender's own copy as it sent it (no `to`), as Prosody reflects it.
             copy[attribute: "to"] = target === session ? nil : target.jid.description
-            if comingOnline, target === session { held.append(copy) } else { target.deliver(copy) }
+            if comingOnline, target === session { held = copy } else { target.deliver(copy) }
         }
         // The user's resources on other nodes.
         var copy = presence
         copy[attribute: "to"] = session.jid.bare.description
         remote?.route(copy, to: session.jid.bare, bounce: nil)
         endDirected(directed, with: presence)
-        // A resource coming online learns about the user's other online resources.
-        for other in othersPresence {
-            var copy = other
-            copy[attribute: "to"] = session.jid.description
-            // Coming online: sent with its own reflection, as they are then (`completion`).
-            if !comingOnline { session.deliver(copy) }
+        // A resource coming online learns about the user's other online resources (with a
+        // non-negative priority: after its own reflection, in `completion`).
+        if available, change?.was == false, !comingOnline {
+            for other in othersPresence(of: session) { session.deliver(other) }
         }
         guard let change, change.was != available || (available && change.priority != priorityNow) else { return }
         if comingOnline {
@@ -283,17 +277,17 @@ public final class LocalRouter: C2SDelegate {
 
     public func completion(ofRouting stanza: XMLElement, from session: C2SSession) -> (@Sendable () async -> Void)? {
         guard stanza.name == "presence",
-            let (priority, held) = table.withLock({ table -> (Int, [XMLElement])? in
+            let (priority, held) = table.withLock({ table -> (Int, XMLElement?)? in
                 guard let entry = table.sessions[session.jid], entry.session === session, entry.catchingUp else { return nil }
                 table.sessions[session.jid]?.catchingUp = false
-                table.sessions[session.jid]?.heldPresence = []
+                table.sessions[session.jid]?.heldPresence = nil
                 return (entry.priority, entry.heldPresence)
             })
         else { return nil }
         return { [weak self, weak session] in
             guard let self, let session else { return }
             await self.remote?.sessionAvailability(session.jid, available: true, priority: priority)
-            for presence in held { session.deliver(presence) }
+            if let held { session.deliver(held) }
             // The other resources' presence as it is now, not as it was before the wait.
             for other in self.othersPresence(of: session) { session.deliver(other) }
             await self.deliverOffline(to: session)

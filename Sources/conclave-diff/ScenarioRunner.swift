@@ -106,7 +106,9 @@ struct ScenarioRunner: Sendable {
                 for name in barrierOrder {
                     guard let client = clients[name] else { continue }
                     let ping = pinged?.client == name ? pinged?.id : nil
-                    let stanzas = try await barrier(client, room: scenario.room, step: index, awaiting: ping, sentIDs: sentIDs)
+                    let stanzas = try await barrier(
+                        client, room: scenario.room, step: index, awaiting: ping, sentIDs: sentIDs,
+                        sessions: Set((bound + earlier).map(\.full)))
                     received[name] = stanzas.map(normalizer.normalize)
                 }
                 pinged = nil
@@ -149,7 +151,9 @@ struct ScenarioRunner: Sendable {
     /// Returns what arrived before the answer to the barrier (disco#info to the room).
     /// With `awaiting`, the ping another client sent this one behind a stanza for it comes
     /// first: answered, and the room's barrier sent after it.
-    func barrier(_ client: Client, room: String, step: Int, awaiting ping: String? = nil, sentIDs: Set<String> = []) async throws -> [XMLElement] {
+    func barrier(
+        _ client: Client, room: String, step: Int, awaiting ping: String? = nil, sentIDs: Set<String> = [], sessions: Set<JID> = []
+    ) async throws -> [XMLElement] {
         let id = "barrier-\(step + 1)"
         func sendBarrier() {
             client.client.send(
@@ -179,6 +183,15 @@ struct ScenarioRunner: Sendable {
                                 ["type": "result", "to": element[attribute: "from"] ?? "", "id": pingID]))
                     }
                     if pingID == ping { sendBarrier() }
+                    continue
+                }
+                // Presence from a session that is not this scenario's: one an earlier
+                // scenario ended, whose unavailable presence (to the account's other
+                // resources, to whom it sent directed presence) may reach this scenario's
+                // sessions on another node after they came online.
+                if element.name == "presence", let from = try? JID(element[attribute: "from"] ?? ""), from.isFull,
+                    let roomJID = try? JID(room), from.domainpart != roomJID.domainpart, !sessions.contains(from)
+                {
                     continue
                 }
                 // An offline message an earlier scenario (or an earlier run, on a reused

@@ -46,7 +46,7 @@ struct RoutingTests {
             // it would have arrived before the pong.
             let pong = try await low.ping()
             #expect(pong.type == "result")
-            #expect(!low.drain().contains { if case .element(let e) = $0 { return e.name == "message" } else { return false } })
+            #expect(!Self.drained(low, holds: "message"))
             for client in [sender, low, high] { await client.close() }
         }
     }
@@ -77,7 +77,7 @@ struct RoutingTests {
             a.send(message)
             // Not bounced: the pong comes and no error before it.
             #expect(try await a.ping().type == "result")
-            #expect(!a.drain().contains { if case .element(let e) = $0 { return e.name == "message" } else { return false } })
+            #expect(!Self.drained(a, holds: "message"))
             let b = try await node.login(juliet, resource: "balcony")
             b.send(presence(priority: 0))
             let kept = try await b.receive { $0.name == "message" }
@@ -89,7 +89,7 @@ struct RoutingTests {
             let again = try await node.login(juliet, resource: "garden")
             again.send(presence(priority: 0))
             #expect(try await again.ping().type == "result")
-            #expect(!again.drain().contains { if case .element(let e) = $0 { return e.name == "message" } else { return false } })
+            #expect(!Self.drained(again, holds: "message"))
             await again.close()
             await a.close()
         }
@@ -125,7 +125,7 @@ struct RoutingTests {
             for _ in 1...3 { kept.append(try await b.receive { $0.name == "message" }.id ?? "-") }
             #expect(kept == ["f1", "f2", "f3"])
             #expect(try await b.ping().type == "result")
-            #expect(!b.drain().contains { if case .element(let e) = $0 { return e.name == "message" } else { return false } })
+            #expect(!Self.drained(b, holds: "message"))
             await b.close()
             await a.close()
         }
@@ -162,7 +162,7 @@ struct RoutingTests {
             #expect(gone.type == "unavailable")
             // The nurse was the 257th: not told. (Her ping's answer comes first.)
             #expect(try await c.ping().type == "result")
-            #expect(!c.drain().contains { if case .element(let e) = $0 { return e.name == "presence" } else { return false } })
+            #expect(!Self.drained(c, holds: "presence"))
             await b.close()
             await c.close()
         }
@@ -262,6 +262,12 @@ struct RoutingTests {
             #expect(error.stanzaError?.condition == .jidMalformed)
             await client.close()
         }
+    }
+
+    /// Whether what `client` has received and not yet read holds an element named `name`
+    /// (read after a ping's answer: whatever was sent before it has arrived).
+    static func drained(_ client: XMPPClient, holds name: String) -> Bool {
+        client.drain().contains { if case .element(let e) = $0 { return e.name == name } else { return false } }
     }
 
     private func presence(priority: Int) -> XMLElement {
