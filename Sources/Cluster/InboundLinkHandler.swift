@@ -247,9 +247,9 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         handled = max(handled, seq)
         guard isNew, let frame = parsed?.frame else { return }
-        guard case .room = frame else {
-            links.handler(frame, peerName, .unneeded)
-            return
+        switch frame {
+        case .room, .sessionEnded: break  // room input: acknowledged once handled
+        default: return links.handler(frame, peerName, .unneeded)
         }
         let held = links.heldInput
         held.hold(seq, key: peer)

@@ -6,9 +6,18 @@ public enum LinkFrame: Sendable, Hashable {
     /// `hops` counts forwards between nodes (a hand-over, or ring views that differ
     /// for a moment).
     case room(XMLElement, real: JID, home: String, hops: Int)
+    /// The end of the session `real` (held by `home`) for `room`'s owner: it removes the
+    /// occupant and answers `sessionLeft(token)` to `home`.
+    case sessionEnded(room: JID, real: JID, home: String, hops: Int, token: UInt64)
+    /// A room handled the end of a session the receiving node holds.
+    case sessionLeft(token: UInt64)
+    /// `real`, a session the receiving node holds, entered `room` or left it.
+    case membership(room: JID, real: JID, entered: Bool)
     /// Room output for sessions on the receiving node: one copy per recipient, each
-    /// with its own `to`.
-    case deliver(XMLElement, recipients: [JID])
+    /// with its own `to`. The stanza travels as the bytes the room's node serialized
+    /// (base64, not XML the receiving node parses), and is written to the sessions as
+    /// they are.
+    case deliver(StanzaCopies)
     /// A stanza for a user whose session(s) the receiving node holds (full or bare `to`).
     case user(XMLElement)
     /// Room output for a user who is not an occupant (an invitation, an answer to an owner
@@ -27,6 +36,9 @@ public enum LinkFrame: Sendable, Hashable {
     var kind: String {
         switch self {
         case .room: "room"
+        case .sessionEnded: "session-ended"
+        case .sessionLeft: "session-left"
+        case .membership: "membership"
         case .deliver: "deliver"
         case .user: "user"
         case .addressed: "addressed"
@@ -45,12 +57,30 @@ public enum LinkFrame: Sendable, Hashable {
             )
             element.append(stanza)
             return element
-        case .deliver(let stanza, let recipients):
+        case .sessionEnded(let room, let real, let home, let hops, let token):
+            return XMLElement(
+                "session-ended", namespace: Self.namespace,
+                [
+                    "seq": String(seq), "room": room.description, "real": real.description, "home": home, "hops": String(hops),
+                    "token": String(token),
+                ])
+        case .sessionLeft(let token):
+            return XMLElement("session-left", namespace: Self.namespace, ["seq": String(seq), "token": String(token)])
+        case .membership(let room, let real, let entered):
+            return XMLElement(
+                "membership", namespace: Self.namespace,
+                ["seq": String(seq), "room": room.description, "real": real.description, "entered": entered ? "1" : "0"])
+        case .deliver(let copies):
             var element = XMLElement("deliver", namespace: Self.namespace, ["seq": String(seq)])
-            for recipient in recipients {
+            if let message = copies.message {
+                element[attribute: "room"] = message.room
+                element[attribute: "id"] = message.id
+            }
+            if copies.replay { element[attribute: "replay"] = "1" }
+            for recipient in copies.recipients {
                 element.append(XMLElement("r", namespace: Self.namespace, ["j": recipient.description]))
             }
-            element.append(stanza)
+            element.append(XMLElement("b", namespace: Self.namespace, text: Base64.encode(copies.stanza.bytes)))
             return element
         case .user(let stanza):
             var element = XMLElement("user", namespace: Self.namespace, ["seq": String(seq)])
@@ -77,6 +107,37 @@ public enum LinkFrame: Sendable, Hashable {
         case "barrier-ack":
             guard let id = element[attribute: "id"].flatMap(UInt64.init) else { return nil }
             return (seq, .barrierAck(id: id))
+        case "session-ended":
+            guard let room = element[attribute: "room"].flatMap({ try? JID($0) }),
+                let real = element[attribute: "real"].flatMap({ try? JID($0) }), let home = element[attribute: "home"],
+                let token = element[attribute: "token"].flatMap(UInt64.init)
+            else { return nil }
+            return (seq, .sessionEnded(room: room, real: real, home: home, hops: element[attribute: "hops"].flatMap(Int.init) ?? 0, token: token))
+        case "session-left":
+            guard let token = element[attribute: "token"].flatMap(UInt64.init) else { return nil }
+            return (seq, .sessionLeft(token: token))
+        case "membership":
+            guard let room = element[attribute: "room"].flatMap({ try? JID($0) }),
+                let real = element[attribute: "real"].flatMap({ try? JID($0) })
+            else { return nil }
+            return (seq, .membership(room: room, real: real, entered: element[attribute: "entered"] == "1"))
+        case "deliver":
+            // The stanza's bytes are not parsed here: only split after its name
+            // (`PreparedStanza(bytes:)`). A peer is an authenticated node of the cluster.
+            let children = element.elements
+            guard let payload = children.last, payload.name == "b", let bytes = Base64.decode(payload.text),
+                let stanza = PreparedStanza(bytes: bytes)
+            else { return nil }
+            var recipients: [JID] = []
+            recipients.reserveCapacity(children.count - 1)
+            for child in children where child.name == "r" {
+                guard let recipient = child[attribute: "j"].flatMap({ try? JID($0) }) else { continue }
+                recipients.append(recipient)
+            }
+            let message = element[attribute: "id"].flatMap { id in
+                element[attribute: "room"].map { StanzaCopies.MessageKey(room: $0, id: id) }
+            }
+            return (seq, .deliver(StanzaCopies(stanza: stanza, recipients: recipients, message: message, replay: element[attribute: "replay"] == "1")))
         default:
             break
         }
@@ -89,9 +150,6 @@ public enum LinkFrame: Sendable, Hashable {
             else { return nil }
             let hops = element[attribute: "hops"].flatMap(Int.init) ?? 0
             return (seq, .room(stanza, real: real, home: home, hops: hops))
-        case "deliver":
-            let recipients = children.filter { $0.name == "r" }.compactMap { $0[attribute: "j"].flatMap { try? JID($0) } }
-            return (seq, .deliver(stanza, recipients: recipients))
         case "user":
             return (seq, .user(stanza))
         case "addressed":

@@ -18,7 +18,7 @@ extension Room {
                 let changed = setAffiliation(
                     jid, to: next?.affiliation ?? .none, reason: next?.reason, actor: nil, environment: environment
                 )
-                effects.stanzas += changed.stanzas
+                effects.output += changed.output
                 effects.roomEnded = effects.roomEnded || changed.roomEnded
             }
             affiliations[jid] = next

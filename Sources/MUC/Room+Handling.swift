@@ -18,14 +18,16 @@ extension Room {
     /// (`room@service/nick`); errors for the room's own JID need no `by`.
     func markErrors(_ effects: inout RoomEffects, answering stanza: XMLElement) {
         guard let to = stanza[attribute: "to"] else { return }
-        for index in effects.stanzas.indices where effects.stanzas[index].type == "error" && effects.stanzas[index][attribute: "from"] == to {
-            guard let errorIndex = effects.stanzas[index].children.firstIndex(where: {
-                if case .element(let child) = $0 { return child.name == "error" }
-                return false
-            }), case .element(var error) = effects.stanzas[index].children[errorIndex], error[attribute: "by"] == nil
+        for index in effects.output.indices {
+            guard case .single(var stanza) = effects.output[index], stanza.type == "error", stanza[attribute: "from"] == to,
+                let errorIndex = stanza.children.firstIndex(where: {
+                    if case .element(let child) = $0 { return child.name == "error" }
+                    return false
+                }), case .element(var error) = stanza.children[errorIndex], error[attribute: "by"] == nil
             else { continue }
             error[attribute: "by"] = jid.description
-            effects.stanzas[index].children[errorIndex] = .element(error)
+            stanza.children[errorIndex] = .element(error)
+            effects.output[index] = .single(stanza)
         }
     }
 
@@ -41,7 +43,7 @@ extension Room {
             {
                 // A subject is stored and sent to every joiner: bounded (`RoomLimits`).
                 var effects = RoomEffects()
-                effects.stanzas.append(stanza.errorReply(error))
+                effects.send(stanza.errorReply(error))
                 return effects
             }
             return handleMessage(stanza, from: real, nick: nick, environment: environment)
@@ -59,7 +61,7 @@ extension Room {
         var effects = RoomEffects()
         while let occupant = occupants.first {
             let left = leave(occupant.realJID, status: 332, environment: environment)
-            effects.stanzas += left.stanzas
+            effects.output += left.output
             effects.changes += left.changes
             effects.roomEnded = effects.roomEnded || left.roomEnded
         }

@@ -7,7 +7,7 @@ extension Room {
         if let nick { return occupantIQ(iq, from: real, to: nick) }
         guard type == "get" || type == "set" else { return effects }
         guard let payload = iq.elements.first, iq.elements.count == 1 else {
-            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest)))
+            effects.send(iq.errorReply(StanzaError(.badRequest)))
             return effects
         }
         switch (type, payload.namespace, payload.name) {
@@ -17,14 +17,14 @@ extension Room {
             if let nick = affiliations[real.bare]?.nick {
                 query.append(XMLElement("identity", namespace: Namespace.discoInfo, ["category": "conference", "type": "text", "name": nick]))
             }
-            effects.stanzas.append(iq.iqResult(query))
+            effects.send(iq.iqResult(query))
         case ("get", Namespace.discoInfo, "query"):
-            effects.stanzas.append(iq.iqResult(discoInfo(node: payload[attribute: "node"])))
+            effects.send(iq.iqResult(discoInfo(node: payload[attribute: "node"])))
         case ("get", Namespace.discoItems, "query"):
             // Occupants are not listed (as in Prosody): presence is how they are seen.
-            effects.stanzas.append(iq.iqResult(XMLElement("query", namespace: Namespace.discoItems)))
+            effects.send(iq.iqResult(XMLElement("query", namespace: Namespace.discoItems)))
         case ("get", Namespace.ping, "ping"):
-            effects.stanzas.append(iq.iqResult())
+            effects.send(iq.iqResult())
         case (_, Namespace.mucOwner, "query"):
             return owner(iq, payload: payload, from: real, environment: environment)
         case ("get", Namespace.mucAdmin, "query"):
@@ -34,7 +34,7 @@ extension Room {
         case (_, Namespace.register, "query"):
             return register(iq, payload: payload, from: real, environment: environment)
         default:
-            effects.stanzas.append(iq.errorReply(StanzaError(.serviceUnavailable)))
+            effects.send(iq.errorReply(StanzaError(.serviceUnavailable)))
         }
         return effects
     }
@@ -47,7 +47,7 @@ extension Room {
         let isRequest = iq.type == "get" || iq.type == "set"
         guard let sender = occupant(real: real) else {
             if isRequest {
-                effects.stanzas.append(iq.errorReply(StanzaError(.notAcceptable, type: .cancel, text: "you are not in this room")))
+                effects.send(iq.errorReply(StanzaError(.notAcceptable, type: .cancel, text: "you are not in this room")))
             }
             return effects
         }
@@ -59,24 +59,24 @@ extension Room {
             answer.id = originalID
             answer[attribute: "from"] = occupantJID(sender.nick).description
             answer[attribute: "to"] = target.realJID.description
-            effects.stanzas.append(answer)
+            effects.send(answer)
             return effects
         }
         if let payload = iq.elements.first, payload.namespace == Namespace.ping, payload.name == "ping",
             sender.nickKey == Nickname.comparisonKey(of: nick)
         {
-            effects.stanzas.append(iq.iqResult())
+            effects.send(iq.iqResult())
             return effects
         }
         guard let target = occupant(nick: nick) else {
-            effects.stanzas.append(iq.errorReply(StanzaError(.itemNotFound, text: "no such occupant")))
+            effects.send(iq.errorReply(StanzaError(.itemNotFound, text: "no such occupant")))
             return effects
         }
         var forwarded = iq
         forwarded.id = Self.encodeForwardedID(iq.id ?? "", asker: target.realJID)
         forwarded[attribute: "from"] = occupantJID(sender.nick).description
         forwarded[attribute: "to"] = target.realJID.description
-        effects.stanzas.append(forwarded)
+        effects.send(forwarded)
         return effects
     }
 
@@ -102,11 +102,11 @@ extension Room {
         let affiliation = self.affiliation(of: real, environment: environment)
         // As in Prosody: members and above reserve nicks; others must be made members first.
         if affiliation == .outcast {
-            effects.stanzas.append(iq.errorReply(StanzaError(.forbidden)))
+            effects.send(iq.errorReply(StanzaError(.forbidden)))
             return effects
         }
         if affiliation == .none {
-            effects.stanzas.append(iq.errorReply(StanzaError(.registrationRequired)))
+            effects.send(iq.errorReply(StanzaError(.registrationRequired)))
             return effects
         }
         let current = affiliations[user]?.nick
@@ -125,35 +125,35 @@ extension Room {
                 )
                 query.append(form.element)
             }
-            effects.stanzas.append(iq.iqResult(query))
+            effects.send(iq.iqResult(query))
             return effects
         }
         var entry = affiliations[user] ?? AffiliationEntry(affiliation)
         if payload.child("remove", namespace: Namespace.register) != nil {
             // Unregistering gives up membership; higher affiliations stay.
             if entry.affiliation == .member {
-                effects.stanzas += setAffiliation(user, to: .none, reason: nil, actor: nil, environment: environment).stanzas
+                effects.output += setAffiliation(user, to: .none, reason: nil, actor: nil, environment: environment).output
                 effects.changes.append(.affiliation(user, AffiliationEntry(.none)))
             } else {
                 let had = entry.nick != nil
                 entry.nick = nil
-                if had { effects.stanzas += announceAffiliation(of: user, entry: entry, environment: environment) }
+                if had { effects.output += announceAffiliation(of: user, entry: entry, environment: environment) }
                 affiliations[user] = entry
                 effects.changes.append(.affiliation(user, entry))
             }
-            effects.stanzas.append(iq.iqResult())
+            effects.send(iq.iqResult())
             return effects
         }
         guard let element = payload.child("x", namespace: Namespace.dataForms), let form = DataForm(element: element),
             form.formType == "http://jabber.org/protocol/muc#register"
         else {
-            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest, text: "a muc#register form is needed")))
+            effects.send(iq.errorReply(StanzaError(.badRequest, text: "a muc#register form is needed")))
             return effects
         }
         guard let requested = form["muc#register_roomnick"]?.value, !requested.isEmpty,
             (try? jid.with(resource: requested)) != nil
         else {
-            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest, text: "invalid nickname")))
+            effects.send(iq.errorReply(StanzaError(.badRequest, text: "invalid nickname")))
             return effects
         }
         // Reserved in its enforced form (RFC 8266), so that it is compared as joins are.
@@ -161,39 +161,39 @@ extension Room {
         do {
             nick = try Nickname(requested).value
         } catch {
-            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest, text: error.text)))
+            effects.send(iq.errorReply(StanzaError(.badRequest, text: error.text)))
             return effects
         }
         if let error = environment.limits.refusal(nick: nick) ?? environment.limits.refusal(storing: user, in: jid) {
-            effects.stanzas.append(iq.errorReply(error))
+            effects.send(iq.errorReply(error))
             return effects
         }
         if let other = occupant(nick: nick), other.realJID.bare != user {
-            effects.stanzas.append(iq.errorReply(StanzaError(.conflict)))
+            effects.send(iq.errorReply(StanzaError(.conflict)))
             return effects
         }
         if let holder = reservation(of: nick), holder != user {
-            effects.stanzas.append(iq.errorReply(StanzaError(.conflict)))
+            effects.send(iq.errorReply(StanzaError(.conflict)))
             return effects
         }
         let changed = entry.nick != nick
         entry.nick = nick
         // A new reservation is announced as an affiliation change (as Prosody does):
         // the occupant's presence again, or a notice when it is not in the room.
-        if changed { effects.stanzas += announceAffiliation(of: user, entry: entry, environment: environment) }
+        if changed { effects.output += announceAffiliation(of: user, entry: entry, environment: environment) }
         affiliations[user] = entry
         effects.changes.append(.affiliation(user, entry))
-        effects.stanzas.append(iq.iqResult())
+        effects.send(iq.iqResult())
         return effects
     }
 
     /// Announces `user`'s affiliation, unchanged but for its data (a reserved nick), as
     /// an affiliation change is; leaves `entry` (its reason included) as the user's.
-    private mutating func announceAffiliation(of user: JID, entry: AffiliationEntry, environment: RoomEnvironment) -> [XMLElement] {
+    private mutating func announceAffiliation(of user: JID, entry: AffiliationEntry, environment: RoomEnvironment) -> [RoomDelivery] {
         affiliations[user] = entry
-        let stanzas = setAffiliation(user, to: entry.affiliation, reason: nil, actor: nil, environment: environment).stanzas
+        let output = setAffiliation(user, to: entry.affiliation, reason: nil, actor: nil, environment: environment).output
         affiliations[user] = entry
-        return stanzas
+        return output
     }
 
     // MARK: - Disco
@@ -258,33 +258,33 @@ extension Room {
     private mutating func owner(_ iq: XMLElement, payload: XMLElement, from real: JID, environment: RoomEnvironment) -> RoomEffects {
         var effects = RoomEffects()
         guard affiliation(of: real, environment: environment) == .owner else {
-            effects.stanzas.append(iq.errorReply(StanzaError(.forbidden, text: "only owners may configure the room")))
+            effects.send(iq.errorReply(StanzaError(.forbidden, text: "only owners may configure the room")))
             return effects
         }
         if iq.type == "get" {
-            effects.stanzas.append(iq.iqResult(XMLElement("query", namespace: Namespace.mucOwner, children: [configuration.form(room: jid).element])))
+            effects.send(iq.iqResult(XMLElement("query", namespace: Namespace.mucOwner, children: [configuration.form(room: jid).element])))
             return effects
         }
         if let destroy = payload.child("destroy", namespace: Namespace.mucOwner) {
             return self.destroy(iq, destroy: destroy, environment: environment)
         }
         guard let formElement = payload.child("x", namespace: Namespace.dataForms), let form = DataForm(element: formElement) else {
-            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest, text: "expected a data form or <destroy/>")))
+            effects.send(iq.errorReply(StanzaError(.badRequest, text: "expected a data form or <destroy/>")))
             return effects
         }
         if form.type == "cancel" {
             // XEP-0045 §10.1.3 would destroy a new room here; Prosody 0.12 keeps it (and
             // its owner inside), and clients are written against that.
-            effects.stanzas.append(iq.iqResult())
+            effects.send(iq.iqResult())
             return effects
         }
         guard form.type == "submit" else {
-            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest, text: "submit the form with type='submit'")))
+            effects.send(iq.errorReply(StanzaError(.badRequest, text: "submit the form with type='submit'")))
             return effects
         }
         switch configuration.applying(form, limits: environment.limits) {
         case .failure(let error):
-            effects.stanzas.append(iq.errorReply(error))
+            effects.send(iq.errorReply(error))
         case .success(let next):
             let old = configuration
             configuration = next
@@ -295,7 +295,7 @@ extension Room {
             announcePresenceBroadcastChange(from: old, into: &effects, environment: environment)
             // The result first, then the announcement of what changed (as Prosody
             // orders them), also for the first configuration of a new room.
-            effects.stanzas.append(iq.iqResult())
+            effects.send(iq.iqResult())
             if next != old { announceConfigurationChange(from: old, into: &effects) }
             if occupants.isEmpty && !next.persistent {
                 effects.roomEnded = true
@@ -323,7 +323,7 @@ extension Room {
         for occupant in leaving {
             var gone = occupant
             gone.role = .none
-            effects.stanzas.append(
+            effects.send(
                 presence(
                     of: gone, to: gone.realJID, recipientRole: .none, type: "unavailable", isSelf: true,
                     environment: environment, leading: [destroyElement]
@@ -332,7 +332,7 @@ extension Room {
         }
         effects.roomEnded = true
         effects.changes.append(.destroyed)
-        if let iq { effects.stanzas.append(iq.iqResult()) }
+        if let iq { effects.send(iq.iqResult()) }
         return effects
     }
 
@@ -341,7 +341,7 @@ extension Room {
     private func adminGet(_ iq: XMLElement, payload: XMLElement, from real: JID, environment: RoomEnvironment) -> RoomEffects {
         var effects = RoomEffects()
         guard let item = payload.child("item", namespace: Namespace.mucAdmin) else {
-            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest)))
+            effects.send(iq.errorReply(StanzaError(.badRequest)))
             return effects
         }
         let actorAffiliation = affiliation(of: real, environment: environment)
@@ -356,7 +356,7 @@ extension Room {
                 || (configuration.membersOnly && configuration.whois == .anyone
                     && actorAffiliation.rank >= Affiliation.member.rank)
             guard allowed else {
-                effects.stanzas.append(iq.errorReply(StanzaError(.forbidden)))
+                effects.send(iq.errorReply(StanzaError(.forbidden)))
                 return effects
             }
             for (jid, entry) in affiliations.sorted(by: { $0.key < $1.key }) where entry.affiliation == wanted {
@@ -370,7 +370,7 @@ extension Room {
             }
         } else if let text = item[attribute: "role"], let wanted = Role(rawValue: text) {
             guard actorRole == .moderator else {
-                effects.stanzas.append(iq.errorReply(StanzaError(.forbidden)))
+                effects.send(iq.errorReply(StanzaError(.forbidden)))
                 return effects
             }
             for occupant in occupants where occupant.role == wanted {
@@ -385,10 +385,10 @@ extension Room {
                 )
             }
         } else {
-            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest)))
+            effects.send(iq.errorReply(StanzaError(.badRequest)))
             return effects
         }
-        effects.stanzas.append(iq.iqResult(query))
+        effects.send(iq.iqResult(query))
         return effects
     }
 
@@ -396,7 +396,7 @@ extension Room {
         var effects = RoomEffects()
         let items = payload.children("item", namespace: Namespace.mucAdmin)
         guard !items.isEmpty else {
-            effects.stanzas.append(iq.errorReply(StanzaError(.badRequest)))
+            effects.send(iq.errorReply(StanzaError(.badRequest)))
             return effects
         }
         // Validate everything first: the request is applied whole or not at all.
@@ -405,32 +405,32 @@ extension Room {
         for item in items {
             let reason = item.child("reason", namespace: Namespace.mucAdmin)?.text
             if let error = environment.limits.refusal(reason: reason) {
-                effects.stanzas.append(iq.errorReply(error))
+                effects.send(iq.errorReply(error))
                 return effects
             }
             if item[attribute: "affiliation"] != nil {
                 if let error = checkAffiliationChange(item, actor: real, environment: environment)
                     ?? checkAffiliationCount(item, adding: &added, environment: environment)
                 {
-                    effects.stanzas.append(iq.errorReply(error))
+                    effects.send(iq.errorReply(error))
                     return effects
                 }
                 operations.append((item, true))
             } else if item[attribute: "role"] != nil {
                 if let error = checkRoleChange(item, actor: real, environment: environment) {
-                    effects.stanzas.append(iq.errorReply(error))
+                    effects.send(iq.errorReply(error))
                     return effects
                 }
                 operations.append((item, false))
             } else {
-                effects.stanzas.append(iq.errorReply(StanzaError(.badRequest)))
+                effects.send(iq.errorReply(StanzaError(.badRequest)))
                 return effects
             }
         }
         // The room keeps an owner after the whole request (an owner may hand ownership
         // over and step down in one request, but not demote the others and themselves).
         if let error = checkOwnerRemains(operations.filter(\.1).map(\.0), actor: real) {
-            effects.stanzas.append(iq.errorReply(error))
+            effects.send(iq.errorReply(error))
             return effects
         }
         let actor = occupant(real: real)
@@ -439,19 +439,19 @@ extension Room {
             if isAffiliation {
                 let target = try! JID(item[attribute: "jid"]!).bare
                 let affiliation = Affiliation(rawValue: item[attribute: "affiliation"]!)!
-                effects.stanzas += setAffiliation(target, to: affiliation, reason: reason, actor: actor, environment: environment).stanzas
+                effects.output += setAffiliation(target, to: affiliation, reason: reason, actor: actor, environment: environment).output
                 effects.changes.append(.affiliation(target, affiliations[target] ?? AffiliationEntry(.none, reason: reason)))
             } else {
                 let nick = item[attribute: "nick"]!
                 let role = Role(rawValue: item[attribute: "role"]!)!
-                effects.stanzas += setRole(nick, to: role, reason: reason, actor: actor, environment: environment).stanzas
+                effects.output += setRole(nick, to: role, reason: reason, actor: actor, environment: environment).output
             }
         }
         if occupants.isEmpty && !configuration.persistent {
             effects.roomEnded = true
             effects.changes.append(.destroyed)
         }
-        effects.stanzas.append(iq.iqResult())
+        effects.send(iq.iqResult())
         return effects
     }
 
@@ -566,21 +566,18 @@ extension Room {
             if let reason { item.append(XMLElement("reason", namespace: Namespace.mucUser, text: reason)) }
             x.append(item)
             message.append(x)
-            for occupant in occupants where configuration.whois == .anyone || occupant.role == .moderator {
-                var copy = message
-                copy[attribute: "to"] = occupant.realJID.description
-                effects.stanzas.append(copy)
-            }
+            effects.broadcast(
+                message, to: occupants.filter { configuration.whois == .anyone || $0.role == .moderator }.map(\.realJID))
             return effects
         }
         let newRole = defaultRole(for: affiliation)
         let removed = affiliation == .outcast || (configuration.membersOnly && affiliation.rank < Affiliation.member.rank)
         for occupant in affected {
             if removed {
-                effects.stanzas += leave(
+                effects.output += leave(
                     occupant.realJID, status: affiliation == .outcast ? 301 : 321, actor: actor, reason: reason,
                     environment: environment
-                ).stanzas
+                ).output
             } else if let position = index(real: occupant.realJID) {
                 let downgrade = affiliation.rank < previous.rank
                 let oldRole = occupants[position].role
@@ -622,7 +619,7 @@ extension Room {
         guard configuration.whois == .moderators, (oldRole == .moderator) != (occupant.role == .moderator) else { return }
         for other in occupants where other.realJID.bare != occupant.realJID.bare {
             guard configuration.presenceBroadcast.contains(other.role) else { continue }
-            effects.stanzas.append(presence(of: other, to: occupant.realJID, recipientRole: occupant.role, environment: environment))
+            effects.send(presence(of: other, to: occupant.realJID, recipientRole: occupant.role, environment: environment))
         }
     }
 }
@@ -638,7 +635,7 @@ extension Room {
         for occupant in removed {
             var gone = occupant
             gone.role = .none
-            effects.stanzas.append(
+            effects.send(
                 presence(
                     of: gone, to: gone.realJID, recipientRole: .none, type: "unavailable", codes: [322], isSelf: true,
                     environment: environment
@@ -659,10 +656,10 @@ extension Room {
                 broadcastPresence(of: occupant, into: &effects, environment: environment)
             } else if before && !now {
                 for recipient in occupants where recipient.realJID != occupant.realJID {
-                    effects.stanzas.append(
+                    effects.send(
                         presence(of: occupant, to: recipient.realJID, recipientRole: recipient.role, type: "unavailable", environment: environment))
                 }
-                effects.stanzas.append(
+                effects.send(
                     presence(of: occupant, to: occupant.realJID, recipientRole: occupant.role, isSelf: true, environment: environment))
             }
         }
@@ -677,10 +674,6 @@ extension Room {
         guard !codes.isEmpty else { return }
         for code in codes { x.append(status(code)) }
         message.append(x)
-        for occupant in occupants {
-            var copy = message
-            copy[attribute: "to"] = occupant.realJID.description
-            effects.stanzas.append(copy)
-        }
+        effects.broadcast(message, to: occupants.map(\.realJID))
     }
 }

@@ -30,24 +30,24 @@ extension Room {
                 if first?.name == "invite", first?[attribute: "to"] != nil {
                     return invite(stanza, x: x, from: real, environment: environment)
                 }
-                effects.stanzas.append(stanza.errorReply(StanzaError(.badRequest, type: .cancel, text: "neither an invitation nor a decline")))
+                effects.send(stanza.errorReply(StanzaError(.badRequest, type: .cancel, text: "neither an invitation nor a decline")))
                 return effects
             }
             if type == "normal", let formElement = stanza.child("x", namespace: Namespace.dataForms), let form = DataForm(element: formElement),
                 form.formType == Namespace.mucRequest
             {
                 guard let sender = occupant(real: real) else {
-                    effects.stanzas.append(stanza.errorReply(StanzaError(.notAcceptable, type: .cancel, text: "you are not in this room")))
+                    effects.send(stanza.errorReply(StanzaError(.notAcceptable, type: .cancel, text: "you are not in this room")))
                     return effects
                 }
                 return voiceRequest(form, from: sender, environment: environment)
             }
-            effects.stanzas.append(
+            effects.send(
                 stanza.errorReply(StanzaError(.serviceUnavailable, text: "a room takes groupchat messages, invitations and voice requests")))
             return effects
         }
         guard let sender = occupant(real: real) else {
-            effects.stanzas.append(
+            effects.send(
                 stanza.errorReply(StanzaError(.notAcceptable, type: .cancel, text: "you are not in this room"))
             )
             return effects
@@ -57,7 +57,7 @@ extension Room {
         }
         // Only voice speaks, subjects included (as Prosody checks the role first).
         if sender.role == .visitor {
-            effects.stanzas.append(stanza.errorReply(StanzaError(.forbidden, text: "you need voice to speak here")))
+            effects.send(stanza.errorReply(StanzaError(.forbidden, text: "you need voice to speak here")))
             return effects
         }
         // A subject alone changes it; with a body or a thread it is a message like any
@@ -66,7 +66,7 @@ extension Room {
         if let subjectElement, stanza.child("body") == nil, stanza.child("thread") == nil {
             let allowed = sender.role == .moderator || (configuration.changeSubject && sender.role.rank >= Role.participant.rank)
             guard allowed else {
-                effects.stanzas.append(stanza.errorReply(StanzaError(.forbidden, text: "you may not change the subject")))
+                effects.send(stanza.errorReply(StanzaError(.forbidden, text: "you may not change the subject")))
                 return effects
             }
             // The same subject from the same occupant changes nothing and says nothing.
@@ -76,16 +76,13 @@ extension Room {
             subjectStamp = environment.now()
             effects.changes.append(.subject(subject, nick: sender.nick, stamp: subjectStamp ?? 0))
             // The room's notice of the new subject, not the sender's stanza (as Prosody).
-            for occupant in occupants {
-                var notice = XMLElement("message", namespace: Namespace.client, ["type": "groupchat"])
-                notice[attribute: "from"] = occupantJID(sender.nick).description
-                notice[attribute: "to"] = occupant.realJID.description
-                notice.append(
-                    subject.isEmpty
-                        ? XMLElement("subject", namespace: Namespace.client)
-                        : XMLElement("subject", namespace: Namespace.client, text: subject))
-                effects.stanzas.append(notice)
-            }
+            var notice = XMLElement("message", namespace: Namespace.client, ["type": "groupchat"])
+            notice[attribute: "from"] = occupantJID(sender.nick).description
+            notice.append(
+                subject.isEmpty
+                    ? XMLElement("subject", namespace: Namespace.client)
+                    : XMLElement("subject", namespace: Namespace.client, text: subject))
+            effects.broadcast(notice, to: occupants.map(\.realJID))
             return effects
         }
         var message = stanza
@@ -111,18 +108,14 @@ extension Room {
                 effects.changes.append(.history(entry))
             }
         }
-        for occupant in occupants {
-            var copy = message
-            copy[attribute: "to"] = occupant.realJID.description
-            effects.stanzas.append(copy)
-        }
+        effects.broadcast(message, to: occupants.map(\.realJID))
         return effects
     }
 
     private func privateMessage(_ stanza: XMLElement, from sender: Occupant, to nick: String, type: String) -> RoomEffects {
         var effects = RoomEffects()
         guard type != "groupchat" else {
-            effects.stanzas.append(stanza.errorReply(StanzaError(.badRequest, text: "groupchat goes to the room")))
+            effects.send(stanza.errorReply(StanzaError(.badRequest, text: "groupchat goes to the room")))
             return effects
         }
         let allowed: Bool
@@ -133,11 +126,11 @@ extension Room {
         case .none: allowed = false
         }
         guard allowed else {
-            effects.stanzas.append(stanza.errorReply(StanzaError(.notAcceptable, type: .cancel, text: "private messages are not allowed here")))
+            effects.send(stanza.errorReply(StanzaError(.notAcceptable, type: .cancel, text: "private messages are not allowed here")))
             return effects
         }
         guard let target = occupant(nick: nick) else {
-            effects.stanzas.append(stanza.errorReply(StanzaError(.itemNotFound, text: "no such occupant")))
+            effects.send(stanza.errorReply(StanzaError(.itemNotFound, text: "no such occupant")))
             return effects
         }
         var message = stanza
@@ -152,7 +145,7 @@ extension Room {
         message.append(XMLElement("x", namespace: Namespace.mucUser))
         // Who sent it, as in the room (XEP-0421 §4): after the <x/>, where Prosody puts it.
         message.append(XMLElement("occupant-id", namespace: Namespace.occupantID, ["id": sender.occupantID]))
-        effects.stanzas.append(message)
+        effects.send(message)
         return effects
     }
 
@@ -165,16 +158,16 @@ extension Room {
         let sender = occupant(real: real)
         // Visitors, and those who would only be visitors, may not invite (as in Prosody).
         guard (sender?.role ?? defaultRole(for: affiliation)).rank > Role.visitor.rank else {
-            effects.stanzas.append(stanza.errorReply(StanzaError(.forbidden, text: "you may not invite here")))
+            effects.send(stanza.errorReply(StanzaError(.forbidden, text: "you may not invite here")))
             return effects
         }
         if configuration.membersOnly && !configuration.allowInvites && affiliation.rank < Affiliation.admin.rank {
-            effects.stanzas.append(stanza.errorReply(StanzaError(.forbidden, text: "only admins may invite here")))
+            effects.send(stanza.errorReply(StanzaError(.forbidden, text: "only admins may invite here")))
             return effects
         }
         for invite in x.children("invite", namespace: Namespace.mucUser) {
             guard let toText = invite[attribute: "to"], let invitee = try? JID(toText) else {
-                effects.stanzas.append(stanza.errorReply(StanzaError(.jidMalformed)))
+                effects.send(stanza.errorReply(StanzaError(.jidMalformed)))
                 continue
             }
             // An invitation into a members-only room stores an affiliation: it meets the
@@ -182,7 +175,7 @@ extension Room {
             let makesMember =
                 configuration.membersOnly && self.affiliation(of: invitee, environment: environment) == .none
             if makesMember, let error = refusal(ofNewAffiliation: invitee.bare, environment: environment) {
-                effects.stanzas.append(stanza.errorReply(error))
+                effects.send(stanza.errorReply(error))
                 continue
             }
             // The inviter's message goes on (its id, language and other payloads, as
@@ -213,16 +206,16 @@ extension Room {
                 message.append(XMLElement("body", namespace: Namespace.client, text: "\(inviter) invited you to the room \(jid)\(because)"))
             }
             message.append(XMLElement("x", namespace: Namespace.conference, ["jid": jid.description], text: reason?.text ?? ""))
-            effects.stanzas.append(message)
+            effects.send(message)
             // An invitation to a members-only room makes an unaffiliated invitee a member
             // (§7.8.2), but never lifts a ban: only an admin's explicit change does that.
             // The outcast still gets the invitation, as in Prosody, so the inviter learns
             // nothing about the room's ban list; entering stays forbidden.
             if makesMember {
                 let reason = "Invited by \(inviter)"
-                effects.stanzas += setAffiliation(
+                effects.output += setAffiliation(
                     invitee.bare, to: .member, reason: reason, actor: sender, environment: environment
-                ).stanzas
+                ).output
                 effects.changes.append(.affiliation(invitee.bare, AffiliationEntry(.member, reason: reason)))
             }
         }
@@ -248,7 +241,7 @@ extension Room {
         var element = XMLElement("decline", namespace: Namespace.mucUser, ["from": real.description])
         if let reason = decline.child("reason", namespace: Namespace.mucUser) { element.append(reason) }
         message.append(XMLElement("x", namespace: Namespace.mucUser, children: [element]))
-        effects.stanzas.append(message)
+        effects.send(message)
         return effects
     }
 
@@ -279,7 +272,7 @@ extension Room {
             var message = XMLElement("message", namespace: Namespace.client, ["type": "normal", "from": jid.description])
             message[attribute: "to"] = moderator.realJID.description
             message.append(request.element)
-            effects.stanzas.append(message)
+            effects.send(message)
         }
         return effects
     }

@@ -85,16 +85,29 @@ extension Room {
         let shown = configuration.presenceBroadcast.contains(occupant.role)
         let wasShown = previousRole.map { configuration.presenceBroadcast.contains($0) } ?? false
         let othersType = shown ? type : "unavailable"
-        for recipient in occupants where recipient.realJID != occupant.realJID {
-            guard shown || wasShown else { continue }
-            effects.stanzas.append(
-                presence(
-                    of: occupant, to: recipient.realJID, recipientRole: recipient.role, type: othersType, codes: codes,
+        if shown || wasShown {
+            // One stanza for those who see real JIDs, one for those who do not: each a
+            // broadcast (serialized once downstream), not a copy per recipient.
+            var seeing: [JID] = []
+            var notSeeing: [JID] = []
+            for recipient in occupants where recipient.realJID != occupant.realJID {
+                if configuration.whois == .anyone || recipient.role == .moderator {
+                    seeing.append(recipient.realJID)
+                } else {
+                    notSeeing.append(recipient.realJID)
+                }
+            }
+            for (recipients, role) in [(seeing, Role.moderator), (notSeeing, Role.participant)] {
+                guard let first = recipients.first else { continue }
+                var stanza = presence(
+                    of: occupant, to: first, recipientRole: role, type: othersType, codes: codes,
                     newNick: newNick, actor: actor, reason: reason, environment: environment, leading: leading
                 )
-            )
+                stanza[attribute: "to"] = nil
+                effects.broadcast(stanza, to: recipients)
+            }
         }
-        effects.stanzas.append(
+        effects.send(
             presence(
                 of: occupant, to: occupant.realJID, recipientRole: occupant.role, type: type, codes: selfCodes ?? codes,
                 isSelf: true, newNick: newNick, actor: actor, reason: reason, environment: environment, leading: leading
@@ -125,7 +138,7 @@ extension Room {
             }
             if type != "unavailable" {
                 // A presence to the room itself, not to a nick in it: as Prosody answers.
-                effects.stanzas.append(
+                effects.send(
                     stanza.errorReply(StanzaError(.serviceUnavailable, text: "join the room with a nickname"))
                 )
             }
@@ -139,7 +152,7 @@ extension Room {
         guard type == nil else { return effects }
         if index(real: real) == nil, !isNew, stanza.child("x", namespace: Namespace.muc) == nil {
             // Not a join (no <x/>): a client that thinks it is still inside. As Prosody.
-            effects.stanzas.append(
+            effects.send(
                 stanza.errorReply(StanzaError(.itemNotFound, text: "you are not currently connected to this chat"))
             )
             return effects
@@ -151,7 +164,7 @@ extension Room {
         } catch {
             var reply = stanza.errorReply(error.stanzaError)
             if index(real: real) == nil { reply.append(XMLElement("x", namespace: Namespace.muc)) }
-            effects.stanzas.append(reply)
+            effects.send(reply)
             return effects
         }
         if let position = index(real: real) {
@@ -159,7 +172,7 @@ extension Room {
             let limits = environment.limits
             guard takePresenceToken(real, environment: environment) else {
                 let text = "at most \(limits.presenceUpdatesPerSecond) presence updates a second"
-                effects.stanzas.append(stanza.errorReply(StanzaError(.policyViolation, type: .wait, text: text)))
+                effects.send(stanza.errorReply(StanzaError(.policyViolation, type: .wait, text: text)))
                 return effects
             }
             // A join (<x/>) from someone already inside: its client lost track of the
@@ -169,20 +182,21 @@ extension Room {
             let others = rejoining ? occupantList(for: occupants[position], environment: environment) : []
             if occupants[position].nick == enforced.value {
                 occupants[position].setPresence(stanza)
-                effects.stanzas += others
+                effects.output += others.map(RoomDelivery.single)
                 broadcastPresence(of: occupants[position], into: &effects, environment: environment)
             } else {
                 effects = changeNick(stanza, at: position, to: enforced.value, environment: environment)
                 if effects.stanzas.contains(where: { $0.type == "error" }) { return effects }
                 // The others' presence comes between its 303 and its new presence (as Prosody's).
-                let own = effects.stanzas.firstIndex {
-                    $0.name == "presence" && $0.type == nil && $0[attribute: "to"] == real.description
-                } ?? effects.stanzas.endIndex
-                effects.stanzas.insert(contentsOf: others, at: own)
+                let own = effects.output.firstIndex {
+                    guard case .single(let stanza) = $0 else { return false }
+                    return stanza.name == "presence" && stanza.type == nil && stanza[attribute: "to"] == real.description
+                } ?? effects.output.endIndex
+                effects.output.insert(contentsOf: others.map(RoomDelivery.single), at: own)
             }
             if rejoining {
-                effects.stanzas += historyFor(stanza, to: real, environment: environment)
-                effects.stanzas.append(subjectMessage(to: real))
+                effects.output += historyFor(stanza, to: real, environment: environment).map(RoomDelivery.single)
+                effects.send(subjectMessage(to: real))
             }
             return effects
         }
@@ -212,13 +226,13 @@ extension Room {
     private func probe(_ stanza: XMLElement, from real: JID, nick: String, environment: RoomEnvironment) -> RoomEffects {
         var effects = RoomEffects()
         guard let prober = occupant(real: real) else {
-            effects.stanzas.append(
+            effects.send(
                 stanza.errorReply(StanzaError(.notAcceptable, type: .cancel, text: "you are not currently connected to this chat"))
             )
             return effects
         }
         if let probed = occupant(nick: nick) {
-            effects.stanzas.append(
+            effects.send(
                 // One's own presence shows the real JID, but it is an answer, not a
                 // status change: no 110 (as Prosody).
                 presence(
@@ -237,7 +251,7 @@ extension Room {
             )
             if configuration.whois == .anyone || prober.role == .moderator { item[attribute: "jid"] = holder.description }
             presence.append(XMLElement("x", namespace: Namespace.mucUser, children: [item]))
-            effects.stanzas.append(presence)
+            effects.send(presence)
         }
         return effects
     }
@@ -250,7 +264,7 @@ extension Room {
         func refuse(_ error: StanzaError) -> RoomEffects {
             var reply = stanza.errorReply(error)
             reply.append(XMLElement("x", namespace: Namespace.muc))
-            effects.stanzas.append(reply)
+            effects.send(reply)
             return effects
         }
         func refuse(_ condition: StanzaError.Condition, _ text: String? = nil) -> RoomEffects {
@@ -307,7 +321,7 @@ extension Room {
             occupantID: environment.occupantID(jid, real.bare)
         )
         // Existing occupants first, then the newcomer's own presence.
-        effects.stanzas += occupantList(for: occupant, environment: environment)
+        effects.output += occupantList(for: occupant, environment: environment).map(RoomDelivery.single)
         occupants.append(occupant)
         var selfCodes: [Int] = []
         if configuration.whois == .anyone { selfCodes.append(100) }
@@ -316,8 +330,8 @@ extension Room {
         // The profile changed the nick asked for (spaces, fullwidth letters): XEP-0045 §7.2.9.
         if modified { selfCodes.append(210) }
         broadcastPresence(of: occupant, selfCodes: selfCodes, into: &effects, environment: environment)
-        effects.stanzas += historyFor(stanza, to: real, environment: environment)
-        effects.stanzas.append(subjectMessage(to: real))
+        effects.output += historyFor(stanza, to: real, environment: environment).map(RoomDelivery.single)
+        effects.send(subjectMessage(to: real))
         return effects
     }
 
@@ -336,15 +350,15 @@ extension Room {
         var effects = RoomEffects()
         let real = occupants[position].realJID
         if let error = environment.limits.refusal(nick: nick) {
-            effects.stanzas.append(stanza.errorReply(error))
+            effects.send(stanza.errorReply(error))
             return effects
         }
         if let other = occupant(nick: nick), other.realJID.bare != real.bare {
-            effects.stanzas.append(stanza.errorReply(StanzaError(.conflict, text: "that nickname is in use")))
+            effects.send(stanza.errorReply(StanzaError(.conflict, text: "that nickname is in use")))
             return effects
         }
         if let holder = reservation(of: nick), holder != real.bare {
-            effects.stanzas.append(stanza.errorReply(StanzaError(.conflict, text: "that nickname is reserved")))
+            effects.send(stanza.errorReply(StanzaError(.conflict, text: "that nickname is reserved")))
             return effects
         }
         let old = occupants[position]

@@ -111,15 +111,52 @@ public enum RoomChange: Sendable, Hashable {
     case destroyed
 }
 
+/// One piece of a room's output.
+public enum RoomDelivery: Sendable, Hashable {
+    /// A stanza for one recipient, its `to` set.
+    case single(XMLElement)
+    /// One stanza (no `to`) for each of `recipients`, in order: each copy is the stanza
+    /// with the recipient as its `to`. The copies that differ for some recipients (their
+    /// own presence with status 110, what moderators see) are singles or broadcasts of
+    /// their own.
+    case broadcast(XMLElement, to: [JID])
+}
+
 /// What handling a stanza produced.
 public struct RoomEffects: Sendable {
-    /// Stanzas to deliver, in order, each with its `to`.
-    public var stanzas: [XMLElement] = []
+    /// What to deliver, in order.
+    public var output: [RoomDelivery] = []
     public var changes: [RoomChange] = []
     /// The room is gone (destroyed, or temporary and empty).
     public var roomEnded = false
 
     public init() {}
+
+    /// Adds a stanza for its `to`.
+    public mutating func send(_ stanza: XMLElement) { output.append(.single(stanza)) }
+
+    /// Adds one stanza for each of `recipients` (nothing if there are none).
+    public mutating func broadcast(_ stanza: XMLElement, to recipients: [JID]) {
+        guard !recipients.isEmpty else { return }
+        output.append(.broadcast(stanza, to: recipients))
+    }
+
+    /// Every copy, each with its `to`, in order: what the recipients get, for tests and
+    /// checks (delivery never expands broadcasts like this).
+    public var stanzas: [XMLElement] {
+        output.flatMap { delivery -> [XMLElement] in
+            switch delivery {
+            case .single(let stanza):
+                return [stanza]
+            case .broadcast(let stanza, let recipients):
+                return recipients.map { recipient in
+                    var copy = stanza
+                    copy[attribute: "to"] = recipient.description
+                    return copy
+                }
+            }
+        }
+    }
 }
 
 /// One XEP-0045 room.

@@ -12,9 +12,8 @@ import XMPPCore
 /// so that every node still receives the room's output in the room's order.
 struct HeldRoomOutput {
     struct Entry {
-        var stanza: XMLElement
-        var recipients: [JID]
-        var node: String?
+        var item: RoomOutgoing
+        var node: String? { item.node }
         /// Kept alive until the copies are delivered (a receipt, a ticket).
         var keep: (any AnyObject & Sendable)?
         /// The ticket that must be opened first; `nil`: waits only for what is before it.

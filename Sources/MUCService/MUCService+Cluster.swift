@@ -68,7 +68,7 @@ extension MUCService {
                 let more = current.applyExternal(
                     affiliations: Self.affiliations(stored.affiliations), environment: environment
                 )
-                effects.stanzas += more.stanzas
+                effects.output += more.output
                 if rejected {
                     current.subject = fresh.subject
                     current.subjectNick = fresh.subjectNick
@@ -249,11 +249,7 @@ extension MUCService {
 
     func handleService(_ input: RoomInput) {
         let stanza = input.stanza
-        func reply(_ element: XMLElement) {
-            var element = element
-            element[attribute: "to"] = input.real.description
-            output.deliver(element, to: [input.real], node: input.home)
-        }
+        func reply(_ element: XMLElement) { answer(input, with: element) }
         guard stanza.stanzaKind == .iq, let type = stanza.type, type == "get" || type == "set" else {
             if stanza.stanzaKind == .message, stanza.type != "error" {
                 reply(stanza.errorReply(StanzaError(.serviceUnavailable)))

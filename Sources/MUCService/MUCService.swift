@@ -26,11 +26,26 @@ public struct RoomInput: Sendable {
     /// (`LinkReceipt`), so that its sender still holds it if this node dies first.
     public var receipt: (any AnyObject & Sendable)?
 
+    /// A session's end (`sessionEnded(room:…)`): the token its node gets back once the
+    /// room removed the occupant. Such input is not a stanza: its `stanza` only
+    /// addresses the room.
+    public var sessionEnd: UInt64?
+
     public init(stanza: XMLElement, real: JID, home: String, hops: Int = 0) {
         self.stanza = stanza
         self.real = real
         self.home = home
         self.hops = hops
+    }
+
+    /// The session `real`, held by `home`, ended: the room removes it and answers
+    /// `RoomOutput.left(token:…)`.
+    public static func sessionEnded(room: JID, real: JID, home: String, token: UInt64, hops: Int = 0) -> RoomInput {
+        var input = RoomInput(
+            stanza: XMLElement("presence", namespace: Namespace.client, ["to": room.description, "type": "unavailable"]),
+            real: real, home: home, hops: hops)
+        input.sessionEnd = token
+        return input
     }
 }
 
@@ -54,15 +69,42 @@ public protocol RoomPlacement: Sendable {
     func ringBarrier() async
 }
 
+/// Copies of one piece of a room's output for the recipients one node holds: the
+/// stanza (no `to`) and, serialized once for the whole broadcast, its bytes.
+public struct RoomCopies: Sendable {
+    /// The stanza without `to`: for recipients who are not occupants (`node` `nil`),
+    /// whose delivery needs it (offline storage, a bare JID's resources).
+    public var stanza: XMLElement
+    public var copies: StanzaCopies
+
+    public var recipients: [JID] { copies.recipients }
+
+    public init(_ stanza: XMLElement, prepared: PreparedStanza? = nil, to recipients: [JID], message: StanzaCopies.MessageKey? = nil, replay: Bool = false) {
+        self.stanza = stanza
+        copies = StanzaCopies(stanza: prepared ?? PreparedStanza(stanza), recipients: recipients, message: message, replay: replay)
+    }
+
+    /// A stanza with its `to`, for that recipient.
+    public init?(single stanza: XMLElement) {
+        guard let to = try? stanza.toJID() else { return nil }
+        var stanza = stanza
+        stanza[attribute: "to"] = nil
+        self.init(stanza, to: [to])
+    }
+}
+
 /// Where room output goes: sessions on this node or on others.
 public protocol RoomOutput: Sendable {
-    /// One copy of `stanza` for each recipient (each with its own `to`), all held by
-    /// `node`; `nil`: the recipient is not an occupant, find where it is.
-    func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?)
-    /// `deliver`, keeping `keep` alive until `node` has the copies (its link acknowledged
-    /// them): the receipt of the input they answer, so that its sender hears the input was
-    /// handled only once the answer has left this node.
-    func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?, keeping keep: (any AnyObject & Sendable)?)
+    /// The copies for recipients held by `node`; `nil`: the recipient is not an
+    /// occupant, find where it is. `keep` stays alive until `node` has the copies (its
+    /// link acknowledged them): the receipt of the input they answer, so that its sender
+    /// hears the input was handled only once the answer has left this node.
+    func deliver(_ copies: RoomCopies, node: String?, keeping keep: (any AnyObject & Sendable)?)
+    /// The room `room` handled the end of a session `node` holds (`RoomInput.sessionEnded`).
+    func left(token: UInt64, room: JID, node: String)
+    /// `real`, a session `node` holds, entered `room` or left it: what that node tells
+    /// the room when the session ends.
+    func membership(room: JID, real: JID, entered: Bool, node: String)
     /// Input this node will not handle: queued for the node that owns the room, in the
     /// order of the calls. `false`: that node cannot take it now (no link, a full queue).
     /// Called while routing is locked: must not route anything itself.
@@ -70,56 +112,25 @@ public protocol RoomOutput: Sendable {
 }
 
 extension RoomOutput {
-    public func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?, keeping keep: (any AnyObject & Sendable)?) {
-        deliver(stanza, to: recipients, node: node)
+    /// One stanza, its `to` set, for a session `node` holds.
+    public func deliver(single stanza: XMLElement, node: String?, keeping keep: (any AnyObject & Sendable)? = nil) {
+        guard let copies = RoomCopies(single: stanza) else { return }
+        deliver(copies, node: node, keeping: keep)
     }
 }
 
-/// Internal markers that travel as stanzas between nodes.
-public enum MUCInternal {
-    public static let namespace = "urn:conclave:internal"
+/// What a room sends, in its order: copies of its stanzas, and what the nodes of its
+/// occupants' sessions must know besides (membership, a session's end handled).
+enum RoomOutgoing {
+    case copies(RoomCopies, node: String?)
+    case membership(real: JID, entered: Bool, node: String)
+    case left(token: UInt64, node: String)
 
-    /// The input telling a room's owner that a session ended (it leaves the room);
-    /// `token` comes back in `left(…)` once the room has handled it.
-    public static func sessionEnded(room: JID, token: UInt64) -> XMLElement {
-        XMLElement(
-            "presence", namespace: Namespace.client, ["to": room.description, "type": "unavailable"],
-            children: [XMLElement("session-ended", namespace: namespace, ["token": String(token)])]
-        )
-    }
-
-    /// Sent to the session's node once the room has removed it.
-    public static func left(token: UInt64, room: JID) -> XMLElement {
-        XMLElement(
-            "message", namespace: Namespace.client, ["from": room.description, "type": "headline"],
-            children: [XMLElement("session-left", namespace: namespace, ["token": String(token)])]
-        )
-    }
-
-    /// Marks a groupchat message a room sends again from its history (its input came again
-    /// after its owner died before answering it): the nodes of the recipients deliver it
-    /// only to those that did not get it the first time, and take the marker off.
-    public static func replayed(_ stanza: XMLElement) -> XMLElement {
-        var stanza = stanza
-        stanza.append(XMLElement("replayed", namespace: namespace))
-        return stanza
-    }
-
-    /// `stanza` without its replay marker, if it has one (`nil`: not a replay).
-    public static func unreplayed(_ stanza: XMLElement) -> XMLElement? {
-        guard stanza.name == "message", stanza.child("replayed", namespace: namespace) != nil else { return nil }
-        var stanza = stanza
-        stanza.children.removeAll { child in
-            if case .element(let element) = child { return element.namespace == namespace && element.name == "replayed" }
-            return false
+    var node: String? {
+        switch self {
+        case .copies(_, let node): node
+        case .membership(_, _, let node), .left(_, let node): node
         }
-        return stanza
-    }
-
-    /// The token of a `left` marker, if `stanza` is one.
-    public static func leftToken(_ stanza: XMLElement) -> UInt64? {
-        guard stanza.name == "message", let marker = stanza.child("session-left", namespace: namespace) else { return nil }
-        return marker[attribute: "token"].flatMap(UInt64.init)
     }
 }
 
@@ -202,6 +213,9 @@ public final class MUCService: Sendable {
         var activationProblem: String?
         /// Output waiting for other nodes to acknowledge their copies of the same answer.
         var held = HeldRoomOutput()
+        /// The occupants (real JIDs) whose nodes were told they are in the room
+        /// (`RoomOutput.membership`), or knew it from an earlier owner.
+        var members: Set<JID> = []
 
         /// Holds `input` back, in order, noting when it started waiting.
         mutating func hold(_ input: RoomInput) {
@@ -381,9 +395,7 @@ public final class MUCService: Sendable {
 
     /// A stanza to the MUC domain or one of its rooms.
     public func handle(_ input: RoomInput) {
-        if input.home == placement.nodeName, placement.isRejoining,
-            input.stanza.child("session-ended", namespace: MUCInternal.namespace) == nil
-        {
+        if input.home == placement.nodeName, placement.isRejoining, input.sessionEnd == nil {
             // What the room would answer could not reach this node's sessions until the
             // others see it again: answered here instead.
             return refuse(input, StanzaError(.serviceUnavailable, text: "this node is rejoining the cluster; try again"))
@@ -523,7 +535,7 @@ public final class MUCService: Sendable {
     /// node the ring names next claims it at once.
     func end(_ box: RoomBox) {
         let fence = box.state.withLock { slot in
-            sendAllHeld(&slot)
+            sendAllHeld(&slot, room: box.jid)
             return slot.fence
         }
         retire(box)
@@ -608,12 +620,11 @@ public final class MUCService: Sendable {
 
     func refuse(_ input: RoomInput, _ error: StanzaError) {
         guard input.stanza.type != "error", input.stanza.type != "result" else { return }
-        if let marker = input.stanza.child("session-ended", namespace: MUCInternal.namespace) {
+        if let token = input.sessionEnd {
             // The session's node must not wait for it.
-            let token = marker[attribute: "token"].flatMap(UInt64.init) ?? 0
             let room = (try? input.stanza.toJID())??.bare ?? domain
             if input.retries == 0 {
-                output.deliver(MUCInternal.left(token: token, room: room), to: [input.real], node: input.home)
+                output.left(token: token, room: room, node: input.home)
             }
             // But the room must still lose the occupant: refused now (the room moving, its
             // owner dead and not yet declared so), the end is routed again a little later,
@@ -623,7 +634,7 @@ public final class MUCService: Sendable {
             guard input.retries < Self.sessionEndRetries else {
                 return logger.warning("a session's end could not reach its room", metadata: ["room": "\(room)", "jid": "\(input.real)"])
             }
-            var again = RoomInput(stanza: input.stanza, real: input.real, home: input.home)
+            var again = RoomInput.sessionEnded(room: room, real: input.real, home: input.home, token: token)
             again.retries = input.retries + 1
             Task {
                 try? await Task.sleep(for: .milliseconds(250))
@@ -631,9 +642,14 @@ public final class MUCService: Sendable {
             }
             return
         }
-        var reply = input.stanza.errorReply(serviceError(error, answering: input.stanza))
-        reply[attribute: "to"] = input.real.description
-        output.deliver(reply, to: [input.real], node: input.home, keeping: input.receipt)
+        answer(input, with: input.stanza.errorReply(serviceError(error, answering: input.stanza)), keeping: input.receipt)
+    }
+
+    /// Sends `stanza` to the sender of `input` (its `to` is the sender's real JID).
+    func answer(_ input: RoomInput, with stanza: XMLElement, keeping keep: (any AnyObject & Sendable)? = nil) {
+        var stanza = stanza
+        stanza[attribute: "to"] = nil
+        output.deliver(RoomCopies(stanza, to: [input.real]), node: input.home, keeping: keep)
     }
 
     /// An error the service found (not the room): says so (`by`, RFC 6120 §8.2) unless
@@ -750,9 +766,7 @@ public final class MUCService: Sendable {
                 var expired: [RoomInput] = []
                 // A session's leave is internal and removes an occupant: it keeps waiting.
                 slot.pending.removeAll { input in
-                    guard let since = input.heldSince, now - since > inputTimeout,
-                        input.stanza.child("session-ended", namespace: MUCInternal.namespace) == nil
-                    else { return false }
+                    guard let since = input.heldSince, now - since > inputTimeout, input.sessionEnd == nil else { return false }
                     expired.append(input)
                     return true
                 }
@@ -822,6 +836,8 @@ public final class MUCService: Sendable {
                 }
                 slot.room = room
                 slot.phase = .active
+                // Their nodes know they are in the room (told by an earlier owner).
+                slot.members = Set(room.occupants.map(\.realJID))
                 // Occupants whose node died leave, and the others are told.
                 for real in gone {
                     guard var current = slot.room else { break }
@@ -835,6 +851,7 @@ public final class MUCService: Sendable {
                     enqueue(.deleted, slot: slot, box: box)
                     slot.room = nil
                     slot.homes = [:]
+                    slot.members = []
                     slot.positions = [:]
                     slot.stored = [:]
                     if slot.pending.contains(where: { Self.isJoin($0.stanza) }) {
@@ -907,25 +924,21 @@ public final class MUCService: Sendable {
                 return
             }
             let stanza = input.stanza
-            if let marker = stanza.child("session-ended", namespace: MUCInternal.namespace) {
-                let token = marker[attribute: "token"].flatMap(UInt64.init) ?? 0
+            if let token = input.sessionEnd {
                 if room.occupant(real: input.real) != nil {
                     let effects = room.sessionEnded(input.real, environment: environment)
                     slot.room = room
                     apply(effects, slot: &slot, box: box, request: nil, occupantsChanged: true)
                     ended = effects.roomEnded
                 }
-                output.deliver(MUCInternal.left(token: token, room: box.jid), to: [input.real], node: input.home)
+                send([.left(token: token, node: input.home)], answering: nil, slot: &slot, box: box)
                 return
             }
             if slot.creating {
                 guard Self.isJoin(stanza) else {
                     // Only a join creates a room; anything before it finds none.
                     if stanza.type != "error", stanza.type != "result" {
-                        output.deliver(
-                            stanza.errorReply(serviceError(StanzaError(.itemNotFound, text: "no such room"), answering: stanza)), to: [input.real],
-                            node: input.home
-                        )
+                        answer(input, with: stanza.errorReply(serviceError(StanzaError(.itemNotFound, text: "no such room"), answering: stanza)))
                     }
                     return
                 }
@@ -938,7 +951,7 @@ public final class MUCService: Sendable {
                 if let refusal {
                     var reply = stanza.errorReply(serviceError(refusal, answering: stanza))
                     reply.append(XMLElement("x", namespace: Namespace.muc))
-                    output.deliver(reply, to: [input.real], node: input.home)
+                    answer(input, with: reply)
                     slot.phase = .gone
                     ended = true
                     return
@@ -949,20 +962,15 @@ public final class MUCService: Sendable {
                 // acknowledged is sent again), but handled before: it is not handled twice.
                 // Its sender's node routed it again, so its sender never saw it accepted,
                 // and the owner that handled it may have died before some (or all) copies
-                // left: the stored message goes out again, marked, and the recipients'
+                // left: the stored message goes out again as a replay, and the recipients'
                 // nodes deliver it only to those that did not get it then.
                 counterState.withLock { $0.duplicatesDropped += 1 }
                 logger.info(
                     "a message handled before its room moved came again; sent again to whoever missed it",
                     metadata: ["room": "\(box.jid)"])
                 var effects = RoomEffects()
-                let message = MUCInternal.replayed(entry.message)
-                for occupant in room.occupants {
-                    var copy = message
-                    copy[attribute: "to"] = occupant.realJID.description
-                    effects.stanzas.append(copy)
-                }
-                apply(effects, slot: &slot, box: box, request: input, occupantsChanged: false)
+                effects.broadcast(entry.message, to: room.occupants.map(\.realJID))
+                apply(effects, slot: &slot, box: box, request: input, occupantsChanged: false, replaying: entry.message.id)
                 return
             }
             let isNew = slot.creating
@@ -971,19 +979,15 @@ public final class MUCService: Sendable {
             if changesOccupants, room.occupant(real: input.real) == nil || Self.isJoin(stanza) {
                 slot.homes[input.real] = input.home
             }
-            var effects = room.handle(stanza, from: input.real, environment: environment, isNew: isNew)
-            if input.hops >= 2, stanza.stanzaKind == .message, stanza.type == "groupchat", let id = stanza.id, !id.isEmpty {
-                // Routed again after a failover, and not in the history: the dead owner may
-                // still have sent some copies before it stored the message. Marked as a
-                // replay, the copies reach only the occupants their nodes did not deliver
-                // it to before.
-                effects.stanzas = effects.stanzas.map { copy in
-                    copy.name == "message" && copy.type == "groupchat" && copy.id == id ? MUCInternal.replayed(copy) : copy
-                }
-            }
-            trace(input, "handled: \(effects.stanzas.count) stanza(s) out, to \(Set(effects.stanzas.compactMap { $0[attribute: "to"] }).count) address(es)")
+            let effects = room.handle(stanza, from: input.real, environment: environment, isNew: isNew)
+            // Routed again after a failover, and not in the history: the dead owner may
+            // still have sent some copies before it stored the message. As a replay, the
+            // copies reach only the occupants their nodes did not deliver it to before.
+            let replaying =
+                input.hops >= 2 && stanza.stanzaKind == .message && stanza.type == "groupchat" && !(stanza.id ?? "").isEmpty ? stanza.id : nil
+            trace(input, "handled: \(effects.output.count) piece(s) of output")
             slot.room = room
-            apply(effects, slot: &slot, box: box, request: input, occupantsChanged: changesOccupants)
+            apply(effects, slot: &slot, box: box, request: input, occupantsChanged: changesOccupants, replaying: replaying)
             if effects.roomEnded || (isNew && room.isEmpty) {
                 ended = true
                 slot.phase = .gone
@@ -993,36 +997,13 @@ public final class MUCService: Sendable {
         for input in requeue { handle(input) }
     }
 
-    /// Delivers the effects and queues the durable changes, in order.
-    func apply(_ effects: RoomEffects, slot: inout Slot, box: RoomBox, request: RoomInput?, occupantsChanged: Bool) {
+    /// Delivers the effects and queues the durable changes, in order. `replaying`: the
+    /// id of a groupchat message sent again after a failover (`StanzaCopies.replay`).
+    func apply(
+        _ effects: RoomEffects, slot: inout Slot, box: RoomBox, request: RoomInput?, occupantsChanged: Bool, replaying: String? = nil
+    ) {
         guard let room = slot.room else { return }
-        // Room output, grouped: consecutive copies that differ only in `to` and go to
-        // the same node travel as one frame.
-        var groups: [(stanza: XMLElement, node: String?, recipients: [JID])] = []
-        for stanza in effects.stanzas {
-            var stanza = stanza
-            if stanza[attribute: "from"] == nil {
-                stanza[attribute: "from"] = request?.stanza[attribute: "to"] ?? room.jid.description
-            }
-            guard let text = stanza[attribute: "to"] else { continue }
-            let to: JID
-            if let known = slot.addresses[text] {
-                to = known
-            } else {
-                guard let parsed = try? JID(text) else { continue }
-                if slot.addresses.count >= 4096 { slot.addresses.removeAll(keepingCapacity: true) }
-                slot.addresses[text] = parsed
-                to = parsed
-            }
-            let node: String? =
-                if let request, to == request.real { request.home } else { slot.homes[to] }
-            stanza[attribute: "to"] = nil
-            if let last = groups.last, last.node == node, last.stanza == stanza {
-                groups[groups.count - 1].recipients.append(to)
-                continue
-            }
-            groups.append((stanza, node, [to]))
-        }
+        let outgoing = outgoing(effects, room: room, slot: &slot, request: request, occupantsChanged: occupantsChanged, replaying: replaying)
         for change in effects.changes {
             enqueue(stored(change, room: room), slot: slot, box: box)
         }
@@ -1039,21 +1020,17 @@ public final class MUCService: Sendable {
             if case .history = change { return false }
             return true
         }
-        let copies = groups.reduce(0) { $0 + $1.recipients.count }
-        deliveryCount.add(copies, ordering: .relaxed)
         guard durable || slot.deferred > 0, let fence = slot.fence else {
-            send(groups, answering: request, slot: &slot, box: box)
+            send(outgoing, answering: request, slot: &slot, box: box)
             return
         }
         slot.deferred += 1
-        let output = self.output
-        let waiting = groups
         writes.push(
             .run(
                 fence,
                 stored: {
                     box.state.withLock { slot in
-                        self.send(waiting, answering: request, slot: &slot, box: box)
+                        self.send(outgoing, answering: request, slot: &slot, box: box)
                         slot.deferred -= 1
                     }
                 },
@@ -1081,26 +1058,100 @@ public final class MUCService: Sendable {
         )
     }
 
+    /// The room's output as it leaves: each broadcast serialized once and split by the
+    /// node that holds its recipients (one `RoomCopies` per node, in the order the
+    /// recipients first appear), each single addressed to its recipient's node; then the
+    /// occupants who entered or left, for their sessions' nodes.
+    private func outgoing(
+        _ effects: RoomEffects, room: Room, slot: inout Slot, request: RoomInput?, occupantsChanged: Bool, replaying: String?
+    ) -> [RoomOutgoing] {
+        var outgoing: [RoomOutgoing] = []
+        var copies = 0
+        func node(of recipient: JID) -> String? {
+            if let request, recipient == request.real { return request.home }
+            return slot.homes[recipient]
+        }
+        func key(_ stanza: XMLElement) -> (StanzaCopies.MessageKey?, Bool) {
+            guard stanza.name == "message", stanza.type == "groupchat", let id = stanza.id, !id.isEmpty else { return (nil, false) }
+            return (StanzaCopies.MessageKey(room: room.jid.description, id: id), id == replaying)
+        }
+        for delivery in effects.output {
+            switch delivery {
+            case .single(var stanza):
+                if stanza[attribute: "from"] == nil {
+                    stanza[attribute: "from"] = request?.stanza[attribute: "to"] ?? room.jid.description
+                }
+                guard let text = stanza[attribute: "to"] else { continue }
+                let to: JID
+                if let known = slot.addresses[text] {
+                    to = known
+                } else {
+                    guard let parsed = try? JID(text) else { continue }
+                    if slot.addresses.count >= 4096 { slot.addresses.removeAll(keepingCapacity: true) }
+                    slot.addresses[text] = parsed
+                    to = parsed
+                }
+                stanza[attribute: "to"] = nil
+                let (message, replay) = key(stanza)
+                outgoing.append(.copies(RoomCopies(stanza, to: [to], message: message, replay: replay), node: node(of: to)))
+                copies += 1
+            case .broadcast(let stanza, let recipients):
+                let prepared = PreparedStanza(stanza)
+                let (message, replay) = key(stanza)
+                if recipients.count == 1 || slot.homes.isEmpty {
+                    outgoing.append(
+                        .copies(
+                            RoomCopies(stanza, prepared: prepared, to: recipients, message: message, replay: replay),
+                            node: node(of: recipients[0])))
+                } else {
+                    var nodes: [String?] = []
+                    var byNode: [String?: [JID]] = [:]
+                    for recipient in recipients {
+                        let home = node(of: recipient)
+                        if byNode[home] == nil { nodes.append(home) }
+                        byNode[home, default: []].append(recipient)
+                    }
+                    for home in nodes {
+                        outgoing.append(
+                            .copies(
+                                RoomCopies(stanza, prepared: prepared, to: byNode[home] ?? [], message: message, replay: replay),
+                                node: home))
+                    }
+                }
+                copies += recipients.count
+            }
+        }
+        deliveryCount.add(copies, ordering: .relaxed)
+        // Who entered or left: only an input that may change occupants, or one after
+        // which their number differs (a bounced message removes its sender), is compared.
+        if occupantsChanged || room.occupants.count != slot.members.count {
+            let present = Set(room.occupants.map(\.realJID))
+            for real in slot.members.sorted(by: { $0.description < $1.description }) where !present.contains(real) {
+                if let home = node(of: real) { outgoing.append(.membership(real: real, entered: false, node: home)) }
+            }
+            for occupant in room.occupants where !slot.members.contains(occupant.realJID) {
+                if let home = node(of: occupant.realJID) { outgoing.append(.membership(real: occupant.realJID, entered: true, node: home)) }
+            }
+            slot.members = present
+        }
+        return outgoing
+    }
+
     /// Sends a room's output. When it answers input and goes to other nodes besides the
-    /// sender's, the copies for the sender's node wait until the others acknowledged theirs
-    /// (`HeldRoomOutput`); output for a node with copies waiting queues behind them.
-    private func send(
-        _ groups: [(stanza: XMLElement, node: String?, recipients: [JID])], answering request: RoomInput?, slot: inout Slot,
-        box: RoomBox
-    ) {
+    /// sender's, what goes to the sender's node waits until the others acknowledged theirs
+    /// (`HeldRoomOutput`); output for a node with output waiting queues behind it.
+    func send(_ outgoing: [RoomOutgoing], answering request: RoomInput?, slot: inout Slot, box: RoomBox) {
         if slot.phase == .gone {
             // The room ended (destroyed, emptied) and this is its last output, stored
             // first: nothing is held (the next input to its address is answered by the
             // service at once, and must not overtake it).
-            sendAllHeld(&slot)
-            for group in groups {
-                output.deliver(group.stanza, to: group.recipients, node: group.node, keeping: request?.receipt)
-            }
+            sendAllHeld(&slot, room: box.jid)
+            for item in outgoing { send(item, room: box.jid, keeping: request?.receipt) }
             return
         }
         var ticket: HeldOutputTicket?
-        if let home = request?.home, groups.contains(where: { $0.node == home }),
-            groups.contains(where: { $0.node != nil && $0.node != home })
+        if let home = request?.home, outgoing.contains(where: { $0.node == home }),
+            outgoing.contains(where: { $0.node != nil && $0.node != home })
         {
             let id = slot.held.newTicket()
             ticket = HeldOutputTicket(id: id, receipt: request?.receipt) { [self] id in
@@ -1108,28 +1159,36 @@ public final class MUCService: Sendable {
                 Task { self.release(id, box: box) }
             }
         }
-        for group in groups {
-            if let ticket, group.node == request?.home {
-                slot.held.append(.init(stanza: group.stanza, recipients: group.recipients, node: group.node, keep: request?.receipt, waitsFor: ticket.id))
-            } else if slot.held.isHolding(group.node) {
-                slot.held.append(.init(stanza: group.stanza, recipients: group.recipients, node: group.node, keep: ticket ?? request?.receipt))
+        for item in outgoing {
+            if let ticket, item.node == request?.home {
+                slot.held.append(.init(item: item, keep: request?.receipt, waitsFor: ticket.id))
+            } else if slot.held.isHolding(item.node) {
+                slot.held.append(.init(item: item, keep: ticket ?? request?.receipt))
             } else {
-                output.deliver(group.stanza, to: group.recipients, node: group.node, keeping: ticket ?? request?.receipt)
+                send(item, room: box.jid, keeping: ticket ?? request?.receipt)
             }
         }
     }
 
+    private func send(_ item: RoomOutgoing, room: JID, keeping keep: (any AnyObject & Sendable)?) {
+        switch item {
+        case .copies(let copies, let node): output.deliver(copies, node: node, keeping: keep)
+        case .membership(let real, let entered, let node): output.membership(room: room, real: real, entered: entered, node: node)
+        case .left(let token, let node): output.left(token: token, room: room, node: node)
+        }
+    }
+
     /// The room ended: what it held goes now, in order per node (`HeldRoomOutput.takeAll`).
-    private func sendAllHeld(_ slot: inout Slot) {
+    private func sendAllHeld(_ slot: inout Slot, room: JID) {
         for entry in slot.held.takeAll() {
-            output.deliver(entry.stanza, to: entry.recipients, node: entry.node, keeping: entry.keep)
+            send(entry.item, room: room, keeping: entry.keep)
         }
     }
 
     private func release(_ ticket: UInt64, box: RoomBox) {
         box.state.withLock { slot in
             for entry in slot.held.open(ticket) {
-                output.deliver(entry.stanza, to: entry.recipients, node: entry.node, keeping: entry.keep)
+                send(entry.item, room: box.jid, keeping: entry.keep)
             }
         }
     }

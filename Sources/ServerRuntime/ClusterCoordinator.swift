@@ -95,14 +95,17 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                     var input = RoomInput(stanza: stanza, real: real, home: home, hops: hops)
                     input.receipt = receipt
                     muc.withLock { $0 }?.handle(input)
-                case .deliver(let stanza, let recipients):
-                    if let replay = MUCInternal.unreplayed(stanza) {
-                        let missed = delivered.missed(replay, among: recipients)
-                        if !missed.isEmpty { router.withLock { $0 }?.deliverLocal(replay, to: missed) }
-                        return
-                    }
-                    delivered.note(stanza, to: recipients)
-                    router.withLock { $0 }?.deliverLocal(stanza, to: recipients)
+                case .sessionEnded(let room, let real, let home, let hops, let token):
+                    var input = RoomInput.sessionEnded(room: room, real: real, home: home, token: token, hops: hops)
+                    input.receipt = receipt
+                    muc.withLock { $0 }?.handle(input)
+                case .sessionLeft(let token):
+                    router.withLock { $0 }?.sessionLeft(token: token)
+                case .membership(let room, let real, let entered):
+                    router.withLock { $0 }?.membership(room: room, real: real, entered: entered)
+                case .deliver(let copies):
+                    guard let copies = delivered.toDeliver(copies) else { return }
+                    router.withLock { $0 }?.deliverLocal(copies)
                 case .user(let stanza):
                     router.withLock { $0 }?.deliverFromRemote(stanza)
                 case .addressed(let stanza):
@@ -119,7 +122,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                         return logger.info("input the room had answered came back from a gone node; dropped", metadata: ["jid": "\(real)"])
                     }
                     muc.withLock { $0 }?.handle(RoomInput(stanza: stanza, real: real, home: home, hops: hops + 1))
-                case .deliver, .addressed:
+                case .sessionEnded(let room, let real, let home, let hops, let token):
+                    muc.withLock { $0 }?.handle(RoomInput.sessionEnded(room: room, real: real, home: home, token: token, hops: hops + 1))
+                case .deliver, .addressed, .sessionLeft, .membership:
                     break  // the recipients' node is gone, and so are they
                 case .user(let stanza):
                     guard stanza.type != "error", stanza.type != "result", stanza.name != "presence" else { return }
@@ -241,31 +246,22 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
 
     // MARK: - RoomOutput
 
-    func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?) {
-        deliver(stanza, to: recipients, node: node, keeping: nil)
-    }
-
-    func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?, keeping keep: (any AnyObject & Sendable)?) {
+    func deliver(_ copies: RoomCopies, node: String?, keeping keep: (any AnyObject & Sendable)?) {
         if node == nodeName {
-            if let replay = MUCInternal.unreplayed(stanza) {
-                let missed = delivered.missed(replay, among: recipients)
-                if !missed.isEmpty { router.withLock { $0 }?.deliverLocal(replay, to: missed) }
-                return
-            }
-            router.withLock { $0 }?.deliverLocal(stanza, to: recipients)
+            guard let local = delivered.toDeliver(copies.copies, noting: false) else { return }
+            router.withLock { $0 }?.deliverLocal(local)
         } else if let node {
-            sendOrWait(.deliver(stanza, recipients: recipients), to: node, keeping: keep)
+            sendOrWait(.deliver(copies.copies), to: node, keeping: keep)
         } else {
             // Not an occupant: every node gets a copy, on the links that carry the room's
             // other output, so that it arrives in the room's order (an invitation before
             // the answer to the invitee's next query). Looking the user up first, in the
             // session directory, let later output overtake it.
             let router = router.withLock { $0 }
-            let stanza = MUCInternal.unreplayed(stanza) ?? stanza
             let peers = state.withLock { $0.reachable }.subtracting([nodeName]).sorted()
-            for recipient in recipients
-            where recipient.domainpart == router?.domain.domainpart && (recipient.isFull || stanza.stanzaKind == .message) {
-                var copy = stanza
+            for recipient in copies.recipients
+            where recipient.domainpart == router?.domain.domainpart && (recipient.isFull || copies.stanza.stanzaKind == .message) {
+                var copy = copies.stanza
                 copy[attribute: "to"] = recipient.description
                 let here = router?.deliverHere(copy) ?? false
                 for peer in peers { sendOrWait(.addressed(copy), to: peer, keeping: keep) }
@@ -276,6 +272,22 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                             lookupOnly: true))
                 }
             }
+        }
+    }
+
+    func left(token: UInt64, room: JID, node: String) {
+        if node == nodeName {
+            router.withLock { $0 }?.sessionLeft(token: token)
+        } else {
+            sendOrWait(.sessionLeft(token: token), to: node)
+        }
+    }
+
+    func membership(room: JID, real: JID, entered: Bool, node: String) {
+        if node == nodeName {
+            router.withLock { $0 }?.membership(room: room, real: real, entered: entered)
+        } else {
+            sendOrWait(.membership(room: room, real: real, entered: entered), to: node)
         }
     }
 
@@ -308,7 +320,12 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     }
 
     func forward(_ input: RoomInput, to node: String) -> Bool {
-        links.enqueue(.room(input.stanza, real: input.real, home: input.home, hops: input.hops), to: node, keeping: input.receipt)
+        if let token = input.sessionEnd {
+            guard let room = (try? input.stanza.toJID())??.bare else { return true }
+            return links.enqueue(
+                .sessionEnded(room: room, real: input.real, home: input.home, hops: input.hops, token: token), to: node, keeping: input.receipt)
+        }
+        return links.enqueue(.room(input.stanza, real: input.real, home: input.home, hops: input.hops), to: node, keeping: input.receipt)
     }
 
     // MARK: - RemoteRouting (users on other nodes)
@@ -415,7 +432,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         logger.notice("occupants an earlier run of this node left in rooms: they leave", metadata: ["occupants": "\(stale.count)"])
         for (room, real) in stale {
             guard let room = try? JID(room), let real = try? JID(real) else { continue }
-            service.handle(RoomInput(stanza: MUCInternal.sessionEnded(room: room, token: 0), real: real, home: nodeName))
+            service.handle(RoomInput.sessionEnded(room: room, real: real, home: nodeName, token: 0))
         }
     }
 
@@ -572,6 +589,10 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                     var input = RoomInput(stanza: stanza, real: real, home: home, hops: hops + 1)
                     input.receipt = keep  // forwarded input that came over a link: still unacknowledged there
                     inputs.append(input)
+                } else if case .sessionEnded(let room, let real, let home, let hops, let token) = frame {
+                    var input = RoomInput.sessionEnded(room: room, real: real, home: home, token: token, hops: hops + 1)
+                    input.receipt = keep
+                    inputs.append(input)
                 } else {
                     others.append((peer, frame))
                 }
@@ -691,7 +712,7 @@ final class DeliveredMessages: Sendable {
     private struct Key: Hashable {
         var room: String
         var id: String
-        var recipient: String
+        var recipient: JID
     }
     private struct State {
         var keys: Set<Key> = []
@@ -703,14 +724,19 @@ final class DeliveredMessages: Sendable {
     /// Input routed again that was dropped for this reason (a metric).
     let dropped = Atomic<Int>(0)
 
-    func note(_ stanza: XMLElement, to recipients: [JID]) {
-        guard stanza.name == "message", stanza.type == "groupchat", let id = stanza.id, !id.isEmpty,
-            let from = stanza[attribute: "from"]
-        else { return }
-        guard let room = (try? JID(from))?.bare.description else { return }
+    /// What of `copies` this node delivers: all of them, noted as delivered when they
+    /// came from another node's room (a groupchat message's: that room's node may die);
+    /// of a replay only the recipients it did not deliver the message to before (`nil`:
+    /// none).
+    func toDeliver(_ copies: StanzaCopies, noting: Bool = true) -> StanzaCopies? {
+        guard let message = copies.message, noting || copies.replay else { return copies }
+        var copies = copies
         state.withLock { state in
-            for recipient in recipients {
-                let key = Key(room: room, id: id, recipient: recipient.description)
+            if copies.replay {
+                copies.recipients.removeAll { state.keys.contains(Key(room: message.room, id: message.id, recipient: $0)) }
+            }
+            for recipient in copies.recipients {
+                let key = Key(room: message.room, id: message.id, recipient: recipient)
                 guard state.keys.insert(key).inserted else { continue }
                 if state.order.count < Self.capacity {
                     state.order.append(key)
@@ -721,19 +747,7 @@ final class DeliveredMessages: Sendable {
                 }
             }
         }
-    }
-
-    /// Of `recipients`, those this node has not delivered `stanza` (a room's message sent
-    /// again, `MUCInternal.replayed`) to yet; they are noted as delivered now.
-    func missed(_ stanza: XMLElement, among recipients: [JID]) -> [JID] {
-        guard stanza.name == "message", stanza.type == "groupchat", let id = stanza.id, !id.isEmpty,
-            let from = stanza[attribute: "from"], let room = (try? JID(from))?.bare.description
-        else { return recipients }
-        let fresh = recipients.filter { recipient in
-            !state.withLock { $0.keys.contains(Key(room: room, id: id, recipient: recipient.description)) }
-        }
-        note(stanza, to: fresh)
-        return fresh
+        return copies.recipients.isEmpty ? nil : copies
     }
 
     /// The room sent `stanza` (input from `sender`) back to its sender already.
@@ -742,7 +756,7 @@ final class DeliveredMessages: Sendable {
             let to = stanza[attribute: "to"]
         else { return false }
         guard let room = (try? JID(to))?.bare.description else { return false }
-        let seen = state.withLock { $0.keys.contains(Key(room: room, id: id, recipient: sender.description)) }
+        let seen = state.withLock { $0.keys.contains(Key(room: room, id: id, recipient: sender)) }
         if seen { dropped.add(1, ordering: .relaxed) }
         return seen
     }

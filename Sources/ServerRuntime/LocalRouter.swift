@@ -49,8 +49,14 @@ public final class LocalRouter: C2SDelegate {
     private let remoteRouting = Mutex<(any RemoteRouting)?>(nil)
     /// This node's name: where room output for its sessions is sent.
     public let nodeName: String
-    /// The rooms each local session is in (from the self-presences delivered to it).
-    private let joined = Mutex<[JID: Set<JID>]>([:])
+    /// The rooms each local session is in, as their owners said (`membership`).
+    private let joined = Mutex(Joined())
+
+    struct Joined {
+        var rooms: [JID: Set<JID>] = [:]
+        /// Sessions whose leaves were sent: a room they enter now is left at once.
+        var ending: Set<JID> = []
+    }
     private let leaveWaiters = Mutex(LeaveWaiters())
 
     struct LeaveWaiters {
@@ -101,6 +107,7 @@ public final class LocalRouter: C2SDelegate {
             if previous == nil { table.resources[session.jid.bare, default: []].append(session.jid) }
             return previous
         }
+        joined.withLock { _ = $0.ending.remove(session.jid) }
         if let replaced {
             logger.info("session replaced", metadata: ["jid": "\(session.jid)"])
             replaced.close(with: StreamError(.conflict, text: "replaced by a new session"))
@@ -123,6 +130,8 @@ public final class LocalRouter: C2SDelegate {
             if table.resources[session.jid.bare]?.isEmpty == true { table.resources[session.jid.bare] = nil }
             return (entry.available, entry.directed)
         }
+        // Gone from the table: a room it enters from now on is left at once all the same.
+        joined.withLock { _ = $0.ending.remove(session.jid) }
         if wasAvailable {
             let unavailable = XMLElement(
                 "presence",
@@ -152,12 +161,6 @@ public final class LocalRouter: C2SDelegate {
             return bounce(stanza, StanzaError(.jidMalformed), to: session)
         }
         if let to, to.domainpart == mucDomain.domainpart, let muc {
-            var stanza = stanza
-            // Internal markers come from nodes, never from clients.
-            stanza.children.removeAll {
-                if case .element(let element) = $0 { return element.namespace == MUCInternal.namespace }
-                return false
-            }
             return muc.handle(RoomInput(stanza: stanza, real: session.jid, home: nodeName))
         }
         switch stanza.stanzaKind {
@@ -515,7 +518,7 @@ public final class LocalRouter: C2SDelegate {
         guard let to = try? stanza.toJID(), to.domainpart == domain.domainpart else { return false }
         if to.isFull {
             guard let session = table.withLock({ $0.sessions[to]?.session }) else { return false }
-            deliverChecked(stanza, to: to, session: session)
+            session.deliver(stanza)
             return true
         }
         guard stanza.stanzaKind == .message else { return false }
@@ -535,32 +538,17 @@ public final class LocalRouter: C2SDelegate {
         { [weak self] stanza in self?.keepOffline(stanza, for: to, bouncingTo: nil) }
     }
 
-    /// Copies of `stanza` for local sessions (room output from any node).
-    func deliverLocal(_ stanza: XMLElement, to recipients: [JID]) {
-        let sessions = table.withLock { table in recipients.map { table.sessions[$0]?.session } }
-        if stanza.stanzaKind == .message, MUCInternal.leftToken(stanza) == nil {
-            // A message (a room's groupchat copies): serialized once; each copy is written
-            // from it into its session's output.
-            let prepared = PreparedStanza(stanza)
-            var copies: [(session: C2SSession, recipient: JID)] = []
-            copies.reserveCapacity(recipients.count)
-            for (recipient, session) in zip(recipients, sessions) {
-                guard let session else { continue }
-                copies.append((session, recipient))
-            }
-            C2SSession.deliver(prepared, to: copies)
-            return
-        }
-        for (recipient, session) in zip(recipients, sessions) {
-            var copy = stanza
-            copy[attribute: "to"] = recipient.description
-            if let token = MUCInternal.leftToken(copy) {
-                resumeLeave(token)
-                continue
-            }
+    /// A room's copies for local sessions (from this node's rooms or another's): each
+    /// written from the stanza's bytes into its session's output.
+    func deliverLocal(_ copies: StanzaCopies) {
+        let sessions = table.withLock { table in copies.recipients.map { table.sessions[$0]?.session } }
+        var targets: [(session: C2SSession, recipient: JID)] = []
+        targets.reserveCapacity(copies.recipients.count)
+        for (recipient, session) in zip(copies.recipients, sessions) {
             guard let session else { continue }
-            deliverChecked(copy, to: recipient, session: session)
+            targets.append((session, recipient))
         }
+        C2SSession.deliver(copies.stanza, to: targets)
     }
 
     /// A stanza from a session on another node, for sessions here: no further routing.
@@ -591,30 +579,37 @@ public final class LocalRouter: C2SDelegate {
         }
     }
 
-    /// Delivers, noting the rooms the session enters and leaves (its self-presence).
-    private func deliverChecked(_ stanza: XMLElement, to recipient: JID, session: C2SSession) {
-        if stanza.stanzaKind == .presence, let from = try? stanza.fromJID(), from.domainpart == mucDomain.domainpart,
-            let x = stanza.child("x", namespace: Namespace.mucUser),
-            x.children("status", namespace: Namespace.mucUser).contains(where: { $0[attribute: "code"] == "110" })
-        {
-            let room = from.bare
-            joined.withLock { joined in
-                if stanza.type == "unavailable" {
-                    joined[recipient]?.remove(room)
-                    if joined[recipient]?.isEmpty == true { joined[recipient] = nil }
-                } else if stanza.type == nil {
-                    joined[recipient, default: []].insert(room)
-                }
+    /// A room's owner says a local session entered or left it. A session that has gone,
+    /// or is ending (its leaves sent), leaves a room it entered now at once.
+    func membership(room: JID, real: JID, entered: Bool) {
+        let present = table.withLock { $0.sessions[real] != nil }
+        let leaveNow = joined.withLock { joined -> Bool in
+            guard entered else {
+                joined.rooms[real]?.remove(room)
+                if joined.rooms[real]?.isEmpty == true { joined.rooms[real] = nil }
+                return false
             }
+            guard present, !joined.ending.contains(real) else { return true }
+            joined.rooms[real, default: []].insert(room)
+            return false
         }
-        session.deliver(stanza)
+        if leaveNow { muc?.handle(RoomInput.sessionEnded(room: room, real: real, home: nodeName, token: 0)) }
+    }
+
+    /// A room handled a session's end (`sendLeaves`).
+    func sessionLeft(token: UInt64) {
+        guard token != 0 else { return }
+        resumeLeave(token)
     }
 
     /// Tells the owner of every room `jid` is in that the session is leaving; returns
     /// the tokens their owners send back once done.
     private func sendLeaves(_ jid: JID) -> [UInt64] {
         guard let muc else { return [] }
-        let rooms = joined.withLock { $0.removeValue(forKey: jid) ?? [] }
+        let rooms = joined.withLock { joined in
+            joined.ending.insert(jid)
+            return joined.rooms.removeValue(forKey: jid) ?? []
+        }
         var tokens: [UInt64] = []
         for room in rooms.sorted() {
             let token = leaveWaiters.withLock { state -> UInt64 in
@@ -622,7 +617,7 @@ public final class LocalRouter: C2SDelegate {
                 return state.next
             }
             tokens.append(token)
-            muc.handle(RoomInput(stanza: MUCInternal.sessionEnded(room: room, token: token), real: jid, home: nodeName))
+            muc.handle(RoomInput.sessionEnded(room: room, real: jid, home: nodeName, token: token))
         }
         return tokens
     }
@@ -658,7 +653,7 @@ public final class LocalRouter: C2SDelegate {
     /// Closes every session (this node lost its place in the cluster).
     func closeAll(with error: StreamError) {
         let sessions = table.withLock { $0.sessions.values.map(\.session) }
-        joined.withLock { $0 = [:] }
+        joined.withLock { $0 = Joined() }
         for session in sessions { session.close(with: error) }
     }
 

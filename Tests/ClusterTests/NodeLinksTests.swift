@@ -76,12 +76,35 @@ import XMPPCore
         let port = try await b.listen(host: "127.0.0.1", port: 0)
         a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
         let recipients = [try JID("romeo@localhost/a b"), try JID("juliet@localhost/garden")]
-        let stanza = XMLElement("message", namespace: Namespace.client, ["from": "room@conference.localhost/x", "type": "groupchat"])
-        a.send(.deliver(stanza, recipients: recipients), to: "b")
-        a.send(.room(stanza, real: recipients[0], home: "a", hops: 1), to: "b")
-        await atB.wait(for: 2)
+        var stanza = XMLElement(
+            "message", namespace: Namespace.client, ["from": "room@conference.localhost/x", "type": "groupchat", "id": "m&1"])
+        stanza.append(XMLElement("body", namespace: Namespace.client, text: "<b> & 'quoted' ✓"))
+        let room = try JID("room@conference.localhost")
+        let copies = StanzaCopies(
+            stanza: PreparedStanza(stanza), recipients: recipients, message: .init(room: room.description, id: "m&1"), replay: true)
+        let sent: [LinkFrame] = [
+            .deliver(copies),
+            .room(stanza, real: recipients[0], home: "a", hops: 1),
+            .sessionEnded(room: room, real: recipients[1], home: "a", hops: 2, token: 7),
+            .sessionLeft(token: 7),
+            .membership(room: room, real: recipients[0], entered: true),
+            .membership(room: room, real: recipients[1], entered: false),
+        ]
+        for frame in sent { a.send(frame, to: "b") }
+        await atB.wait(for: sent.count)
         let frames = atB.frames.withLock { $0.map(\.0) }
-        #expect(frames == [.deliver(stanza, recipients: recipients), .room(stanza, real: recipients[0], home: "a", hops: 1)])
+        #expect(frames == sent)
+        // The copies arrive as the bytes the room's node serialized, written as they are.
+        guard case .deliver(let received) = frames.first else {
+            Issue.record("no deliver frame")
+            return
+        }
+        var bytes: [UInt8] = []
+        received.stanza.write(to: recipients[0], into: &bytes)
+        var expected = stanza
+        expected[attribute: "to"] = nil
+        let rest = expected.serialized(parentNamespace: Namespace.client).dropFirst("<message".count)
+        #expect(String(decoding: bytes, as: UTF8.self) == "<message to='romeo@localhost/a b'" + rest)
         await a.shutdown()
         await b.shutdown()
     }

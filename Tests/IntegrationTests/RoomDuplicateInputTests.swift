@@ -30,9 +30,8 @@ struct RoomDuplicateInputTests {
             return message
         }
         func copies(_ id: String, replayed: Bool) -> [XMLElement] {
-            output.sent.withLock {
-                $0.filter { $0.name == "message" && $0.id == id && $0.type == "groupchat" && (MUCInternal.unreplayed($0) != nil) == replayed }
-            }
+            let all = replayed ? output.replays.withLock { $0 } : output.sent.withLock { $0 }
+            return all.filter { $0.name == "message" && $0.id == id && $0.type == "groupchat" }
         }
         func stanzaID(_ message: XMLElement) -> String? { message.child("stanza-id", namespace: Namespace.stanzaID)?[attribute: "id"] }
         muc.handle(RoomInput(stanza: message("m1"), real: romeo, home: node, hops: 1))

@@ -37,7 +37,10 @@ struct RoomMoveOrderTests {
     final class Output: RoomOutput {
         let events = Mutex<[String]>([])
         let unlocked = Mutex(false)
-        func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?) {
+        func left(token: UInt64, room: JID, node: String) {}
+        func membership(room: JID, real: JID, entered: Bool, node: String) {}
+        func deliver(_ copies: RoomCopies, node: String?, keeping keep: (any AnyObject & Sendable)?) {
+            let stanza = copies.stanza
             if stanza.name == "message", let body = stanza.child("body")?.text {
                 events.withLock { $0.append("d:" + body) }
             }

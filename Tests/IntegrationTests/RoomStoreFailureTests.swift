@@ -17,9 +17,11 @@ struct RoomStoreFailureTests {
     /// Every stanza the rooms deliver, with its recipients.
     final class Recorder: RoomOutput {
         let delivered = Mutex<[(stanza: XMLElement, to: [JID])]>([])
-        func deliver(_ stanza: XMLElement, to recipients: [JID], node: String?) {
-            delivered.withLock { $0.append((stanza, recipients)) }
+        func deliver(_ copies: RoomCopies, node: String?, keeping keep: (any AnyObject & Sendable)?) {
+            delivered.withLock { $0.append((copies.stanza, copies.recipients)) }
         }
+        func left(token: UInt64, room: JID, node: String) {}
+        func membership(room: JID, real: JID, entered: Bool, node: String) {}
         func forward(_ input: RoomInput, to node: String) -> Bool { true }
 
         /// Waits for a stanza to `real` that `match` accepts.

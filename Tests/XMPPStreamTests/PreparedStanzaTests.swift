@@ -52,3 +52,23 @@ import XMPPCore
         #expect(PreparedStanza(error).isError)
     }
 }
+
+/// What another node sends: the bytes of a prepared stanza, taken as they are.
+@Suite struct PreparedStanzaFromBytesTests {
+    @Test func theBytesOfAPreparedStanzaGiveTheSameStanza() throws {
+        let prepared = PreparedStanza(PreparedStanzaTests.message)
+        let received = try #require(PreparedStanza(bytes: prepared.bytes))
+        #expect(received == prepared)
+        var error = PreparedStanzaTests.message
+        error[attribute: "type"] = "error"
+        #expect(PreparedStanza(bytes: PreparedStanza(error).bytes)?.isError == true)
+        let presence = XMLElement("presence", namespace: Namespace.client)
+        #expect(PreparedStanza(bytes: PreparedStanza(presence).bytes)?.name == "presence")
+    }
+
+    @Test func bytesThatDoNotStartAsAStanzaAreRefused() {
+        for text in ["", "<", "hello", "<stream:stream>", "<messages to='x'/>", "<message", "<iq type='get'/", "<x/>"] {
+            #expect(PreparedStanza(bytes: Array(text.utf8)) == nil, "\(text)")
+        }
+    }
+}

@@ -73,7 +73,7 @@ final class Fixture {
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = allocationBenchmarkConfiguration(warmupIterations: 5)
 
-    // The room alone: Room.handle makes one XMLElement per occupant, with its `to`.
+    // The room alone: Room.handle makes one broadcast (a stanza and its recipients).
     let logic = Fixture()
     Benchmark("Room fan-out, \(occupantCount) occupants: Room.handle, per delivered copy") { benchmark in
         for _ in 0..<logic.messagesPerScaledLoop {
@@ -118,53 +118,43 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     // The steps the server takes between the room and the socket, copied here from
-    // MUCService.apply (look each copy's `to` up among the room's parsed addresses, drop
-    // it, group equal copies per node),
-    // LocalRouter.deliverLocal (a message is serialised once as a PreparedStanza, the
-    // copies listed per session) and C2SConnection.appendOutput (each copy written into
-    // its session's output buffer, reused from an earlier tick). Left out: locks,
-    // metrics counters, the hop to the sessions' event loop, NIO's write and the flush.
+    // MUCService.outgoing (the room's broadcast serialized once as a PreparedStanza and
+    // its recipients split by the node that holds them: one piece per node),
+    // LocalRouter.deliverLocal (the copies listed per session) and
+    // C2SConnection.appendOutput (each copy written into its session's output buffer,
+    // reused from an earlier tick). Left out: locks, metrics counters, the hop to the
+    // sessions' event loop, NIO's write and the flush.
     let server = Fixture()
     var outputs = [JID: ByteBuffer]()
-    // MUCService keeps the recipients' addresses parsed per room (Slot.addresses).
-    var addresses = [String: JID]()
     for recipient in server.room.occupants.map(\.realJID) { outputs[recipient] = ByteBufferAllocator().buffer(capacity: 1024) }
-    Benchmark("Room fan-out, \(occupantCount) occupants: server path (room, grouping, PreparedStanza), per delivered copy") {
+    Benchmark("Room fan-out, \(occupantCount) occupants: server path (room, split per node, PreparedStanza), per delivered copy") {
         benchmark in
         for _ in 0..<server.messagesPerScaledLoop {
             let effects = server.handle()
-            var groups: [(stanza: XMLElement, node: String?, recipients: [JID])] = []
-            for stanza in effects.stanzas {
-                var stanza = stanza
-                guard let text = stanza[attribute: "to"] else { continue }
-                let to: JID
-                if let known = addresses[text] {
-                    to = known
-                } else {
-                    guard let parsed = try? JID(text) else { continue }
-                    addresses[text] = parsed
-                    to = parsed
+            var pieces: [(prepared: PreparedStanza, node: String?, recipients: [JID])] = []
+            for delivery in effects.output {
+                guard case .broadcast(let stanza, let recipients) = delivery else { continue }
+                let prepared = PreparedStanza(stanza)
+                var nodes: [String?] = []
+                var byNode: [String?: [JID]] = [:]
+                for recipient in recipients {
+                    let home = server.homes[recipient]
+                    if byNode[home] == nil { nodes.append(home) }
+                    byNode[home, default: []].append(recipient)
                 }
-                let node = server.homes[to]
-                stanza[attribute: "to"] = nil
-                if let last = groups.last, last.node == node, last.stanza == stanza {
-                    groups[groups.count - 1].recipients.append(to)
-                    continue
-                }
-                groups.append((stanza, node, [to]))
+                for home in nodes { pieces.append((prepared, home, byNode[home] ?? [])) }
             }
-            for group in groups where group.node == server.nodeName {
-                let sessions = group.recipients.map { server.sessions.contains($0) ? $0 : nil }
-                let prepared = PreparedStanza(group.stanza)
+            for piece in pieces where piece.node == server.nodeName {
+                let sessions = piece.recipients.map { server.sessions.contains($0) ? $0 : nil }
                 var copies: [(session: JID, recipient: JID)] = []
-                copies.reserveCapacity(group.recipients.count)
-                for (recipient, session) in zip(group.recipients, sessions) {
+                copies.reserveCapacity(piece.recipients.count)
+                for (recipient, session) in zip(piece.recipients, sessions) {
                     guard let session else { continue }
                     copies.append((session, recipient))
                 }
                 for copy in copies {
                     outputs[copy.session]!.clear()
-                    prepared.write(to: copy.recipient, into: &outputs[copy.session]!)
+                    piece.prepared.write(to: copy.recipient, into: &outputs[copy.session]!)
                 }
                 blackHole(copies)
             }
