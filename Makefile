@@ -5,7 +5,7 @@ TEST_DB := conclave_test
 
 NODES ?= 3
 
-.PHONY: diff-prosody diff-record chaos fuzz fuzz-build bench-alloc bench-compare certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
+.PHONY: diff-prosody diff-record chaos fuzz fuzz-build bench-alloc bench-compare bench-scale bench-logins certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
 
 help:
 	@echo "make run             build and run one node (embedded PostgreSQL under .conclave/)"
@@ -90,6 +90,19 @@ fuzz-build:
 bench-compare:
 	$(SWIFT) build -c release
 	./deploy/bench/compare.sh
+
+# Does the cluster pay for itself: 1 node against BENCH_SCALE_NODES (3) nodes, each held
+# to BENCH_SCALE_CPU (0.25) CPU by a cgroup quota, clients round robin; prints capacity,
+# CPU per delivery and E(N) (deploy/bench/scale.sh; runs as root).
+bench-scale:
+	$(SWIFT) build -c release
+	./deploy/bench/scale.sh
+
+# The server's CPU time per login (PLAIN, checked against the stored SCRAM keys), read
+# from /proc by conclave-bench logins against a release node (deploy/bench/logins.sh).
+bench-logins:
+	$(SWIFT) build -c release
+	./deploy/bench/logins.sh
 
 # A local CA and one certificate per node, signed by it (deploy/local/certs.sh).
 certs:

@@ -1,6 +1,6 @@
-public import Logging
-public import MUC
-public import Storage
+import Logging
+import MUC
+import Storage
 import Synchronization
 public import XMPPCore
 

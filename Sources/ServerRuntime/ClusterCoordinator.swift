@@ -1,6 +1,6 @@
 import Cluster
 import Foundation
-public import Logging
+import Logging
 import MUCService
 import NIOCore
 import PostgresNIO
@@ -471,7 +471,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         case .success(true):
             let wasServing = canServe
             state.withLock { $0.leaseValidUntil = sent + .seconds(settings.leaseSeconds) - .milliseconds(200) }
-            if !wasServing { service?.resumeHeld() }
+            // The rooms' backlog is handled on the cooperative pool, never on the
+            // renewer's thread: the next beat must not wait behind room work.
+            if !wasServing, let service { Task { service.resumeHeld() } }
         case .success(false):
             let leaving = state.withLock { state -> Bool in
                 if !state.leaving { state.rejoining = true }
@@ -612,7 +614,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             // the membership naming that run, so the output took the old run's link). The
             // new run delivers to those it holds and skips the others.
             switch frame {
-            case .deliver, .addressed:
+            case .deliver, .addressed, .membership:
+                // (A membership for a session the new run does not hold makes it leave.)
                 if incarnations[peer] != nil, links.enqueue(frame, to: peer) { continue }
             default: break
             }

@@ -120,7 +120,7 @@ public final class LocalRouter: C2SDelegate {
         // their owners have removed the session (ARCHITECTURE invariant 6).
         let isCurrent = table.withLock { $0.sessions[session.jid]?.session === session }
         if isCurrent {
-            await awaitLeaves(sendLeaves(session.jid))
+            await awaitLeaves(sendLeaves(session.jid, ending: true))
             await remote?.sessionEnded(session.jid)
         }
         let (wasAvailable, directed) = table.withLock { table -> (Bool, [JID]) in
@@ -217,7 +217,7 @@ public final class LocalRouter: C2SDelegate {
         let available = type == nil
         if !available {
             // Directed presence ends with the broadcast unavailable (RFC 6121 §4.6.3).
-            _ = sendLeaves(session.jid)
+            _ = sendLeaves(session.jid, ending: false)
         }
         let priority = Int(presence.child("priority")?.text.trimmingWhitespace() ?? "0") ?? 0
         let priorityNow = max(-128, min(127, priority))
@@ -582,18 +582,24 @@ public final class LocalRouter: C2SDelegate {
     /// A room's owner says a local session entered or left it. A session that has gone,
     /// or is ending (its leaves sent), leaves a room it entered now at once.
     func membership(room: JID, real: JID, entered: Bool) {
-        let present = table.withLock { $0.sessions[real] != nil }
         let leaveNow = joined.withLock { joined -> Bool in
             guard entered else {
                 joined.rooms[real]?.remove(room)
                 if joined.rooms[real]?.isEmpty == true { joined.rooms[real] = nil }
                 return false
             }
-            guard present, !joined.ending.contains(real) else { return true }
+            // Read under `joined`'s lock: a session ending meanwhile is either still in
+            // the table and not yet ending (its leaves will include this room) or not.
+            guard table.withLock({ $0.sessions[real] != nil }), !joined.ending.contains(real) else { return true }
             joined.rooms[real, default: []].insert(room)
             return false
         }
-        if leaveNow { muc?.handle(RoomInput.sessionEnded(room: room, real: real, home: nodeName, token: 0)) }
+        // Said under the room's lock (its owner here): the leave is routed after it, not
+        // from inside it.
+        if leaveNow, let muc {
+            let input = RoomInput.sessionEnded(room: room, real: real, home: nodeName, token: 0)
+            Task { muc.handle(input) }
+        }
     }
 
     /// A room handled a session's end (`sendLeaves`).
@@ -604,10 +610,12 @@ public final class LocalRouter: C2SDelegate {
 
     /// Tells the owner of every room `jid` is in that the session is leaving; returns
     /// the tokens their owners send back once done.
-    private func sendLeaves(_ jid: JID) -> [UInt64] {
+    /// `ending`: the session ends (not just unavailable): a room it enters from now on is
+    /// left at once.
+    private func sendLeaves(_ jid: JID, ending: Bool) -> [UInt64] {
         guard let muc else { return [] }
         let rooms = joined.withLock { joined in
-            joined.ending.insert(jid)
+            if ending { joined.ending.insert(jid) }
             return joined.rooms.removeValue(forKey: jid) ?? []
         }
         var tokens: [UInt64] = []

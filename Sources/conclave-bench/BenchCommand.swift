@@ -11,7 +11,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "conclave-bench",
         abstract: "Measure an XMPP server's Multi-User Chat: fan-out throughput and time to deliver.",
-        subcommands: [Fanout.self, Kick.self, Accounts.self]
+        subcommands: [Fanout.self, Kick.self, Accounts.self, LoginCost.self]
     )
 
     static func main() async {

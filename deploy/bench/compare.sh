@@ -52,7 +52,7 @@ ejabberdctl_() {
             --spool "$ejabberd_dir/spool" --logs "$ejabberd_dir/logs" "$@"
     )
 }
-cluster_() { CONCLAVE_CLUSTER_DIR=$cluster_dir "$cluster" "$@"; }
+. "$root/deploy/bench/lib.sh"
 cleanup() {
     cluster_ down >/dev/null 2>&1
     [ -n "$prosody_pid" ] && kill "$prosody_pid" 2>/dev/null
@@ -86,29 +86,6 @@ search() {
     "$bench" fanout "${args[@]}" --rooms "$rooms" --room-size "$size" --rate "$rate" --duration "$duration" --warmup 1 --drain 1 \
         --search --search-steps "$steps" --quiet --label "$system" --json "$out/$system-$workload-$run.json" >/dev/null || true
     python3 "$root/deploy/bench/table.py" --summary "$out/$system-$workload-$run.json"
-}
-
-# A fresh Conclave database with the accounts; prints its URL.
-conclave_database() {
-    local url
-    url=$("$db" recreate conclave_bench 2>/dev/null) || return 1
-    "$release/conclave" migrate --database-url "$url" --log-level warning >/dev/null || return 1
-    "$bench" accounts --count "$accounts" | "$release/conclave" user add-from-file - --database-url "$url" --log-level warning >/dev/null || return 1
-    echo "$url"
-}
-
-# Starts NODES Conclave nodes on ports 17222, 17232, ...; sets servers, pids and url.
-conclave_up() {
-    local nodes=$1 i
-    cluster_ down >/dev/null 2>&1
-    url=$(conclave_database) || return 1
-    CONCLAVE_BIN="$release/conclave" CONCLAVE_CLUSTER_DIR=$cluster_dir CONCLAVE_CLUSTER_BASE_PORT=17222 \
-        CONCLAVE_CLUSTER_DATABASE_URL="$url" "$cluster" up "$nodes" >/dev/null || return 1
-    servers="" pids=""
-    for ((i = 0; i < nodes; i++)); do
-        servers="$servers 127.0.0.1:$((17222 + 10 * i))"
-        pids="$pids $(cat "$root/$cluster_dir/node$((i + 1)).pid")"
-    done
 }
 
 conclave_run() {

@@ -6,6 +6,8 @@
                                          kick-<run>.json and join-<run>.json
     table.py --summary FILE              one line about one result file
     table.py --record-rooms FILE         add "roomsTaken" (a count on standard input) to FILE
+    table.py --scale DIR N CPU WORKLOADS the bench-scale table: scale-1-<w>.json against
+                                         scale-N-<w>.json, with E(N)
     table.py --into DOC TABLE.md         replace the part of DOC between the bench-compare
                                          markers with TABLE.md (append it when absent)
 """
@@ -174,6 +176,38 @@ def summary(path):
     return "  " + json.dumps(result)[:200]
 
 
+def scale(directory, nodes, cpu, workloads):
+    """The bench-scale table: capacity and CPU per delivery, 1 node against N, and E(N)."""
+    nodes = int(nodes)
+    names = {"10": "30 rooms of 10", "100": "6 rooms of 100", "1000": "1 room of 1,000"}
+    lines = [
+        f"Every node held to {cpu} CPU (cgroup quota); clients round robin over the nodes; "
+        f"capacity: highest rate sustained with nothing lost and p99 < 100 ms.",
+        "",
+        f"| Workload | Capacity, 1 node | Capacity, {nodes} nodes | E({nodes}) | CPU/delivery at capacity, 1 / {nodes} nodes "
+        f"| CPU/delivery at half load, 1 / {nodes} nodes | {nodes} nodes / 1 node at half load |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for workload in workloads.split():
+        def load(count):
+            path = os.path.join(directory, f"scale-{count}-{workload}.json")
+            return read(path) if os.path.exists(path) else {}
+        one, many = load(1), load(nodes)
+        cap1 = get(one.get("best"), "deliveriesPerSecond")
+        capn = get(many.get("best"), "deliveriesPerSecond")
+        efficiency = capn / (nodes * cap1) if cap1 and capn else None
+        cpu1 = get(one.get("best"), "serverCPUMicrosecondsPerDelivery")
+        cpun = get(many.get("best"), "serverCPUMicrosecondsPerDelivery")
+        half1 = get(one.get("half"), "serverCPUMicrosecondsPerDelivery")
+        halfn = get(many.get("half"), "serverCPUMicrosecondsPerDelivery")
+        ratio = halfn / half1 if half1 and halfn else None
+        lines.append(
+            f"| {names.get(workload, workload)} | {num(cap1, 0)}/s | {num(capn, 0)}/s | {num(efficiency, 2)} "
+            f"| {num(cpu1, 1)} / {num(cpun, 1)} µs | {num(half1, 1)} / {num(halfn, 1)} µs | {num(ratio, 2)}× |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def record_rooms(path):
     if not os.path.exists(path):
         return
@@ -202,6 +236,8 @@ if __name__ == "__main__":
         sys.stdout.write(table(arguments[1], arguments[2], arguments[3]))
     elif len(arguments) == 2 and arguments[0] == "--summary":
         print(summary(arguments[1]))
+    elif len(arguments) == 5 and arguments[0] == "--scale":
+        sys.stdout.write(scale(*arguments[1:]))
     elif len(arguments) == 2 and arguments[0] == "--record-rooms":
         record_rooms(arguments[1])
     elif len(arguments) == 3 and arguments[0] == "--into":
