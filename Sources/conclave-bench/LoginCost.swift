@@ -2,13 +2,13 @@ import ArgumentParser
 import Foundation
 
 /// `conclave-bench logins`: the server's CPU time per login, read from /proc (so from
-/// outside the server): `--count` users log in and bind (by default with PLAIN, which
-/// makes the server derive the password's SCRAM keys), then log out; the CPU the server
+/// outside the server): `--count` users log in and bind (with `--mechanisms PLAIN` the
+/// server derives the password's SCRAM keys, PBKDF2), then log out; the CPU the server
 /// processes spent meanwhile is divided by the logins.
 struct LoginCost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logins",
-        abstract: "The server's CPU time per login (PLAIN by default), measured from /proc."
+        abstract: "The server's CPU time per login, measured from /proc."
     )
 
     @OptionGroup var connection: ConnectionOptions
@@ -17,8 +17,6 @@ struct LoginCost: AsyncParsableCommand {
 
     func run() async throws {
         guard !serverPIDs.isEmpty else { throw ValidationError("name the server's process with --server-pid") }
-        var connection = self.connection
-        if connection.mechanisms == ConnectionOptions().mechanisms { connection.mechanisms = "PLAIN" }
         let logins = Logins(connection: connection, options: try connection.clientOptions())
         // One login first, so that the server's pools and caches are warm.
         await Logins.closeAll(try await logins.all(count: 1, counters: LiveCounters()))

@@ -9,6 +9,9 @@
 # scaling efficiency E(N) = capacity(N) / (N × capacity(1)).
 # Workloads (BENCH_SCALE_WORKLOADS, default "10 100"): 10 is 30 rooms of 10, 100 is
 # 6 rooms of 100, 1000 is 1 room of 1,000 — enough rooms that every node owns some.
+# BENCH_SCALE_PERIOD: the quota's period in µs (default 10000: a node that used its
+# share waits at most the rest of 10 ms, not of the kernel's default 100 ms, so that a
+# message crossing three throttled nodes is not held up three times as long).
 # BENCH_DURATION (s per phase, default 5), BENCH_STEPS (bisections, default 2).
 # Results: .conclave/bench/scale-<nodes>-<workload>.json and scale.md.
 set -uo pipefail
@@ -35,7 +38,7 @@ mkdir -p "$out"
 . "$root/deploy/bench/lib.sh"
 
 # The cgroups: one per node, named conclave-scale-<i>.
-period=100000
+period="${BENCH_SCALE_PERIOD:-10000}"
 quota=$(python3 -c "print(int($cpu * $period))")
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
     cgroup_kind=v2
@@ -99,7 +102,7 @@ scale_run() {
     grep -H "lease lost" "$root/$cluster_dir"/node*.log 2>/dev/null | sed "s|^|$nodes node(s), rooms of $workload: |"
 }
 
-rm -f "$out"/scale-*.json
+[ "${BENCH_KEEP:-0}" = 1 ] || rm -f "$out"/scale-*.json
 for workload in $workloads; do
     scale_run 1 "$workload"
     scale_run "$nodes_n" "$workload"

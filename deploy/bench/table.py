@@ -181,7 +181,7 @@ def scale(directory, nodes, cpu, workloads):
     nodes = int(nodes)
     names = {"10": "30 rooms of 10", "100": "6 rooms of 100", "1000": "1 room of 1,000"}
     lines = [
-        f"Every node held to {cpu} CPU (cgroup quota); clients round robin over the nodes; "
+        f"Every node held to {cpu} CPU (cgroup quota, period {os.environ.get('BENCH_SCALE_PERIOD', '10000')} µs); clients round robin over the nodes; "
         f"capacity: highest rate sustained with nothing lost and p99 < 100 ms.",
         "",
         f"| Workload | Capacity, 1 node | Capacity, {nodes} nodes | E({nodes}) | CPU/delivery at capacity, 1 / {nodes} nodes "
