@@ -130,9 +130,10 @@ public enum LinkFrame: Sendable, Hashable {
             else { return nil }
             var recipients: [JID] = []
             recipients.reserveCapacity(children.count - 1)
+            // Addresses the room's node parsed and wrote out: split, not normalised again.
             for child in children where child.name == "r" {
-                guard let recipient = child[attribute: "j"].flatMap({ try? JID($0) }) else { continue }
-                recipients.append(recipient)
+                guard let text = child[attribute: "j"], !text.isEmpty else { continue }
+                recipients.append(JID(normalized: text))
             }
             let message = element[attribute: "id"].flatMap { id in
                 element[attribute: "room"].map { StanzaCopies.MessageKey(room: $0, id: id) }

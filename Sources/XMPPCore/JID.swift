@@ -36,6 +36,24 @@ public struct JID: Sendable, Hashable, Comparable, CustomStringConvertible {
         self.resourcepart = try resourcepart.map(JID.normaliseResourcepart)
     }
 
+    /// An address as `description` wrote it for an address parsed before (by a node of
+    /// the same cluster): split into its parts, not normalised or checked again. Only for
+    /// text from a trusted peer; anything else goes through `init(_:)`.
+    public init(normalized string: String) {
+        var rest = Substring(string)
+        var resource: Substring?
+        if let slash = rest.firstIndex(of: "/") {
+            resource = rest[rest.index(after: slash)...]
+            rest = rest[..<slash]
+        }
+        var local: Substring?
+        if let at = rest.firstIndex(of: "@") {
+            local = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+        }
+        self.init(trustedLocal: local.map(String.init), domain: String(rest), resource: resource.map(String.init))
+    }
+
     private init(trustedLocal: String?, domain: String, resource: String?) {
         self.localpart = trustedLocal
         self.domainpart = domain

@@ -145,3 +145,12 @@ import XMPPCore
         #expect(error?.reason == .tooLong)
     }
 }
+
+/// A node reads the recipients another node wrote as they are (`JID(normalized:)`).
+@Suite struct JIDFromAPeerTests {
+    @Test(arguments: ["romeo@localhost/a b", "localhost", "juliet@localhost", "conference.localhost/x/y@z", "nurse@localhost"])
+    func aJIDsDescriptionGivesItBack(_ text: String) throws {
+        let jid = try JID(text)
+        #expect(JID(normalized: jid.description) == jid)
+    }
+}

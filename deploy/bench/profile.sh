@@ -36,7 +36,11 @@ cleanup() {
     return 0
 }
 trap cleanup EXIT
-CONCLAVE_BIN="$release/conclave" CONCLAVE_CLUSTER_BASE_PORT=18222 CONCLAVE_CLUSTER_DATABASE_URL="$url" cluster_ up "$nodes" >/dev/null
+# LOOPS: the nodes' event loops (NIO_SINGLETON_GROUP_LOOP_COUNT; default one per core).
+node_env=()
+[ -n "${LOOPS:-}" ] && node_env=(NIO_SINGLETON_GROUP_LOOP_COUNT="$LOOPS")
+env "${node_env[@]}" CONCLAVE_BIN="$release/conclave" CONCLAVE_CLUSTER_BASE_PORT=18222 CONCLAVE_CLUSTER_DATABASE_URL="$url" \
+    CONCLAVE_CLUSTER_DIR=.conclave/profile/cluster "$cluster" up "$nodes" >/dev/null
 servers=() pidargs=() pids=""
 for ((i = 1; i <= nodes; i++)); do
     servers+=(--server "127.0.0.1:$((18222 + 10 * (i - 1)))")

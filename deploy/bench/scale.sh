@@ -12,6 +12,9 @@
 # BENCH_SCALE_PERIOD: the quota's period in µs (default 10000: a node that used its
 # share waits at most the rest of 10 ms, not of the kernel's default 100 ms, so that a
 # message crossing three throttled nodes is not held up three times as long).
+# Each node runs as many event loops as NIO would count in a container with that quota
+# (the quota rounded up: 1 for 0.25 CPU; BENCH_SCALE_LOOPS), since it is put in its
+# cgroup only after it started.
 # BENCH_DURATION (s per phase, default 5), BENCH_STEPS (bisections, default 2).
 # Results: .conclave/bench/scale-<nodes>-<workload>.json and scale.md.
 set -uo pipefail
@@ -40,6 +43,7 @@ mkdir -p "$out"
 # The cgroups: one per node, named conclave-scale-<i>.
 period="${BENCH_SCALE_PERIOD:-10000}"
 quota=$(python3 -c "print(int($cpu * $period))")
+loops="${BENCH_SCALE_LOOPS:-$(python3 -c "import math; print(max(1, math.ceil($cpu)))")}"
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
     cgroup_kind=v2
     cgroup_dir() { echo "/sys/fs/cgroup/conclave-scale-$1"; }
@@ -86,14 +90,14 @@ scale_run() {
     1000) rooms=1 size=1000 rate=1 ;;
     *) echo "unknown workload $workload" >&2; return 1 ;;
     esac
-    conclave_up "$nodes" || { echo "== $nodes node(s): could not start" >&2; return 1; }
+    NIO_SINGLETON_GROUP_LOOP_COUNT=$loops conclave_up "$nodes" || { echo "== $nodes node(s): could not start" >&2; return 1; }
     for pid in $pids; do
         i=$((i + 1))
         confine "$i" "$pid" || { echo "cannot put node $i in its cgroup" >&2; return 1; }
         args+=(--server-pid "$pid")
     done
     for server in $servers; do args+=(--server "$server"); done
-    echo "== $nodes node(s) of $cpu CPU each ($cgroup_kind cgroups), $rooms room(s) of $size"
+    echo "== $nodes node(s) of $cpu CPU each ($cgroup_kind cgroups, $loops event loop(s)), $rooms room(s) of $size"
     "$bench" fanout "${args[@]}" --rooms "$rooms" --room-size "$size" --rate "$rate" --duration "$duration" --warmup 1 --drain 1 \
         --search --search-steps "$steps" --join-probes 0 --quiet --label "conclave-$nodes" \
         --json "$out/scale-$nodes-$workload.json" >/dev/null || true
