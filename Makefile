@@ -98,8 +98,9 @@ bench-scale:
 	$(SWIFT) build -c release
 	./deploy/bench/scale.sh
 
-# The server's CPU time per login (PLAIN, checked against the stored SCRAM keys), read
-# from /proc by conclave-bench logins against a release node (deploy/bench/logins.sh).
+# The server's CPU time per login, read from /proc by conclave-bench logins against a
+# release node: PLAIN (checked against the stored SCRAM keys) and SCRAM-SHA-1, with and
+# without TLS (deploy/bench/logins.sh; BENCH_LOGINS logins each, 500 by default).
 bench-logins:
 	$(SWIFT) build -c release
 	./deploy/bench/logins.sh

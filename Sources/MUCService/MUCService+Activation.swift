@@ -186,10 +186,12 @@ extension MUCService {
                 // Their nodes were told they are in the room by an earlier owner — unless it
                 // died before the notice left: each reachable node is told again (a session
                 // it does not hold any more leaves at once).
-                slot.members = Set(room.occupants.map(\.realJID))
-                let told: [RoomOutgoing] = room.occupants.compactMap { occupant in
-                    guard let home = slot.homes[occupant.realJID], placement.isReachable(home) else { return nil }
-                    return .membership(real: occupant.realJID, entered: true, node: home)
+                slot.members = [:]
+                var told: [RoomOutgoing] = []
+                for occupant in room.occupants {
+                    guard let home = slot.homes[occupant.realJID] else { continue }
+                    slot.members[occupant.realJID] = home
+                    if placement.isReachable(home) { told.append(.membership(real: occupant.realJID, entered: true, node: home)) }
                 }
                 send(told, answering: nil, slot: &slot, box: box)
                 // Occupants whose node died leave, and the others are told.
@@ -205,7 +207,7 @@ extension MUCService {
                     enqueue(.deleted, slot: slot, box: box)
                     slot.room = nil
                     slot.homes = [:]
-                    slot.members = []
+                    slot.members = [:]
                     slot.positions = [:]
                     slot.stored = [:]
                     if slot.pending.contains(where: { Self.isJoin($0.stanza) }) {

@@ -243,13 +243,21 @@ extension MUCService {
         deliveryCount.add(copies, ordering: .relaxed)
         // Who entered or left: only an input that may change occupants, or one after
         // which their number differs (a bounced message removes its sender), is compared.
+        // An occupant whose session is now on another node (it joined again from there)
+        // counts as having left the node told before and entered the new one. A node that
+        // is gone is not told anything.
         if occupantsChanged || room.occupants.count != slot.members.count {
-            let present = Set(room.occupants.map(\.realJID))
-            for real in slot.members.sorted(by: { $0.description < $1.description }) where !present.contains(real) {
-                if let home = node(of: real) { outgoing.append(.membership(real: real, entered: false, node: home)) }
+            var present: [JID: String] = [:]
+            for occupant in room.occupants {
+                if let home = node(of: occupant.realJID) { present[occupant.realJID] = home }
             }
-            for occupant in room.occupants where !slot.members.contains(occupant.realJID) {
-                if let home = node(of: occupant.realJID) { outgoing.append(.membership(real: occupant.realJID, entered: true, node: home)) }
+            for (real, told) in slot.members.sorted(by: { $0.key.description < $1.key.description })
+            where present[real] != told && placement.isReachable(told) {
+                outgoing.append(.membership(real: real, entered: false, node: told))
+            }
+            for occupant in room.occupants {
+                guard let home = present[occupant.realJID], slot.members[occupant.realJID] != home else { continue }
+                outgoing.append(.membership(real: occupant.realJID, entered: true, node: home))
             }
             slot.members = present
         }

@@ -86,8 +86,8 @@ public final class MUCService: Sendable {
         /// Output waiting for other nodes to acknowledge their copies of the same answer.
         var held = HeldRoomOutput()
         /// The occupants (real JIDs) whose nodes were told they are in the room
-        /// (`RoomOutput.membership`), or knew it from an earlier owner.
-        var members: Set<JID> = []
+        /// (`RoomOutput.membership`), or knew it from an earlier owner, with that node.
+        var members: [JID: String] = [:]
 
         /// Holds `input` back, in order, noting when it started waiting.
         mutating func hold(_ input: RoomInput) {

@@ -471,9 +471,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         case .success(true):
             let wasServing = canServe
             state.withLock { $0.leaseValidUntil = sent + .seconds(settings.leaseSeconds) - .milliseconds(200) }
-            // The rooms' backlog is handled on the cooperative pool, never on the
-            // renewer's thread: the next beat must not wait behind room work.
-            if !wasServing, let service { Task { service.resumeHeld() } }
+            if !wasServing, let service { resume(service) }
         case .success(false):
             let leaving = state.withLock { state -> Bool in
                 if !state.leaving { state.rejoining = true }
@@ -488,6 +486,37 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             }
         case .failure(let error):
             logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Whether rooms' held input is being resumed, and whether the lease came back again
+    /// meanwhile (then it is resumed once more when the run ends).
+    private let resuming = Mutex((running: false, again: false))
+
+    /// Resumes the rooms' held input on the cooperative pool, never on the renewer's
+    /// thread (the next beat must not wait behind room work), one run at a time: two runs
+    /// draining the same room at once could swap its inputs.
+    private func resume(_ service: MUCService) {
+        let start = resuming.withLock { state -> Bool in
+            if state.running {
+                state.again = true
+                return false
+            }
+            state.running = true
+            return true
+        }
+        guard start else { return }
+        Task {
+            repeat {
+                service.resumeHeld()
+            } while resuming.withLock { state -> Bool in
+                if state.again {
+                    state.again = false
+                    return true
+                }
+                state.running = false
+                return false
+            }
         }
     }
 

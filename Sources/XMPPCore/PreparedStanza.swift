@@ -49,50 +49,6 @@ public struct PreparedStanza: Sendable, Hashable {
     /// The stanza without `to`, as one run of bytes (what another node gets).
     public var bytes: [UInt8] { head + tail }
 
-    /// The bytes of the copy for `recipient`, appended to `out`.
-    public func write(to recipient: JID, into out: inout [UInt8]) {
-        out += head
-        out += Array(" to='".utf8)
-        Self.appendAddress(recipient, to: &out)
-        out.append(UInt8(ascii: "'"))
-        out += tail
-    }
-
-    /// The escaped text of `recipient` as a single-quoted attribute value, appended by
-    /// `write`: each piece already in the form of `bytes`.
-    public static func appendAddress(_ recipient: JID, to out: inout [UInt8]) {
-        if let localpart = recipient.localpart {
-            appendEscaped(localpart, to: &out)
-            out.append(UInt8(ascii: "@"))
-        }
-        appendEscaped(recipient.domainpart, to: &out)
-        if let resourcepart = recipient.resourcepart {
-            out.append(UInt8(ascii: "/"))
-            appendEscaped(resourcepart, to: &out)
-        }
-    }
-
-    private static func appendEscaped(_ value: String, to out: inout [UInt8]) {
-        for byte in value.utf8 {
-            if let escaped = escape(byte) { escaped.withUTF8Buffer { out += $0 } } else { out.append(byte) }
-        }
-    }
-
-    /// The entity for `byte` inside a single-quoted attribute, if it needs one.
-    public static func escape(_ byte: UInt8) -> StaticString? {
-        switch byte {
-        case UInt8(ascii: "&"): "&amp;"
-        case UInt8(ascii: "<"): "&lt;"
-        case UInt8(ascii: ">"): "&gt;"
-        case UInt8(ascii: "\""): "&quot;"
-        case UInt8(ascii: "'"): "&apos;"
-        case UInt8(ascii: "\n"): "&#10;"
-        case UInt8(ascii: "\r"): "&#13;"
-        case UInt8(ascii: "\t"): "&#9;"
-        default: nil
-        }
-    }
-
     private static func endsName(_ byte: UInt8) -> Bool {
         byte == UInt8(ascii: " ") || byte == UInt8(ascii: "/") || byte == UInt8(ascii: ">")
     }

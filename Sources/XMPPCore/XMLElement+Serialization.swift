@@ -153,17 +153,27 @@ public enum XMLEscaping {
             return
         }
         for scalar in value.unicodeScalars {
-            switch scalar {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            case "\n": out += "&#10;"
-            case "\r": out += "&#13;"
-            case "\t": out += "&#9;"
-            default: out.unicodeScalars.append(scalar)
+            if scalar.isASCII, let entity = attributeEntity(UInt8(scalar.value)) {
+                out += entity.description
+            } else {
+                out.unicodeScalars.append(scalar)
             }
+        }
+    }
+
+    /// The entity for `byte` (ASCII) inside an attribute value, if it needs one: what
+    /// `appendAttribute` and a prepared stanza's recipient address use.
+    public static func attributeEntity(_ byte: UInt8) -> StaticString? {
+        switch byte {
+        case UInt8(ascii: "&"): "&amp;"
+        case UInt8(ascii: "<"): "&lt;"
+        case UInt8(ascii: ">"): "&gt;"
+        case UInt8(ascii: "\""): "&quot;"
+        case UInt8(ascii: "'"): "&apos;"
+        case UInt8(ascii: "\n"): "&#10;"
+        case UInt8(ascii: "\r"): "&#13;"
+        case UInt8(ascii: "\t"): "&#9;"
+        default: nil
         }
     }
 

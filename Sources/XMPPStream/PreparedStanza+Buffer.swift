@@ -34,7 +34,7 @@ extension PreparedStanza {
 
     private static func writeEscaped(_ value: String, into buffer: inout ByteBuffer) {
         for byte in value.utf8 {
-            if let escaped = escape(byte) { buffer.writeStaticString(escaped) } else { buffer.writeInteger(byte) }
+            if let escaped = XMLEscaping.attributeEntity(byte) { buffer.writeStaticString(escaped) } else { buffer.writeInteger(byte) }
         }
     }
 }

@@ -99,12 +99,9 @@ import XMPPCore
             Issue.record("no deliver frame")
             return
         }
-        var bytes: [UInt8] = []
-        received.stanza.write(to: recipients[0], into: &bytes)
         var expected = stanza
         expected[attribute: "to"] = nil
-        let rest = expected.serialized(parentNamespace: Namespace.client).dropFirst("<message".count)
-        #expect(String(decoding: bytes, as: UTF8.self) == "<message to='romeo@localhost/a b'" + rest)
+        #expect(String(decoding: received.stanza.bytes, as: UTF8.self) == expected.serialized(parentNamespace: Namespace.client))
         await a.shutdown()
         await b.shutdown()
     }

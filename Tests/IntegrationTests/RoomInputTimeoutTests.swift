@@ -46,7 +46,11 @@ struct RoomInputTimeoutTests {
             if let keep { kept.withLock { $0.append(keep) } }
         }
         func left(token: UInt64, room: JID, node: String) { left.withLock { $0.append(token) } }
-        func membership(room: JID, real: JID, entered: Bool, node: String) {}
+        /// What the sessions' nodes were told: "+node real" entered, "-node real" left.
+        let memberships = Mutex<[String]>([])
+        func membership(room: JID, real: JID, entered: Bool, node: String) {
+            memberships.withLock { $0.append((entered ? "+" : "-") + node + " " + real.description) }
+        }
         /// The nodes acknowledged every copy.
         func acknowledgeAll() { kept.withLock { $0 = [] } }
         func forward(_ input: RoomInput, to node: String) -> Bool { true }

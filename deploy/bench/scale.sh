@@ -47,7 +47,9 @@ loops="${BENCH_SCALE_LOOPS:-$(python3 -c "import math; print(max(1, math.ceil($c
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
     cgroup_kind=v2
     cgroup_dir() { echo "/sys/fs/cgroup/conclave-scale-$1"; }
-    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || echo "+cpu" >/sys/fs/cgroup/cgroup.subtree_control
+    if ! grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
+        echo "+cpu" >/sys/fs/cgroup/cgroup.subtree_control || { echo "cannot enable the cgroup cpu controller" >&2; exit 1; }
+    fi
 elif [ -d /sys/fs/cgroup/cpu ]; then
     cgroup_kind=v1
     cgroup_dir() { echo "/sys/fs/cgroup/cpu/conclave-scale-$1"; }
@@ -61,6 +63,7 @@ confine() {
     dir=$(cgroup_dir "$1")
     mkdir -p "$dir" || return 1
     if [ "$cgroup_kind" = v2 ]; then
+        [ -f "$dir/cpu.max" ] || { echo "no cpu.max in $dir: the cpu controller is not enabled" >&2; return 1; }
         echo "$quota $period" >"$dir/cpu.max" || return 1
     else
         echo "$period" >"$dir/cpu.cfs_period_us" && echo "$quota" >"$dir/cpu.cfs_quota_us" || return 1
