@@ -11,6 +11,12 @@ public struct JID: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     /// Parses and normalises `string`; throws `JIDError` for an invalid address.
     public init(_ string: String) throws(JIDError) {
+        let (local, domain, resource) = Self.split(string)
+        try self.init(localpart: local, domainpart: domain, resourcepart: resource)
+    }
+
+    /// `[localpart@]domainpart[/resourcepart]` in its parts, as written.
+    private static func split(_ string: String) -> (local: String?, domain: String, resource: String?) {
         var rest = Substring(string)
         var resource: Substring?
         if let slash = rest.firstIndex(of: "/") {
@@ -22,11 +28,7 @@ public struct JID: Sendable, Hashable, Comparable, CustomStringConvertible {
             local = rest[..<at]
             rest = rest[rest.index(after: at)...]
         }
-        try self.init(
-            localpart: local.map(String.init),
-            domainpart: String(rest),
-            resourcepart: resource.map(String.init)
-        )
+        return (local.map(String.init), String(rest), resource.map(String.init))
     }
 
     /// Builds an address from its parts, normalising and validating each.
@@ -40,18 +42,8 @@ public struct JID: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// the same cluster): split into its parts, not normalised or checked again. Only for
     /// text from a trusted peer; anything else goes through `init(_:)`.
     public init(normalized string: String) {
-        var rest = Substring(string)
-        var resource: Substring?
-        if let slash = rest.firstIndex(of: "/") {
-            resource = rest[rest.index(after: slash)...]
-            rest = rest[..<slash]
-        }
-        var local: Substring?
-        if let at = rest.firstIndex(of: "@") {
-            local = rest[..<at]
-            rest = rest[rest.index(after: at)...]
-        }
-        self.init(trustedLocal: local.map(String.init), domain: String(rest), resource: resource.map(String.init))
+        let (local, domain, resource) = Self.split(string)
+        self.init(trustedLocal: local, domain: domain, resource: resource)
     }
 
     private init(trustedLocal: String?, domain: String, resource: String?) {

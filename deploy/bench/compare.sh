@@ -21,23 +21,14 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
-db="$root/deploy/local/db.sh"
-cluster="$root/deploy/local/cluster.sh"
-release="$root/.build/release"
-bench="$release/conclave-bench"
-out="$root/.conclave/bench"
+. "$root/deploy/bench/lib.sh"
+db_start
 runs="${BENCH_RUNS:-3}"
 duration="${BENCH_DURATION:-5}"
 steps="${BENCH_STEPS:-2}"
 systems="${BENCH_SYSTEMS:-conclave conclave3 prosody ejabberd}"
 workloads="${BENCH_WORKLOADS:-10 100 1000}"
-accounts=1000
-cluster_dir=.conclave/bench-cluster
-mkdir -p "$out"
-[ -x "$bench" ] && [ -x "$release/conclave" ] || { echo "build first: swift build -c release" >&2; exit 1; }
 
-started_db=0
-if ! "$db" status >/dev/null 2>&1; then "$db" start >/dev/null || exit 1; started_db=1; fi
 prosody_pid=""
 ejabberd_dir="$root/.conclave/bench-ejabberd"
 ejabberd_up=0
@@ -52,7 +43,6 @@ ejabberdctl_() {
             --spool "$ejabberd_dir/spool" --logs "$ejabberd_dir/logs" "$@"
     )
 }
-. "$root/deploy/bench/lib.sh"
 cleanup() {
     cluster_ down >/dev/null 2>&1
     [ -n "$prosody_pid" ] && kill "$prosody_pid" 2>/dev/null

@@ -1,5 +1,22 @@
-# Shared by deploy/bench/compare.sh and deploy/bench/scale.sh (sourced, not run).
-# Expects: root, db, cluster, release, bench, accounts, cluster_dir.
+# Shared by deploy/bench/compare.sh, scale.sh and logins.sh (sourced, not run, with
+# `root` set): the paths, the accounts, the release build's check, starting PostgreSQL
+# and the Conclave nodes.
+db="$root/deploy/local/db.sh"
+cluster="$root/deploy/local/cluster.sh"
+release="$root/.build/release"
+bench="$release/conclave-bench"
+out="$root/.conclave/bench"
+accounts=1000
+cluster_dir=.conclave/bench-cluster
+mkdir -p "$out"
+[ -x "$bench" ] && [ -x "$release/conclave" ] || { echo "build first: swift build -c release" >&2; exit 1; }
+
+# Starts the embedded PostgreSQL unless it runs; started_db=1 when this started it (the
+# caller's cleanup stops it again).
+started_db=0
+db_start() {
+    if ! "$db" status >/dev/null 2>&1; then "$db" start >/dev/null || exit 1; started_db=1; fi
+}
 
 cluster_() { CONCLAVE_CLUSTER_DIR=$cluster_dir "$cluster" "$@"; }
 

@@ -7,17 +7,9 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
-db="$root/deploy/local/db.sh"
-cluster="$root/deploy/local/cluster.sh"
-release="$root/.build/release"
-bench="$release/conclave-bench"
-accounts=1000
-cluster_dir=.conclave/bench-cluster
 count="${BENCH_LOGINS:-500}"
-[ -x "$bench" ] && [ -x "$release/conclave" ] || { echo "build first: swift build -c release" >&2; exit 1; }
 . "$root/deploy/bench/lib.sh"
-started_db=0
-if ! "$db" status >/dev/null 2>&1; then "$db" start >/dev/null || exit 1; started_db=1; fi
+db_start
 cleanup() {
     cluster_ down >/dev/null 2>&1
     [ "$started_db" = 1 ] && "$db" stop >/dev/null

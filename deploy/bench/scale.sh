@@ -24,20 +24,11 @@ if [ "$(id -u)" != 0 ]; then
     echo "make bench-scale must run as root: it puts each node in a cgroup of its own with a CPU quota" >&2
     exit 1
 fi
-db="$root/deploy/local/db.sh"
-cluster="$root/deploy/local/cluster.sh"
-release="$root/.build/release"
-bench="$release/conclave-bench"
-out="$root/.conclave/bench"
 nodes_n="${BENCH_SCALE_NODES:-3}"
 cpu="${BENCH_SCALE_CPU:-0.25}"
 workloads="${BENCH_SCALE_WORKLOADS:-10 100}"
 duration="${BENCH_DURATION:-5}"
 steps="${BENCH_STEPS:-2}"
-accounts=1000
-cluster_dir=.conclave/bench-cluster
-mkdir -p "$out"
-[ -x "$bench" ] && [ -x "$release/conclave" ] || { echo "build first: swift build -c release" >&2; exit 1; }
 . "$root/deploy/bench/lib.sh"
 
 # The cgroups: one per node, named conclave-scale-<i>.
@@ -71,8 +62,7 @@ confine() {
     echo "$2" >"$dir/cgroup.procs"
 }
 
-started_db=0
-if ! "$db" status >/dev/null 2>&1; then "$db" start >/dev/null || exit 1; started_db=1; fi
+db_start
 cleanup() {
     local i
     cluster_ down >/dev/null 2>&1
