@@ -170,34 +170,134 @@ public struct PostgresRoomStore: RoomStore {
         let jid = room.description
         let logger = self.logger
         do {
-            try await transaction(changes, jid: jid, room: room, fence: fence, logger: logger)
+            if let history = Self.historyOnly(changes) {
+                // The hot path (a room's messages): one statement, one round trip.
+                try await storeHistory(history, jid: jid, room: room, fence: fence, logger: logger)
+            } else {
+                try await transaction(changes, jid: jid, room: room, fence: fence, logger: logger)
+            }
         } catch let error as PostgresTransactionError {
             if let stale = error.closureError as? StaleOwnerError { throw stale }
             throw PostgresErrorKind.permanent(error) ?? error
+        } catch let error as StaleOwnerError {
+            throw error
         } catch {
             throw PostgresErrorKind.permanent(error) ?? error
         }
+    }
+
+    /// Consecutive history entries, stored as one: the entries that the last one's `keep`
+    /// leaves (the others would be trimmed at once), and how many older rows stay.
+    struct HistoryRun {
+        var stamps: [Double] = []
+        var nicks: [String] = []
+        var stanzas: [String] = []
+        var keepOlder = 0
+
+        init(_ entries: [(entry: StoredHistoryEntry, keep: Int)]) {
+            let keep = max(entries.last?.keep ?? 0, 0)
+            for (entry, _) in entries.suffix(keep) {
+                stamps.append(entry.stamp)
+                nicks.append(entry.nick)
+                stanzas.append(entry.stanza)
+            }
+            keepOlder = keep - stamps.count
+        }
+    }
+
+    /// The changes, if they are all history entries.
+    static func historyOnly(_ changes: [StoredRoomChange]) -> HistoryRun? {
+        var entries: [(entry: StoredHistoryEntry, keep: Int)] = []
+        for change in changes {
+            guard case .history(let entry, let keep) = change else { return nil }
+            entries.append((entry, keep))
+        }
+        return HistoryRun(entries)
+    }
+
+    /// History entries without a transaction around them: the statement checks the fence
+    /// under a share lock, adds the entries in their order and trims the room's history,
+    /// all or nothing (one statement is its own transaction). No trigger reads
+    /// `conclave.origin` on `room_history`, so it is not set.
+    private func storeHistory(
+        _ run: HistoryRun, jid: String, room: JID, fence: RoomFence, logger: Logger
+    ) async throws {
+        let owned = try await client.query(
+            """
+            WITH owner AS (
+                SELECT 1 FROM room_owners WHERE room = \(jid) AND node = \(fence.node) AND epoch = \(fence.epoch)
+                FOR SHARE
+            ), added AS (
+                INSERT INTO room_history (room, stamp, nick, stanza)
+                SELECT \(jid), entry.stamp, entry.nick, entry.stanza
+                FROM unnest(\(run.stamps)::float8[], \(run.nicks)::text[], \(run.stanzas)::text[])
+                    WITH ORDINALITY AS entry(stamp, nick, stanza, n)
+                WHERE EXISTS (SELECT 1 FROM owner)
+                ORDER BY entry.n
+                RETURNING 1
+            ), trimmed AS (
+                DELETE FROM room_history WHERE room = \(jid) AND EXISTS (SELECT 1 FROM owner) AND id NOT IN
+                    (SELECT id FROM room_history WHERE room = \(jid) ORDER BY id DESC LIMIT \(run.keepOlder))
+                RETURNING 1
+            )
+            SELECT count(*)::int8 FROM owner
+            """,
+            logger: logger
+        ).decode(Int64.self).all()
+        guard owned.first ?? 0 > 0 else { throw StaleOwnerError(room: room, fence: fence) }
     }
 
     private func transaction(
         _ changes: [StoredRoomChange], jid: String, room: JID, fence: RoomFence, logger: Logger
     ) async throws {
         try await client.withTransaction(logger: logger) { connection in
-            let origin = fence.description
-            _ = try await connection.query("SELECT set_config('conclave.origin', \(origin), true)", logger: logger)
-                .collect()
+            // The origin (for the triggers' notifications) and the fence, in one round trip.
             let owned = try await connection.query(
                 """
-                SELECT 1 FROM room_owners WHERE room = \(jid) AND node = \(fence.node) AND epoch = \(fence.epoch)
+                SELECT set_config('conclave.origin', \(fence.description), true) FROM room_owners
+                WHERE room = \(jid) AND node = \(fence.node) AND epoch = \(fence.epoch)
                 FOR SHARE
                 """,
                 logger: logger
-            ).decode(Int.self).all()
+            ).decode(String.self).all()
             guard !owned.isEmpty else { throw StaleOwnerError(room: room, fence: fence) }
+            var history: [(entry: StoredHistoryEntry, keep: Int)] = []
+            func storeHistory() async throws {
+                guard !history.isEmpty else { return }
+                try await Self.addHistory(HistoryRun(history), jid: jid, connection: connection, logger: logger)
+                history = []
+            }
             for change in changes {
+                if case .history(let entry, let keep) = change {
+                    history.append((entry, keep))
+                    continue
+                }
+                try await storeHistory()
                 try await Self.apply(change, jid: jid, connection: connection, logger: logger)
             }
+            try await storeHistory()
         }
+    }
+
+    /// Consecutive history entries inside a transaction that checked the fence.
+    private static func addHistory(
+        _ run: HistoryRun, jid: String, connection: PostgresConnection, logger: Logger
+    ) async throws {
+        _ = try await connection.query(
+            """
+            WITH added AS (
+                INSERT INTO room_history (room, stamp, nick, stanza)
+                SELECT \(jid), entry.stamp, entry.nick, entry.stanza
+                FROM unnest(\(run.stamps)::float8[], \(run.nicks)::text[], \(run.stanzas)::text[])
+                    WITH ORDINALITY AS entry(stamp, nick, stanza, n)
+                ORDER BY entry.n
+                RETURNING 1
+            )
+            DELETE FROM room_history WHERE room = \(jid) AND id NOT IN
+                (SELECT id FROM room_history WHERE room = \(jid) ORDER BY id DESC LIMIT \(run.keepOlder))
+            """,
+            logger: logger
+        ).collect()
     }
 
     private static func apply(
@@ -254,20 +354,7 @@ public struct PostgresRoomStore: RoomStore {
                 ).collect()
             }
         case .history(let entry, let keep):
-            _ = try await connection.query(
-                """
-                INSERT INTO room_history (room, stamp, nick, stanza)
-                VALUES (\(jid), \(entry.stamp), \(entry.nick), \(entry.stanza))
-                """,
-                logger: logger
-            ).collect()
-            _ = try await connection.query(
-                """
-                DELETE FROM room_history WHERE room = \(jid) AND id NOT IN
-                    (SELECT id FROM room_history WHERE room = \(jid) ORDER BY id DESC LIMIT \(keep))
-                """,
-                logger: logger
-            ).collect()
+            try await addHistory(HistoryRun([(entry, keep)]), jid: jid, connection: connection, logger: logger)
         case .deleted:
             _ = try await connection.query("DELETE FROM rooms WHERE jid = \(jid)", logger: logger).collect()
         }
