@@ -262,7 +262,12 @@ let package = Package(
         ),
         .testTarget(
             name: "XMPPStreamTests",
-            dependencies: ["XMPPStream", "XMPPCore", "Storage"],
+            dependencies: [
+                "XMPPStream", "XMPPCore", "XMPPXMLParser", "Storage",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: upcoming
         ),
         .testTarget(

@@ -66,6 +66,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
 
     /// Renews the lease apart from everything else.
     private let renewer: LeaseRenewer
+    /// The ring barrier after a change of the ring.
+    private let barrier: RingBarrier
 
     init(
         nodeName: String, secret: String, linkTLS: LinkTLS? = nil, linkOptions: NodeLinks.Options = NodeLinks.Options(),
@@ -82,15 +84,15 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         let me = self.me
         let delivered = self.delivered
         (remoteItems, remote) = AsyncStream.makeStream(of: RemoteItem.self)
-        links = NodeLinks(
+        let links = NodeLinks(
             name: nodeName, incarnation: 0, secret: secret, tls: linkTLS, options: linkOptions, group: group,
             logger: logger,
             handler: { frame, from, receipt in
                 switch frame {
                 case .barrier(let id, let ring):
-                    me.withLock { $0 }?.barrierReceived(id, ring: ring, from: from)
+                    me.withLock { $0 }?.barrier.received(id, ring: ring, from: from)
                 case .barrierAck(let id):
-                    me.withLock { $0 }?.barrierAcked(id, from: from)
+                    me.withLock { $0 }?.barrier.acknowledged(id, from: from)
                 case .room(let stanza, let real, let home, let hops):
                     var input = RoomInput(stanza: stanza, real: real, home: home, hops: hops)
                     input.receipt = receipt
@@ -132,7 +134,15 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                 }
             }
         )
+        self.links = links
+        barrier = RingBarrier(
+            logger: logger, currentRing: { me.withLock { $0 }?.ringID ?? "" },
+            send: { frame, peer in links.send(frame, to: peer) }
+        )
     }
+
+    /// The ring as the barrier names it: its nodes, joined.
+    private var ringID: String { ring.nodes.joined(separator: ",") }
 
     func attach(muc service: MUCService, router localRouter: LocalRouter) {
         muc.withLock { $0 = service }
@@ -144,81 +154,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
 
     // MARK: - Ring barrier
 
-    struct BarrierState {
-        var next: UInt64 = 1
-        /// Barrier id → peers that have not answered yet.
-        var waiting: [UInt64: Set<String>] = [:]
-        var continuations: [UInt64: CheckedContinuation<Void, Never>] = [:]
-        /// Barriers others sent for a ring this node has not reached yet.
-        var owed: [(node: String, id: UInt64, ring: String)] = []
-    }
-
-    private let barriers = Mutex(BarrierState())
-
-    private var ringID: String { ring.nodes.joined(separator: ",") }
-
+    /// Waits for the reachable peers to have this node's ring (see `RingBarrier`).
     func ringBarrier() async {
-        let peers = state.withLock { $0.reachable }.subtracting([nodeName])
-        guard !peers.isEmpty else { return }
-        let ring = ringID
-        let id = barriers.withLock { state -> UInt64 in
-            defer { state.next += 1 }
-            state.waiting[state.next] = peers
-            return state.next
-        }
-        let started = ContinuousClock.now
-        await withCheckedContinuation { continuation in
-            barriers.withLock { $0.continuations[id] = continuation }
-            for peer in peers.sorted() { links.send(.barrier(id: id, ring: ring), to: peer) }
-            Task {
-                try? await Task.sleep(for: .seconds(2))
-                self.finishBarrier(id, timedOut: true)
-            }
-        }
-        logger.debug("ring barrier passed", metadata: ["took": "\(ContinuousClock.now - started)"])
-    }
-
-    func barrierAcked(_ id: UInt64, from node: String) {
-        let done = barriers.withLock { state -> Bool in
-            state.waiting[id]?.remove(node)
-            return state.waiting[id]?.isEmpty == true
-        }
-        if done { finishBarrier(id, timedOut: false) }
-    }
-
-    private func finishBarrier(_ id: UInt64, timedOut: Bool) {
-        let (continuation, missing) = barriers.withLock { state in
-            (state.continuations.removeValue(forKey: id), state.waiting.removeValue(forKey: id))
-        }
-        guard let continuation else { return }
-        if timedOut, let missing, !missing.isEmpty {
-            logger.warning("ring barrier timed out", metadata: ["waiting_for": "\(missing.sorted())"])
-        }
-        continuation.resume()
-    }
-
-    func barrierReceived(_ id: UInt64, ring: String, from node: String) {
-        if ring == ringID { return links.send(.barrierAck(id: id), to: node) }
-        barriers.withLock { $0.owed.append((node, id, ring)) }
-        Task {
-            // Rings that never meet (a node died meanwhile): answer anyway.
-            try? await Task.sleep(for: .seconds(2))
-            self.settleBarriers(force: (node, id))
-        }
-    }
-
-    /// Answers the barriers whose ring this node has now reached.
-    private func settleBarriers(force: (node: String, id: UInt64)? = nil) {
-        let current = ringID
-        let due = barriers.withLock { state -> [(node: String, id: UInt64, ring: String)] in
-            func isDue(_ entry: (node: String, id: UInt64, ring: String)) -> Bool {
-                entry.ring == current || (entry.node == force?.node && entry.id == force?.id)
-            }
-            let due = state.owed.filter(isDue)
-            state.owed.removeAll(where: isDue)
-            return due
-        }
-        for entry in due { links.send(.barrierAck(id: entry.id), to: entry.node) }
+        await barrier.pass(peers: state.withLock { $0.reachable }.subtracting([nodeName]))
     }
 
     private var service: MUCService? { muc.withLock { $0 } }
@@ -628,7 +566,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                     others.append((peer, frame))
                 }
             }
-            settleBarriers()
+            barrier.settle()
             return inputs
         }
         if let service {
@@ -732,64 +670,4 @@ protocol RemoteRouting: Sendable {
     func sessionAvailability(_ jid: JID, available: Bool, priority: Int) async
     func sessionBound(_ jid: JID) async
     func sessionEnded(_ jid: JID) async
-}
-
-/// The groupchat messages (room, id, recipient) rooms on other nodes delivered to this
-/// node's sessions lately. A room's owner that handled a sender's message, and sent it
-/// back, but died or paused before acknowledging the input frame, gets the frame again
-/// from here after the failover — to the next owner, which would broadcast it a second
-/// time. The sender's own copy arrived here already: such input is dropped instead.
-/// Bounded (the newest 8,192 copies); consulted only when input is routed again.
-final class DeliveredMessages: Sendable {
-    private struct Key: Hashable {
-        var room: String
-        var id: String
-        var recipient: JID
-    }
-    private struct State {
-        var keys: Set<Key> = []
-        var order: [Key] = []
-        var next = 0
-    }
-    private static let capacity = 8192
-    private let state = Mutex(State())
-    /// Input routed again that was dropped for this reason (a metric).
-    let dropped = Atomic<Int>(0)
-
-    /// What of `copies` this node delivers: all of them, noted as delivered when they
-    /// came from another node's room (a groupchat message's: that room's node may die);
-    /// of a replay only the recipients it did not deliver the message to before (`nil`:
-    /// none).
-    func toDeliver(_ copies: StanzaCopies, noting: Bool = true) -> StanzaCopies? {
-        guard let message = copies.message, noting || copies.replay else { return copies }
-        var copies = copies
-        state.withLock { state in
-            if copies.replay {
-                copies.recipients.removeAll { state.keys.contains(Key(room: message.room, id: message.id, recipient: $0)) }
-            }
-            for recipient in copies.recipients {
-                let key = Key(room: message.room, id: message.id, recipient: recipient)
-                guard state.keys.insert(key).inserted else { continue }
-                if state.order.count < Self.capacity {
-                    state.order.append(key)
-                } else {
-                    state.keys.remove(state.order[state.next])
-                    state.order[state.next] = key
-                    state.next = (state.next + 1) % Self.capacity
-                }
-            }
-        }
-        return copies.recipients.isEmpty ? nil : copies
-    }
-
-    /// The room sent `stanza` (input from `sender`) back to its sender already.
-    func reached(_ stanza: XMLElement, sender: JID) -> Bool {
-        guard stanza.name == "message", stanza.type == "groupchat", let id = stanza.id, !id.isEmpty,
-            let to = stanza[attribute: "to"]
-        else { return false }
-        guard let room = (try? JID(to))?.bare.description else { return false }
-        let seen = state.withLock { $0.keys.contains(Key(room: room, id: id, recipient: sender)) }
-        if seen { dropped.add(1, ordering: .relaxed) }
-        return seen
-    }
 }

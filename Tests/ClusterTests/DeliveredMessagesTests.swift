@@ -1,5 +1,4 @@
-import MUCService
-@testable import ServerRuntime
+import Cluster
 import Testing
 import XMPPCore
 

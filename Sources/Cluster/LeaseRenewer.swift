@@ -1,21 +1,21 @@
-import Logging
+public import Logging
 import NIOCore
 import NIOPosix
-import PostgresNIO
+public import PostgresNIO
 import Synchronization
 
 /// Renews this node's lease on a thread and a PostgreSQL connection of its own. Client
 /// traffic that keeps the event loops, the task pool and the connection pool busy then
 /// cannot hold a heartbeat back until the other nodes declare this one dead (which drops
 /// every session): the statement waits for neither of them.
-final class LeaseRenewer: Sendable {
+public final class LeaseRenewer: Sendable {
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let configuration: PostgresConnection.Configuration
     private let logger: Logger
     private let connection = Mutex<PostgresConnection?>(nil)
     private let task = Mutex<RepeatedTask?>(nil)
 
-    init(configuration: PostgresConnection.Configuration, logger: Logger) {
+    public init(configuration: PostgresConnection.Configuration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
     }
@@ -26,7 +26,7 @@ final class LeaseRenewer: Sendable {
     /// closed (the next beat opens another): a connection that stopped answering must not
     /// hold every later beat back until the lease runs out. `done` runs on the renewer's
     /// thread.
-    func start(
+    public func start(
         every interval: Duration,
         timeout: Duration,
         statement: @escaping @Sendable () -> PostgresQuery?,
@@ -75,7 +75,7 @@ final class LeaseRenewer: Sendable {
         .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
-    func stop() async {
+    public func stop() async {
         task.withLock { $0 }?.cancel()
         if let open = connection.withLock({ $0 }) { try? await open.close() }
         try? await group.shutdownGracefully()
