@@ -10,7 +10,7 @@ import XMPPXMLParser
 extension MUCService {
     func activate(_ box: RoomBox) async {
         let me = placement.nodeName
-        let started = ContinuousClock.now
+        let started = clock.now()
         var delay: Duration = .milliseconds(20)
         var askedHolder = false
         func note(_ problem: String) {
@@ -25,14 +25,14 @@ extension MUCService {
                 // The lease is not confirmed yet (the database restarting, say): wait for
                 // it, as input to an active room does — at most `inputTimeout`.
                 note("this node's lease is not confirmed (the database may be unreachable)")
-                if ContinuousClock.now - started > inputTimeout, box.state.withLock({ $0.pending.isEmpty }) { return retire(box) }
-                try? await Task.sleep(for: delay)
+                if clock.now() - started > inputTimeout, box.state.withLock({ $0.pending.isEmpty }) { return retire(box) }
+                try? await clock.sleep(delay)
                 delay = min(delay * 2, .milliseconds(250))
                 continue
             }
             // Nothing waits for the room any more (what did was refused after
             // `inputTimeout`): stop trying; the next input starts again.
-            if ContinuousClock.now - started > inputTimeout, box.state.withLock({ $0.pending.isEmpty }) {
+            if clock.now() - started > inputTimeout, box.state.withLock({ $0.pending.isEmpty }) {
                 let problem = box.state.withLock { $0.activationProblem } ?? "unknown"
                 logger.warning("gave up activating a room", metadata: ["room": "\(box.jid)", "why": "\(problem)"])
                 return retire(box)
@@ -54,7 +54,7 @@ extension MUCService {
                     // Another live incarnation holds it: a hand-over in progress, normally.
                     let holder = try await store.owner(of: box.jid)
                     note("its ownership is held by \(holder?.description ?? "nobody")")
-                    if !askedHolder, ContinuousClock.now - started > .seconds(1), let holder, holder.live,
+                    if !askedHolder, clock.now() - started > .seconds(1), let holder, holder.live,
                         let node = holder.node, node != me
                     {
                         // Longer than a hand-over takes: the holder may hold the row
@@ -63,7 +63,7 @@ extension MUCService {
                         try await store.askToRelease(box.jid, holder: node)
                         logger.info("asked a room's holder to release it", metadata: ["room": "\(box.jid)", "holder": "\(holder)"])
                     }
-                    try? await Task.sleep(for: delay)
+                    try? await clock.sleep(delay)
                     delay = min(delay * 2, .milliseconds(250))
                     continue
                 }
@@ -85,7 +85,7 @@ extension MUCService {
             } catch {
                 note("the database did not answer (\(error))")
                 logger.warning("activating a room failed; retrying", metadata: ["room": "\(box.jid)", "error": "\(String(reflecting: error))"])
-                try? await Task.sleep(for: delay)
+                try? await clock.sleep(delay)
                 delay = min(delay * 2, .seconds(1))
             }
         }
@@ -97,14 +97,16 @@ extension MUCService {
     /// than `inputTimeout`, until cancelled.
     public func runInputTimeouts() async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: max(inputTimeout / 4, .milliseconds(50)))
+            try? await clock.sleep(max(inputTimeout / 4, .milliseconds(50)))
             expireWaitingInput()
         }
     }
 
     /// Refuses the input that has waited longer than `inputTimeout` (the others keep
     /// their order), with an error that says why, and logs each room once.
-    public func expireWaitingInput(now: ContinuousClock.Instant = .now) {
+    /// `now`: the service clock's time (its current time by default).
+    public func expireWaitingInput(now: Duration? = nil) {
+        let now = now ?? clock.now()
         let boxes = rooms.withLock { Array($0.values) }
         let canServe = placement.canServe
         for box in boxes {

@@ -165,7 +165,7 @@ extension MUCService {
                 break
             } catch {
                 logger.warning("releasing a room failed; retrying", metadata: ["room": "\(box.jid)", "error": "\(error)"])
-                try? await Task.sleep(for: delay)
+                try? await clock.sleep(delay)
                 delay = min(delay * 2, .seconds(1))
             }
         }

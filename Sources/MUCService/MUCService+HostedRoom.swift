@@ -32,13 +32,13 @@ extension MUCService {
         let canServe = placement.canServe
         box.state.withLock { slot in
             guard slot.phase == .active, var room = slot.room else {
-                if slot.phase == .gone { requeue.append(input) } else { slot.hold(input) }
+                if slot.phase == .gone { requeue.append(input) } else { slot.hold(input, at: clock.now()) }
                 return
             }
             guard canServe else {
                 // The lease is not confirmed (PostgreSQL unreachable for a while): hold
                 // the input, in order, until it is — or until the node knows it lost it.
-                slot.hold(input)
+                slot.hold(input, at: clock.now())
                 slot.catchingUp = true
                 return
             }

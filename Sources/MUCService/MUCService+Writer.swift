@@ -78,7 +78,7 @@ extension MUCService {
             }
             writeSlots.release()
             if let outcome { return outcome }
-            try? await Task.sleep(for: delay)
+            try? await clock.sleep(delay)
             delay = min(delay * 2, .seconds(2))
         }
     }

@@ -90,9 +90,10 @@ public final class MUCService: Sendable {
         var members: [JID: String] = [:]
 
         /// Holds `input` back, in order, noting when it started waiting.
-        mutating func hold(_ input: RoomInput) {
+        /// Keeps `input` until the room can take it; `now`: the service clock's time.
+        mutating func hold(_ input: RoomInput, at now: Duration) {
             var input = input
-            if input.heldSince == nil { input.heldSince = .now }
+            if input.heldSince == nil { input.heldSince = now }
             pending.append(input)
         }
     }
@@ -109,6 +110,8 @@ public final class MUCService: Sendable {
     /// How long input may wait for its room (activation, a hand-over, an unconfirmed
     /// lease) before its sender gets an error.
     public let inputTimeout: Duration
+    /// The time of timeouts and backoffs (`ServiceClock.continuous` but in tests).
+    public let clock: ServiceClock
 
     public init(
         domain: JID,
@@ -118,9 +121,11 @@ public final class MUCService: Sendable {
         output: any RoomOutput,
         restrictRoomCreation: Bool = false,
         inputTimeout: Duration = .seconds(5),
+        clock: ServiceClock = .continuous,
         logger: Logger
     ) {
         self.inputTimeout = inputTimeout
+        self.clock = clock
         self.domain = domain
         self.restrictRoomCreation = restrictRoomCreation
         self.store = store
@@ -200,7 +205,7 @@ public final class MUCService: Sendable {
                 // takes it out under this lock, and routes what it holds again.
                 guard slot.phase == .active, !slot.catchingUp else {
                     trace(input, "held (\(slot.phase), catching up \(slot.catchingUp))")
-                    slot.hold(input)
+                    slot.hold(input, at: clock.now())
                     return nil
                 }
                 guard behindOthers else {
@@ -208,7 +213,7 @@ public final class MUCService: Sendable {
                     return .process(input, box)
                 }
                 trace(input, "queued behind others")
-                slot.hold(input)
+                slot.hold(input, at: clock.now())
                 slot.catchingUp = true
                 return .drain(box)
             }
@@ -228,7 +233,7 @@ public final class MUCService: Sendable {
         }
         trace(input, "activates the room")
         let box = RoomBox(roomJID)
-        box.state.withLock { $0.hold(input) }
+        box.state.withLock { $0.hold(input, at: clock.now()) }
         rooms[roomJID] = box
         return .activate(box)
     }
@@ -392,7 +397,7 @@ public final class MUCService: Sendable {
             var again = RoomInput.sessionEnded(room: room, real: input.real, home: input.home, token: token)
             again.retries = input.retries + 1
             Task {
-                try? await Task.sleep(for: .milliseconds(250))
+                try? await clock.sleep(.milliseconds(250))
                 self.handle(again)
             }
             return

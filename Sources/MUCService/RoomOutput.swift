@@ -18,7 +18,7 @@ public struct RoomInput: Sendable {
     /// When this node first held it back (its room activating, moving, or its lease
     /// unconfirmed): input that waits longer than the service's `inputTimeout` is
     /// refused.
-    var heldSince: ContinuousClock.Instant?
+    var heldSince: Duration?
     /// How often a session's end was routed again because no node could take it then.
     var retries = 0
     /// Released with the last copy of this input, once it is handled, refused or passed

@@ -100,10 +100,10 @@ struct RoomInputTimeoutTests {
         muc.handle(RoomInput(stanza: message, real: romeo, home: node))
         muc.handle(RoomInput.sessionEnded(room: room, real: romeo, home: node, token: 9))
         // Within the bound nothing is refused.
-        muc.expireWaitingInput(now: .now + .seconds(4))
+        muc.expireWaitingInput(now: muc.clock.now() + .seconds(4))
         #expect(output.errors.isEmpty)
         // Past it, the message is refused and says why; the session's leave still waits.
-        muc.expireWaitingInput(now: .now + .seconds(6))
+        muc.expireWaitingInput(now: muc.clock.now() + .seconds(6))
         let errors = output.errors
         #expect(errors.count == 1, "\(errors)")
         let error = try #require(errors.first?.child("error"))
@@ -135,7 +135,7 @@ struct RoomInputTimeoutTests {
         var join = XMLElement("presence", namespace: Namespace.client, ["from": romeo.description, "to": "\(room)/Romeo"])
         join.append(XMLElement("x", namespace: Namespace.muc))
         muc.handle(RoomInput(stanza: join, real: romeo, home: node))
-        muc.expireWaitingInput(now: .now + .seconds(4))
+        muc.expireWaitingInput(now: muc.clock.now() + .seconds(4))
         #expect(output.sent.withLock { $0.isEmpty })
         placement.serving.withLock { $0 = true }
         try await eventually("Romeo in the room") {

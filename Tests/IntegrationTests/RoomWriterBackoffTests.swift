@@ -1,0 +1,101 @@
+import Cluster
+import Foundation
+import MUC
+import MUCService
+import Storage
+import StoragePostgres
+import Synchronization
+import Testing
+import XMPPCore
+
+/// The rooms' writer retries a write the store could not take (PostgreSQL away, a
+/// timeout) after a backoff that doubles, on the service's clock: here a manual one, so
+/// the test moves time instead of waiting, and sees that nothing is retried before the
+/// backoff is over and that the room's answer waits for its write.
+@Suite(.enabled(if: TestEnvironment.hasDatabase), .timeLimit(.minutes(1)))
+struct RoomWriterBackoffTests {
+    struct Unreachable: Error {}
+
+    /// The real store, whose next `failures` writes fail as if PostgreSQL were away.
+    final class FlakyStore: RoomStore {
+        let store: PostgresRoomStore
+        let failures = Mutex(0)
+        let attempts = Mutex(0)
+
+        init(_ store: PostgresRoomStore) { self.store = store }
+
+        func apply(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async throws {
+            attempts.withLock { $0 += 1 }
+            let fail = failures.withLock { failures -> Bool in
+                guard failures > 0 else { return false }
+                failures -= 1
+                return true
+            }
+            if fail { throw Unreachable() }
+            try await store.apply(changes, to: room, fence: fence)
+        }
+        func loadRoom(_ room: JID) async throws -> StoredRoom? { try await store.loadRoom(room) }
+        func claim(_ room: JID, node: String, incarnation: Int64) async throws -> Int64? {
+            try await store.claim(room, node: node, incarnation: incarnation)
+        }
+        func owner(of room: JID) async throws -> RoomOwnerRecord? { try await store.owner(of: room) }
+        func heldRooms(node: String, incarnation: Int64) async throws -> [(room: JID, epoch: Int64)] {
+            try await store.heldRooms(node: node, incarnation: incarnation)
+        }
+        func askToRelease(_ room: JID, holder: String) async throws { try await store.askToRelease(room, holder: holder) }
+        func release(_ room: JID, fence: RoomFence) async throws { try await store.release(room, fence: fence) }
+        func publicRooms(after: String?, limit: Int) async throws -> (rooms: [(jid: JID, name: String)], count: Int) {
+            try await store.publicRooms(after: after, limit: limit)
+        }
+        func ownedRoomCount(_ owner: JID) async throws -> Int { try await store.ownedRoomCount(owner) }
+    }
+
+    @Test func aWriteThatFailedIsRetriedAfterABackoffThatDoubles() async throws {
+        let client = try await TestDatabase.shared.connected()
+        let logger = TestEnvironment.logger
+        let node = "backoff-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let database = ClusterDatabase(client: client, logger: logger)
+        _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
+        _ = try await database.setState(name: node, "draining")
+        let clock = ManualClock()
+        let store = FlakyStore(PostgresRoomStore(client: client, logger: logger))
+        let output = RoomStoreFailureTests.Recorder()
+        let muc = MUCService(
+            domain: try JID("conference.localhost"), store: store,
+            environment: RoomEnvironment(
+                now: { Date().timeIntervalSince1970 }, makeID: { UUID().uuidString }, occupantID: { _, real in real.description }
+            ),
+            placement: RoomMoveOrderTests.Placement(nodeName: node), output: output, clock: .manual(clock), logger: logger
+        )
+        let writer = Task { await muc.runWriter() }
+        let room = try JID("backoff-\(node)@conference.localhost")
+        let owner = try JID("owner-\(node)@localhost/desk")
+
+        // The room's creation is a durable change: its answer waits for the write, which
+        // fails twice.
+        store.failures.withLock { $0 = 2 }
+        var join = XMLElement("presence", namespace: Namespace.client, ["to": "\(room)/owner", "from": owner.description])
+        join.append(XMLElement("x", namespace: Namespace.muc))
+        muc.handle(RoomInput(stanza: join, real: owner, home: node))
+
+        await clock.sleepers(atLeast: 1)  // the first backoff
+        #expect(store.attempts.withLock { $0 } == 1)
+        #expect(output.all(to: owner).isEmpty, "answered before the room was stored")
+        clock.advance(by: .milliseconds(49))
+        #expect(store.attempts.withLock { $0 } == 1, "retried before the backoff was over")
+        clock.advance(by: .milliseconds(1))
+        await clock.sleepers(atLeast: 1)  // the second failure, a longer backoff
+        #expect(store.attempts.withLock { $0 } == 2)
+        #expect(clock.now.offset == .milliseconds(50))
+        clock.advance(by: .milliseconds(99))
+        #expect(store.attempts.withLock { $0 } == 2, "the backoff doubles")
+        clock.advance(by: .milliseconds(1))
+
+        let answer = try await output.next(to: owner, "the room's creation") { $0.name == "presence" }
+        #expect(answer.type != "error", "\(answer)")
+        #expect(store.attempts.withLock { $0 } == 3)
+        #expect(try await store.loadRoom(room) != nil, "the room is stored")
+        muc.finishWrites()
+        await writer.value
+    }
+}
