@@ -1,6 +1,7 @@
 public import Logging
 public import PostgresNIO
 import Synchronization
+public import XMPPCore
 
 /// The control bus: one LISTEN connection per node on the `conclave` channel.
 ///
@@ -14,6 +15,7 @@ public final class ControlBus: Sendable {
     private let configuration: PostgresConnection.Configuration
     private let database: ClusterDatabase
     private let logger: Logger
+    private let clock: ServiceClock
     private let handler: @Sendable (ClusterEvent) async -> Void
     private let state = Mutex(State())
 
@@ -35,9 +37,11 @@ public final class ControlBus: Sendable {
     public init(
         configuration: PostgresConnection.Configuration,
         database: ClusterDatabase,
+        clock: ServiceClock = .continuous,
         logger: Logger,
         handler: @escaping @Sendable (ClusterEvent) async -> Void
     ) {
+        self.clock = clock
         self.configuration = configuration
         self.database = database
         self.logger = logger
@@ -95,7 +99,7 @@ public final class ControlBus: Sendable {
                 if Task.isCancelled { return }
                 logger.warning("control bus lost its connection; reconnecting", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: delay)
+            try? await clock.sleep(delay)
             delay = min(delay * 2, .seconds(2))
         }
     }

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 public import PostgresNIO
 import Synchronization
+public import XMPPCore
 
 /// Renews this node's lease on a thread and a PostgreSQL connection of its own. Client
 /// traffic that keeps the event loops, the task pool and the connection pool busy then
@@ -12,10 +13,12 @@ public final class LeaseRenewer: Sendable {
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let configuration: PostgresConnection.Configuration
     private let logger: Logger
+    private let clock: ServiceClock
     private let connection = Mutex<PostgresConnection?>(nil)
     private let task = Mutex<RepeatedTask?>(nil)
 
-    public init(configuration: PostgresConnection.Configuration, logger: Logger) {
+    public init(configuration: PostgresConnection.Configuration, clock: ServiceClock = .continuous, logger: Logger) {
+        self.clock = clock
         self.configuration = configuration
         self.logger = logger
     }
@@ -30,14 +33,14 @@ public final class LeaseRenewer: Sendable {
         every interval: Duration,
         timeout: Duration,
         statement: @escaping @Sendable () -> PostgresQuery?,
-        done: @escaping @Sendable (Result<Bool, any Error>, ContinuousClock.Instant) -> Void
+        done: @escaping @Sendable (Result<Bool, any Error>, Duration) -> Void
     ) {
         let loop = group.next()
         let period = Self.amount(interval)
         let limit = Self.amount(timeout)
         let repeated = loop.scheduleRepeatedAsyncTask(initialDelay: period, delay: period) { [self] _ in
             guard let query = statement() else { return loop.makeSucceededVoidFuture() }
-            let sent = ContinuousClock.now
+            let sent = clock.now()
             let expiry = loop.scheduleTask(in: limit) { [self] in
                 logger.warning("heartbeat: no answer from PostgreSQL within \(timeout); closing its connection")
                 if let stuck = connection.withLock({ $0 }) { stuck.close().whenComplete { _ in } }

@@ -3,7 +3,7 @@ public import NIOCore
 import NIOPosix
 import NIOSSL
 import Synchronization
-import XMPPCore
+public import XMPPCore
 import XMPPXMLParser
 
 /// Node-to-node links: one ordered, authenticated stream per ordered pair of nodes.
@@ -69,12 +69,15 @@ public final class NodeLinks: Sendable {
     /// output of rooms that have moved on) is dropped, not delivered late.
     private let gone = Mutex<(departed: Set<String>, newest: [String: Int64])>(([], [:]))
     private let serverChannel = Mutex<(any Channel)?>(nil)
+    /// The time of the reconnect backoff.
+    let clock: ServiceClock
 
     public init(
         name: String, incarnation: Int64, secret: String, tls: LinkTLS? = nil, options: Options = Options(),
-        group: any EventLoopGroup, logger: Logger,
+        group: any EventLoopGroup, clock: ServiceClock = .continuous, logger: Logger,
         handler: @escaping Handler, bounce: @escaping @Sendable (LinkFrame) -> Void
     ) {
+        self.clock = clock
         self.tlsState = Mutex(tls)
         self.name = name
         self.incarnation = Mutex(incarnation)

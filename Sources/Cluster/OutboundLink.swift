@@ -277,7 +277,7 @@ final class OutboundLink: Sendable {
             } catch {
                 links.logger.debug("node link connect failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
             }
-            try? await Task.sleep(for: delay)
+            try? await links.clock.sleep(delay)
             delay = min(delay * 2, .seconds(1))
         }
     }

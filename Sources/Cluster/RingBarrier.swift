@@ -1,4 +1,5 @@
 public import Logging
+public import XMPPCore
 import Synchronization
 
 /// The ring barrier: after the ring changed, a node waits until every peer it can reach
@@ -19,14 +20,14 @@ public final class RingBarrier: Sendable {
 
     private let state = Mutex(State())
     private let timeout: Duration
-    private let clock: any Clock<Duration>
+    private let clock: ServiceClock
     private let logger: Logger
     private let currentRing: @Sendable () -> String
     private let send: @Sendable (LinkFrame, String) -> Void
 
     /// `currentRing`: this node's ring now (its nodes, joined); `send`: a frame to a peer.
     public init(
-        timeout: Duration = .seconds(2), clock: any Clock<Duration> = ContinuousClock(), logger: Logger,
+        timeout: Duration = .seconds(2), clock: ServiceClock = .continuous, logger: Logger,
         currentRing: @escaping @Sendable () -> String, send: @escaping @Sendable (LinkFrame, String) -> Void
     ) {
         self.timeout = timeout
@@ -45,16 +46,16 @@ public final class RingBarrier: Sendable {
             state.waiting[state.next] = peers
             return state.next
         }
-        let started = ContinuousClock.now  // for the log: real time, whatever the clock
+        let started = clock.now()
         await withCheckedContinuation { continuation in
             state.withLock { $0.continuations[id] = continuation }
             for peer in peers.sorted() { send(.barrier(id: id, ring: ring), peer) }
             Task {
-                try? await clock.sleep(for: timeout)
+                try? await clock.sleep(timeout)
                 self.finish(id, timedOut: true)
             }
         }
-        logger.debug("ring barrier passed", metadata: ["took": "\(ContinuousClock.now - started)"])
+        logger.debug("ring barrier passed", metadata: ["took": "\(clock.now() - started)"])
     }
 
     /// `node` answered barrier `id`.
@@ -83,7 +84,7 @@ public final class RingBarrier: Sendable {
         if ring == currentRing() { return send(.barrierAck(id: id), node) }
         state.withLock { $0.owed.append((node, id, ring)) }
         Task {
-            try? await clock.sleep(for: timeout)
+            try? await clock.sleep(timeout)
             self.settle(force: (node, id))
         }
     }

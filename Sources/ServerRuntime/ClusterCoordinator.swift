@@ -22,6 +22,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     let settings: Settings
     let database: ClusterDatabase
     let logger: Logger
+    /// The time of the lease, the heartbeat and the backoffs.
+    let clock: ServiceClock
     private let state = Mutex(State())
     private let muc = Attached<MUCService>()
     private let router = Attached<LocalRouter>()
@@ -37,7 +39,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         /// The ticket of the newest membership read applied (`refreshMembership`).
         var appliedMembershipRead: UInt64 = 0
         var incarnation: Int64 = 0
-        var leaseValidUntil = ContinuousClock.now
+        /// On `clock`: the lease holds until then.
+        var leaseValidUntil: Duration = .zero
         var draining = false
         /// The lease was lost and the node is joining again: no heartbeats meanwhile.
         var rejoining = false
@@ -72,9 +75,10 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     init(
         nodeName: String, secret: String, linkTLS: LinkTLS? = nil, linkOptions: NodeLinks.Options = NodeLinks.Options(),
         settings: Settings, database: ClusterDatabase, leaseConnection: PostgresConnection.Configuration,
-        group: any EventLoopGroup, logger: Logger
+        group: any EventLoopGroup, clock: ServiceClock = .continuous, logger: Logger
     ) {
-        renewer = LeaseRenewer(configuration: leaseConnection, logger: logger)
+        self.clock = clock
+        renewer = LeaseRenewer(configuration: leaseConnection, clock: clock, logger: logger)
         self.nodeName = nodeName
         self.settings = settings
         self.database = database
@@ -86,7 +90,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         (remoteItems, remote) = AsyncStream.makeStream(of: RemoteItem.self)
         let links = NodeLinks(
             name: nodeName, incarnation: 0, secret: secret, tls: linkTLS, options: linkOptions, group: group,
-            logger: logger,
+            clock: clock, logger: logger,
             handler: { frame, from, receipt in
                 switch frame {
                 case .barrier(let id, let ring):
@@ -136,7 +140,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         )
         self.links = links
         barrier = RingBarrier(
-            logger: logger, currentRing: { me.withLock { $0 }?.ringID ?? "" },
+            clock: clock, logger: logger, currentRing: { me.withLock { $0 }?.ringID ?? "" },
             send: { frame, peer in links.send(frame, to: peer) }
         )
     }
@@ -172,7 +176,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     }
 
     var canServe: Bool {
-        state.withLock { $0.incarnation > 0 && ContinuousClock.now < $0.leaseValidUntil }
+        state.withLock { $0.incarnation > 0 && clock.now() < $0.leaseValidUntil }
     }
 
     var ring: HashRing { state.withLock { $0.ring } }
@@ -340,9 +344,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         let recent = settings.heartbeatSeconds * 3 + 1
         if try await database.endLeaseIfAlive(name: nodeName, recent: recent) || rejoining {
             logger.notice("an earlier run of this node held a lease: waiting until the other nodes have seen it end")
-            try await Task.sleep(for: .seconds(settings.heartbeatSeconds * 2) + .milliseconds(200))
+            try await clock.sleep(.seconds(settings.heartbeatSeconds * 2) + .milliseconds(200))
         }
-        let started = ContinuousClock.now
+        let started = clock.now()
         let incarnation = try await database.register(name: nodeName, linkAddress: linkAddress, leaseSeconds: settings.leaseSeconds)
         links.setIncarnation(incarnation)
         state.withLock {
@@ -404,7 +408,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         }
     }
 
-    private func renewed(_ result: Result<Bool, any Error>, sent: ContinuousClock.Instant) {
+    private func renewed(_ result: Result<Bool, any Error>, sent: Duration) {
         switch result {
         case .success(true):
             let wasServing = canServe
@@ -465,7 +469,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     private func heartbeatLoop() async {
         var beats = 0
         while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(settings.heartbeatSeconds))
+            try? await clock.sleep(.seconds(settings.heartbeatSeconds))
             if Task.isCancelled { return }
             // While the renewer's lost lease is being taken again, start() reads the membership.
             if state.withLock({ $0.rejoining || $0.leaving }) { continue }
@@ -488,7 +492,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     /// incarnation.
     private func leaseLost() async {
         logger.error("lease lost: this node was declared dead; rejoining as a new incarnation")
-        state.withLock { $0.leaseValidUntil = .now - .seconds(1) }
+        state.withLock { $0.leaseValidUntil = .zero }  // over: the clock is never before its start
         service?.discardHeldOutput()
         links.stopAcknowledging()
         // Output still waiting for a link is the gone run's too.

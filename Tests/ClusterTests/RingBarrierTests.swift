@@ -22,7 +22,7 @@ struct RingBarrierTests {
 
         func barrier(clock: ManualClock) -> RingBarrier {
             RingBarrier(
-                clock: clock, logger: Logger(label: "ring-barrier-test"), currentRing: { self.ring.withLock { $0 } },
+                clock: .manual(clock), logger: Logger(label: "ring-barrier-test"), currentRing: { self.ring.withLock { $0 } },
                 send: { frame, peer in
                     self.sent.withLock { $0.append((frame, peer)) }
                     if case .barrierAck(let id) = frame { self.ackContinuation.yield("\(id)->\(peer)") }
