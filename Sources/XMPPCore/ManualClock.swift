@@ -73,6 +73,11 @@ public final class ManualClock: Clock, Sendable {
         }
     }
 
+    /// When the sleeps waiting on the clock end, soonest first (time since the clock was made).
+    public var deadlines: [Duration] {
+        state.withLock { $0.sleepers.map(\.deadline.offset).sorted() }
+    }
+
     /// Moves time on by `duration`; the sleeps whose deadline it reaches end.
     public func advance(by duration: Duration) {
         let woken = state.withLock { state -> [Sleeper] in

@@ -12,12 +12,13 @@ public struct ServiceClock: Sendable {
         self.sleep = sleep
     }
 
-    /// Real time.
-    public static var continuous: ServiceClock {
+    /// Real time, since the process first asked for it: one start for every component, so
+    /// that their times may be compared.
+    public static let continuous: ServiceClock = {
         let clock = ContinuousClock()
         let start = clock.now
         return ServiceClock(now: { start.duration(to: clock.now) }, sleep: { try await clock.sleep(for: $0) })
-    }
+    }()
 
     /// The time of `clock`, which the test moves.
     public static func manual(_ clock: ManualClock) -> ServiceClock {

@@ -82,12 +82,20 @@ struct RingBarrierTests {
         let clock = ManualClock()
         let peers = Peers()
         let barrier = peers.barrier(clock: clock)
-        let task = Task { await barrier.pass(peers: ["b", "c"]) }
+        let passed = Finished()
+        let task = Task {
+            await barrier.pass(peers: ["b", "c"])
+            passed.set()
+        }
         await clock.sleepers(atLeast: 1)
+        #expect(clock.deadlines == [.seconds(2)], "the timeout is 2 s")
         barrier.acknowledged(try #require(peers.barriersSent.first?.id), from: "b")
         clock.advance(by: .milliseconds(1999))
+        #expect(clock.deadlines == [.seconds(2)], "the timeout ended early")
+        #expect(!passed.done)
         clock.advance(by: .milliseconds(1))
         await task.value
+        #expect(passed.done)
         #expect(clock.now.offset == .seconds(2))
     }
 

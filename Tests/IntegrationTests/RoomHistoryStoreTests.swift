@@ -1,5 +1,6 @@
 import Cluster
 import Foundation
+import PostgresNIO
 import Storage
 import StoragePostgres
 import Testing
@@ -19,6 +20,11 @@ struct RoomHistoryStoreTests {
 
     /// A room claimed by a fresh (draining) node, with its configuration stored.
     func claimedRoom() async throws -> (PostgresRoomStore, JID, RoomFence) {
+        let (store, room, fence, _) = try await claimedRoomWithNode()
+        return (store, room, fence)
+    }
+
+    func claimedRoomWithNode() async throws -> (PostgresRoomStore, JID, RoomFence, PostgresClient) {
         let client = try await TestDatabase.shared.connected()
         let database = ClusterDatabase(client: client, logger: TestEnvironment.logger)
         let store = PostgresRoomStore(client: client, logger: TestEnvironment.logger)
@@ -29,7 +35,7 @@ struct RoomHistoryStoreTests {
         let epoch = try #require(try await store.claim(room, node: node, incarnation: 1))
         let fence = RoomFence(node: node, epoch: epoch)
         try await store.apply([.configuration(json: "{}", persistent: true, locked: false)], to: room, fence: fence)
-        return (store, room, fence)
+        return (store, room, fence, client)
     }
 
     func bodies(_ store: PostgresRoomStore, _ room: JID) async throws -> [String] {
@@ -60,7 +66,7 @@ struct RoomHistoryStoreTests {
     }
 
     @Test func messagesAmongOtherChangesKeepTheirPlace() async throws {
-        let (store, room, fence) = try await claimedRoom()
+        let (store, room, fence, client) = try await claimedRoomWithNode()
         try await store.apply(
             [
                 .history(entry("before", stamp: 1), keep: 3),
@@ -76,12 +82,34 @@ struct RoomHistoryStoreTests {
         #expect(stored.subject == "topic")
         #expect(stored.affiliations.map(\.jid.description) == ["member@localhost"])
         #expect(try await bodies(store, room) == ["after1", "after2", "last"])
+        // The affiliation's notification names the writer as its origin (set in the same
+        // query that checked the fence), so that the writing node does not apply it twice.
+        var origins: [String?] = []
+        for try await origin in try await client.query(
+            "SELECT origin FROM events WHERE kind = 'affiliation' AND room = \(room.description)", logger: TestEnvironment.logger
+        ).decode(String?.self) {
+            origins.append(origin)
+        }
+        #expect(origins == [fence.description])
+    }
+
+    @Test func aLimitThatGrowsWithinABatchCountsAsItsLastEntrySays() async throws {
+        let (store, room, fence) = try await claimedRoom()
+        try await store.apply((1...2).map { .history(entry("old\($0)", stamp: Double($0)), keep: 2) }, to: room, fence: fence)
+        // The limit grows within the batch (as a room's history fills): the last entry's counts.
+        try await store.apply(
+            [.history(entry("a", stamp: 3), keep: 3), .history(entry("b", stamp: 4), keep: 4), .history(entry("c", stamp: 5), keep: 4)],
+            to: room, fence: fence)
+        #expect(try await bodies(store, room) == ["old2", "a", "b", "c"])
     }
 
     @Test func aDeposedOwnersMessagesAreRefusedWhole() async throws {
-        let (store, room, fence) = try await claimedRoom()
-        try await store.apply([.history(entry("kept", stamp: 1), keep: 10)], to: room, fence: fence)
-        let stale = RoomFence(node: fence.node, epoch: fence.epoch + 1)
+        let (store, room, stale) = try await claimedRoom()
+        try await store.apply([.history(entry("kept", stamp: 1), keep: 10)], to: room, fence: stale)
+        // The room is released and claimed again: the first epoch is deposed.
+        try await store.release(room, fence: stale)
+        let epoch = try #require(try await store.claim(room, node: stale.node, incarnation: 1))
+        #expect(epoch == stale.epoch + 1)
         await #expect(throws: StaleOwnerError.self) {
             try await store.apply((1...3).map { .history(entry("stale\($0)", stamp: Double($0)), keep: 10) }, to: room, fence: stale)
         }

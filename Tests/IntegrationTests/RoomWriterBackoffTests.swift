@@ -81,19 +81,24 @@ struct RoomWriterBackoffTests {
         await clock.sleepers(atLeast: 1)  // the first backoff
         #expect(store.attempts.withLock { $0 } == 1)
         #expect(output.all(to: owner).isEmpty, "answered before the room was stored")
+        #expect(clock.deadlines == [.milliseconds(50)], "the first backoff is 50 ms")
         clock.advance(by: .milliseconds(49))
+        #expect(clock.deadlines == [.milliseconds(50)], "woken before the backoff was over")
         #expect(store.attempts.withLock { $0 } == 1, "retried before the backoff was over")
         clock.advance(by: .milliseconds(1))
         await clock.sleepers(atLeast: 1)  // the second failure, a longer backoff
         #expect(store.attempts.withLock { $0 } == 2)
         #expect(clock.now.offset == .milliseconds(50))
+        #expect(clock.deadlines == [.milliseconds(150)], "the backoff doubles")
         clock.advance(by: .milliseconds(99))
-        #expect(store.attempts.withLock { $0 } == 2, "the backoff doubles")
+        #expect(clock.deadlines == [.milliseconds(150)], "woken before the second backoff was over")
+        #expect(store.attempts.withLock { $0 } == 2)
         clock.advance(by: .milliseconds(1))
 
         let answer = try await output.next(to: owner, "the room's creation") { $0.name == "presence" }
         #expect(answer.type != "error", "\(answer)")
-        #expect(store.attempts.withLock { $0 } == 3)
+        // The third attempt stored it (the occupant's row may have followed in a batch of its own).
+        #expect(store.attempts.withLock { $0 } >= 3)
         #expect(try await store.loadRoom(room) != nil, "the room is stored")
         muc.finishWrites()
         await writer.value
