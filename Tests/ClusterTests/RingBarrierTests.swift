@@ -56,15 +56,21 @@ struct RingBarrierTests {
         func set() { flag.store(true, ordering: .relaxed) }
     }
 
+    /// The barrier passing for `peers` in a task; `passed` says when it has.
+    static func passing(_ barrier: RingBarrier, peers: Set<String>) -> (task: Task<Void, Never>, passed: Finished) {
+        let passed = Finished()
+        let task = Task {
+            await barrier.pass(peers: peers)
+            passed.set()
+        }
+        return (task, passed)
+    }
+
     @Test func itPassesOnceEveryPeerAnswers() async throws {
         let clock = ManualClock()
         let peers = Peers()
         let barrier = peers.barrier(clock: clock)
-        let passed = Finished()
-        let task = Task {
-            await barrier.pass(peers: ["b", "c"])
-            passed.set()
-        }
+        let (task, passed) = Self.passing(barrier, peers: ["b", "c"])
         await clock.sleepers(atLeast: 1)  // the barrier's timeout is running
         let sent = peers.barriersSent
         #expect(sent.map(\.to) == ["b", "c"])
@@ -82,11 +88,7 @@ struct RingBarrierTests {
         let clock = ManualClock()
         let peers = Peers()
         let barrier = peers.barrier(clock: clock)
-        let passed = Finished()
-        let task = Task {
-            await barrier.pass(peers: ["b", "c"])
-            passed.set()
-        }
+        let (task, passed) = Self.passing(barrier, peers: ["b", "c"])
         await clock.sleepers(atLeast: 1)
         #expect(clock.deadlines == [.seconds(2)], "the timeout is 2 s")
         barrier.acknowledged(try #require(peers.barriersSent.first?.id), from: "b")

@@ -26,11 +26,8 @@ struct RoomHistoryStoreTests {
 
     func claimedRoomWithNode() async throws -> (PostgresRoomStore, JID, RoomFence, PostgresClient) {
         let client = try await TestDatabase.shared.connected()
-        let database = ClusterDatabase(client: client, logger: TestEnvironment.logger)
         let store = PostgresRoomStore(client: client, logger: TestEnvironment.logger)
-        let node = unique("history-node-")
-        _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 30)
-        _ = try await database.setState(name: node, "draining")
+        let node = try await TestDatabase.shared.drainingNode("history-node-")
         let room = try JID(unique("history") + "@conference.localhost")
         let epoch = try #require(try await store.claim(room, node: node, incarnation: 1))
         let fence = RoomFence(node: node, epoch: epoch)

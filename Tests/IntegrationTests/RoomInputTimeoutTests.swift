@@ -64,10 +64,7 @@ struct RoomInputTimeoutTests {
     {
         let client = try await TestDatabase.shared.connected()
         let logger = TestEnvironment.logger
-        let node = prefix + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        let database = ClusterDatabase(client: client, logger: logger)
-        _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
-        _ = try await database.setState(name: node, "draining")
+        let node = try await TestDatabase.shared.drainingNode(prefix)
         let placement = Placement(nodeName: node)
         let output = Output()
         let muc = MUCService(

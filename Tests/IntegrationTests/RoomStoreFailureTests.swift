@@ -49,24 +49,26 @@ struct RoomStoreFailureTests {
         let output: Recorder
         let writer: Task<Void, Never>
 
-        static func start(prefix: String, limits: RoomLimits = RoomLimits()) async throws -> Service {
+        /// `store`: what the service writes through (the PostgreSQL store as it is, or
+        /// wrapped by the test); `clock`: the time of its timeouts and backoffs.
+        static func start(
+            prefix: String, limits: RoomLimits = RoomLimits(), clock: ServiceClock = .continuous,
+            store: (PostgresRoomStore) -> any RoomStore = { $0 }
+        ) async throws -> Service {
             let client = try await TestDatabase.shared.connected()
             let logger = TestEnvironment.logger
-            let node = prefix + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-            let database = ClusterDatabase(client: client, logger: logger)
-            _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
-            _ = try await database.setState(name: node, "draining")
+            let node = try await TestDatabase.shared.drainingNode(prefix)
             let placement = RoomMoveOrderTests.Placement(nodeName: node)
             let output = Recorder()
             let muc = MUCService(
                 domain: try JID("conference.localhost"),
-                store: PostgresRoomStore(client: client, logger: logger),
+                store: store(PostgresRoomStore(client: client, logger: logger)),
                 environment: RoomEnvironment(
                     now: { Date().timeIntervalSince1970 }, makeID: { UUID().uuidString },
                     occupantID: { _, real in real.description },
                     limits: limits
                 ),
-                placement: placement, output: output, logger: logger
+                placement: placement, output: output, clock: clock, logger: logger
             )
             return Service(
                 node: node, muc: muc, placement: placement, output: output, writer: Task { await muc.runWriter() })
@@ -178,10 +180,7 @@ struct RoomStoreFailureTests {
     @Test func anIndexRowTooLargeIsAPermanentError() async throws {
         let client = try await TestDatabase.shared.connected()
         let logger = TestEnvironment.logger
-        let node = "index-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        let database = ClusterDatabase(client: client, logger: logger)
-        _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
-        _ = try await database.setState(name: node, "draining")
+        let node = try await TestDatabase.shared.drainingNode("index-")
         let room = try JID(localpart: node + Self.random(1023 - node.utf8.count), domainpart: "conference.localhost")
         let labels = (0..<16).map { _ in Self.random(63) }
         let member = try JID(localpart: Self.random(1023), domainpart: labels.joined(separator: "."))

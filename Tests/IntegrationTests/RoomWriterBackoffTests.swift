@@ -51,23 +51,15 @@ struct RoomWriterBackoffTests {
     }
 
     @Test func aWriteThatFailedIsRetriedAfterABackoffThatDoubles() async throws {
-        let client = try await TestDatabase.shared.connected()
-        let logger = TestEnvironment.logger
-        let node = "backoff-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        let database = ClusterDatabase(client: client, logger: logger)
-        _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
-        _ = try await database.setState(name: node, "draining")
         let clock = ManualClock()
-        let store = FlakyStore(PostgresRoomStore(client: client, logger: logger))
-        let output = RoomStoreFailureTests.Recorder()
-        let muc = MUCService(
-            domain: try JID("conference.localhost"), store: store,
-            environment: RoomEnvironment(
-                now: { Date().timeIntervalSince1970 }, makeID: { UUID().uuidString }, occupantID: { _, real in real.description }
-            ),
-            placement: RoomMoveOrderTests.Placement(nodeName: node), output: output, clock: .manual(clock), logger: logger
-        )
-        let writer = Task { await muc.runWriter() }
+        let flaky = Mutex<FlakyStore?>(nil)
+        let service = try await RoomStoreFailureTests.Service.start(prefix: "backoff-", clock: .manual(clock)) { store in
+            let wrapped = FlakyStore(store)
+            flaky.withLock { $0 = wrapped }
+            return wrapped
+        }
+        let store = try #require(flaky.withLock { $0 })
+        let (muc, output, node) = (service.muc, service.output, service.node)
         let room = try JID("backoff-\(node)@conference.localhost")
         let owner = try JID("owner-\(node)@localhost/desk")
 
@@ -100,7 +92,6 @@ struct RoomWriterBackoffTests {
         // The third attempt stored it (the occupant's row may have followed in a batch of its own).
         #expect(store.attempts.withLock { $0 } >= 3)
         #expect(try await store.loadRoom(room) != nil, "the room is stored")
-        muc.finishWrites()
-        await writer.value
+        await service.stop()
     }
 }

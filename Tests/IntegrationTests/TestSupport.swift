@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import Logging
 import NIOCore
@@ -49,6 +50,17 @@ actor TestDatabase {
         try await Migrator(directory: TestEnvironment.migrations).migrate(client: client, logger: TestEnvironment.logger)
         self.client = client
         return client
+    }
+
+    /// A node registered under a unique name that starts with `prefix`, draining so that
+    /// the other tests' nodes (sharing this database, hence one cluster) never send it
+    /// rooms: for tests that run a room service or write rooms in its name.
+    func drainingNode(_ prefix: String) async throws -> String {
+        let node = prefix + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let database = ClusterDatabase(client: try await connected(), logger: TestEnvironment.logger)
+        _ = try await database.register(name: node, linkAddress: "127.0.0.1:1", leaseSeconds: 60)
+        _ = try await database.setState(name: node, "draining")
+        return node
     }
 
     func accounts() async throws -> PostgresAccountStore {
