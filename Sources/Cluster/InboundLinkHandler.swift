@@ -10,8 +10,9 @@ import XMPPXMLParser
 ///
 /// Until the peer has authenticated, the connection counts among the unauthenticated ones
 /// (`UnauthenticatedLinks`), has `authenticationTimeout` to finish, and may send at most
-/// `preAuthenticationBytes`. Input an authenticated peer sends that does not parse ends the
-/// connection with `<bad-frame/>`, so that the sender isolates the frame and drops it.
+/// `preAuthenticationBytes`. A frame an authenticated peer sends that does not read
+/// (`LinkFrameCodec`) ends the connection with `<bad-frame/>`, so that the sender isolates
+/// the frame and drops it.
 final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -19,7 +20,10 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     private let links: NodeLinks
     /// The TLS configuration this connection was accepted with (nil: plain TCP).
     private let tls: LinkTLS?
+    /// Reads the connector's header (the handshake is XML; the frames after it are not).
     private let parser: XMLStreamParser
+    /// The start of a frame whose rest has not arrived yet.
+    private var input: ByteBuffer?
     private let nonce = LinkHandshake.makeNonce()
     /// The remote address while the connection counts among the unauthenticated.
     private var pendingAddress: String?
@@ -90,7 +94,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
-        let buffer = unwrapInboundIn(data)
+        var buffer = unwrapInboundIn(data)
         if peer == nil {
             preAuthenticationBytes += buffer.readableBytes
             guard preAuthenticationBytes <= links.options.preAuthenticationBytes else {
@@ -102,44 +106,81 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
                 close(context)
                 return
             }
+            // The handshake is XML, and frames follow the connector's header once it has
+            // authenticated: the parser gets the input up to each `>`, so that it never
+            // takes the first bytes of a frame.
+            while peer == nil, !closing, buffer.readableBytes > 0 {
+                let view = buffer.readableBytesView
+                let length = view.firstIndex(of: UInt8(ascii: ">")).map { view.distance(from: view.startIndex, to: $0) + 1 }
+                guard let slice = buffer.readSlice(length: length ?? buffer.readableBytes) else { return }
+                handshake(slice, context: context)
+            }
+            guard peer != nil, !closing, buffer.readableBytes > 0 else { return }
         }
+        receiveFrames(&buffer, context: context)
+    }
+
+    /// Input before authentication: the connector's header.
+    private func handshake(_ input: ByteBuffer, context: ChannelHandlerContext) {
         let events: [XMLStreamEvent]
         do {
-            events = try buffer.withUnsafeReadableBytes { try parser.parse($0) }
+            events = try input.withUnsafeReadableBytes { try parser.parse($0) }
         } catch {
-            guard peer != nil else {
-                links.logger.warning("node link closed: bad input", metadata: ["address": remote, "error": "\(error)"])
-                close(context)
-                return
-            }
-            // Everything up to `handled` was fine; the sender sends what follows one frame at
-            // a time and drops the one that fails alone (OutboundLink.peerRejectedFrame).
-            links.record(.badFrameReceived)
-            links.logger.error(
-                "node link: a frame from the peer does not parse; dropping the link",
-                metadata: ["peer": "\(peerName)", "after": "\(handled)", "error": "\(error)"]
-            )
-            closing = true
-            let channel = context.channel
-            context.writeAndFlush(
-                wrapOutboundOut(channel.allocator.buffer(string: "<bad-frame after='\(acknowledgedUpTo)'/>"))
-            ).whenComplete { _ in channel.close(promise: nil) }
+            links.logger.warning("node link closed: bad input", metadata: ["address": remote, "error": "\(error)"])
+            close(context)
             return
         }
         for event in events where !closing {
             switch event {
-            case .streamOpen(let header, _):
+            case .streamOpen(let header, _) where peer == nil:
                 authenticate(header, context: context)
-            case .element(let element):
-                guard peer != nil else {
-                    refuse("a frame before authentication", context: context)
-                    return
-                }
-                receive(element, context: context)
+            case .streamOpen, .element:
+                refuse("a frame before authentication", context: context)
             case .streamClose:
                 close(context)
             }
         }
+    }
+
+    /// Frames (`LinkFrameCodec`): each one whole is taken; a part waits for the rest.
+    private func receiveFrames(_ buffer: inout ByteBuffer, context: ChannelHandlerContext) {
+        if var waiting = input {
+            input = nil
+            waiting.writeBuffer(&buffer)
+            buffer = waiting
+        }
+        while !closing, let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self).map(Int.init) {
+            guard length >= LinkFrameCodec.headerBytes, length <= links.options.maxFrameBytes - LinkFrameCodec.lengthBytes else {
+                rejectFrame("a frame larger than the largest frame, or too short", context: context)
+                return
+            }
+            guard buffer.readableBytes >= LinkFrameCodec.lengthBytes + length else { break }
+            buffer.moveReaderIndex(forwardBy: LinkFrameCodec.lengthBytes)
+            let decoded = buffer.withUnsafeReadableBytes { LinkFrameCodec.decode(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+            buffer.moveReaderIndex(forwardBy: length)
+            receive(decoded, context: context)
+        }
+        if !closing, buffer.readableBytes > 0 {
+            buffer.discardReadBytes()
+            input = buffer
+        }
+    }
+
+    /// A frame from the peer that does not read: everything up to `handled` was fine; the
+    /// sender sends what follows one frame at a time and drops the one that fails alone
+    /// (`OutboundLink.peerRejectedFrame`).
+    private func rejectFrame(_ reason: String, context: ChannelHandlerContext) {
+        links.record(.badFrameReceived)
+        links.logger.error(
+            "node link: a frame from the peer does not read; dropping the link",
+            metadata: ["peer": "\(peerName)", "after": "\(handled)", "reason": "\(reason)"]
+        )
+        closing = true
+        input = nil
+        let channel = context.channel
+        context.writeAndFlush(
+            wrapOutboundOut(channel.allocator.buffer(string: "<bad-frame after='\(acknowledgedUpTo)'/>"))
+        ).whenComplete { _ in channel.close(promise: nil) }
     }
 
     private func authenticate(_ header: XMLElement, context: ChannelHandlerContext) {
@@ -203,7 +244,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    private func receive(_ element: XMLElement, context: ChannelHandlerContext) {
+    private func receive(_ decoded: LinkFrameCodec.Decoded, context: ChannelHandlerContext) {
         guard let peer else { return }
         guard addressed == links.incarnation.withLock({ $0 }) else {
             // This node rejoined as a new run: the peer routes what it sent again once it
@@ -231,13 +272,21 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             close(context)
             return
         }
-        let parsed = LinkFrame.parse(element)
-        if parsed == nil {
+        let seq: UInt64
+        var frame: LinkFrame?
+        switch decoded {
+        case .frame(let number, let known):
+            seq = number
+            frame = known
+        case .unknown(let number, let kind):
+            // A newer node's kind of frame: skipped, and acknowledged with the others.
             links.record(.unknownFrameSkipped)
-            links.logger.warning(
-                "node link: unknown frame skipped", metadata: ["peer": "\(peerName)", "name": "\(element.name)"])
+            links.logger.warning("node link: unknown frame skipped", metadata: ["peer": "\(peerName)", "kind": "\(kind)"])
+            seq = number
+        case .malformed:
+            rejectFrame("a frame that does not read as its kind", context: context)
+            return
         }
-        guard let seq = parsed?.seq ?? element[attribute: "seq"].flatMap(UInt64.init) else { return }
         // Shared with other connections from the same peer (a reconnect).
         let isNew = links.received.withLock { received -> Bool in
             guard let entry = received[peer], entry.incarnation == peerIncarnation else { return false }
@@ -246,7 +295,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             return true
         }
         handled = max(handled, seq)
-        guard isNew, let frame = parsed?.frame else { return }
+        guard isNew, let frame else { return }
         switch frame {
         case .room, .sessionEnded: break  // room input: acknowledged once handled
         default: return links.handler(frame, peerName, .unneeded)

@@ -46,7 +46,7 @@ struct LinkHandshake: Sendable {
         }
     }
 
-    static let label = "conclave-link-2"
+    static let label = "conclave-link-3"
     /// Nonces are 16 random bytes, hexadecimal.
     static let nonceLength = 32
 

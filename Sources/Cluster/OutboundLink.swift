@@ -46,7 +46,8 @@ final class OutboundLink: Sendable {
         var task: Task<Void, Never>?
     }
 
-    typealias Entry = (seq: UInt64, frame: LinkFrame, bytes: String, keep: (any AnyObject & Sendable)?)
+    /// `bytes`: the frame encoded (`LinkFrameCodec`), with its length prefix.
+    typealias Entry = (seq: UInt64, frame: LinkFrame, bytes: [UInt8], keep: (any AnyObject & Sendable)?)
 
     init(links: NodeLinks, peer: String, address: String, peerIncarnation: Int64) {
         self.links = links
@@ -93,8 +94,8 @@ final class OutboundLink: Sendable {
         let outcome = state.withLock { state -> Outcome in
             guard !state.closed else { return .closed }
             let seq = state.nextSeq
-            let bytes = frame.element(seq: seq).serialized(parentNamespace: Namespace.client)
-            let size = bytes.utf8.count
+            let bytes = LinkFrameCodec.encode(frame, seq: seq)
+            let size = bytes.count
             guard size <= options.maxFrameBytes else { return .tooLarge(size) }
             guard state.unacked.count < options.maxQueueFrames, state.bytes + size <= options.maxQueueBytes else {
                 defer { state.full = true }
@@ -138,24 +139,25 @@ final class OutboundLink: Sendable {
     }
 
     private func flush() {
-        let (channel, text) = state.withLock { state -> ((any Channel)?, String) in
+        let (channel, frames) = state.withLock { state -> ((any Channel)?, [[UInt8]]) in
             state.flushScheduled = false
             guard state.ready, let channel = state.channel, state.written < state.unacked.count else {
-                return (nil, "")
+                return (nil, [])
             }
             if state.unacked[0].seq <= state.probationUntil {
                 // On probation: one frame at a time, the next once this one is acknowledged.
-                guard state.written == 0 else { return (nil, "") }
+                guard state.written == 0 else { return (nil, []) }
                 state.written = 1
-                return (channel, state.unacked[0].bytes)
+                return (channel, [state.unacked[0].bytes])
             }
-            var text = ""
-            for entry in state.unacked[state.written...] { text += entry.bytes }
+            let frames = state.unacked[state.written...].map(\.bytes)
             state.written = state.unacked.count
-            return (channel, text)
+            return (channel, frames)
         }
         guard let channel else { return }
-        channel.writeAndFlush(channel.allocator.buffer(string: text), promise: nil)
+        var buffer = channel.allocator.buffer(capacity: frames.reduce(0) { $0 + $1.count })
+        for frame in frames { buffer.writeBytes(frame) }
+        channel.writeAndFlush(buffer, promise: nil)
     }
 
     /// The peer handled every frame up to `seq`, and, when `through` is given, every
@@ -176,7 +178,7 @@ final class OutboundLink: Sendable {
         var written = state.written
         for (index, entry) in state.unacked.enumerated() {
             if entry.seq <= through && !pending.contains(entry.seq) {
-                state.bytes -= entry.bytes.utf8.count
+                state.bytes -= entry.bytes.count
                 if index < state.written { written -= 1 }
             } else {
                 kept.append(entry)
@@ -189,7 +191,7 @@ final class OutboundLink: Sendable {
     private func removeAcknowledged(upTo seq: UInt64, _ state: inout State) {
         let count = state.unacked.prefix { $0.seq <= seq }.count
         guard count > 0 else { return }
-        state.bytes -= state.unacked[..<count].reduce(0) { $0 + $1.bytes.utf8.count }
+        state.bytes -= state.unacked[..<count].reduce(0) { $0 + $1.bytes.count }
         state.unacked.removeFirst(count)
         state.written = max(0, state.written - count)
         let options = links.options
@@ -207,7 +209,7 @@ final class OutboundLink: Sendable {
             guard state.written > 0 else { return nil }
             if state.written == 1, state.unacked[0].seq <= state.probationUntil {
                 let entry = state.unacked.removeFirst()
-                state.bytes -= entry.bytes.utf8.count
+                state.bytes -= entry.bytes.count
                 state.written = 0
                 return (entry.seq, entry.frame)
             }

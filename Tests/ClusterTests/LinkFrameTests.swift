@@ -2,52 +2,247 @@
 import Testing
 import XMPPCore
 
-/// What an authenticated peer sends is still checked where the receiving node relies on
-/// it: a frame that is not what its kind says is not taken (the link skips it and goes on,
-/// `NodeLinkHardeningTests`), and never crashes the node.
+/// The binary frames of a node link (`LinkFrameCodec`): what one node encodes the other
+/// reads back as it was, and what an authenticated peer sends is still checked where the
+/// receiving node relies on it: a frame that is not what its kind says is refused whole
+/// (the link then isolates and drops it, `NodeLinkHardeningTests`), and never crashes the
+/// node.
 @Suite struct LinkFrameTests {
-    static func frame(_ name: String, _ attributes: [String: String], _ children: [XMLElement] = []) -> XMLElement {
-        var element = XMLElement(name, namespace: Namespace.client, children: children)
-        element[attribute: "seq"] = "7"
-        for (key, value) in attributes.sorted(by: { $0.key < $1.key }) { element[attribute: key] = value }
-        return element
+    static let room = try! JID("room@conference.localhost")
+    static let real = try! JID("romeo@localhost/a")
+
+    /// Decodes an encoded frame (without its length prefix).
+    static func decode(_ bytes: [UInt8]) -> LinkFrameCodec.Decoded {
+        bytes.withUnsafeBytes { LinkFrameCodec.decode($0) }
     }
 
-    static func payload(_ text: String) -> XMLElement { XMLElement("b", namespace: Namespace.client, text: text) }
+    static func roundTrip(_ frame: LinkFrame, seq: UInt64 = 7) -> LinkFrameCodec.Decoded {
+        let encoded = LinkFrameCodec.encode(frame, seq: seq)
+        let length = encoded.prefix(4).reduce(0) { $0 << 8 | Int($1) }
+        #expect(length == encoded.count - 4, "the prefix counts what follows")
+        return decode(Array(encoded.dropFirst(4)))
+    }
+
+    /// A frame of `kind` with sequence number 7 and the fields `body` writes.
+    static func raw(_ kind: UInt8, _ body: (inout [UInt8]) -> Void = { _ in }) -> [UInt8] {
+        var bytes = [kind]
+        LinkFrameCodec.appendFixed(7, to: &bytes)
+        body(&bytes)
+        return bytes
+    }
+
+    /// A stanza as a client's stream gives it: namespaces, a prefixed attribute, mixed content.
+    static let stanza: XMLElement = {
+        var message = XMLElement(
+            "message", namespace: Namespace.client, ["to": "room@conference.localhost", "type": "groupchat", "id": "m1"])
+        message.attributes.append(XMLAttribute(name: "xml:lang", value: "en"))
+        message.attributes.append(XMLAttribute(name: "p:flag", value: "<&'\">", namespace: "urn:example:p"))
+        message.append(XMLElement("body", namespace: Namespace.client, text: "Hello <world> & ünïcødé 🎉"))
+        var extensionElement = XMLElement("x", namespace: "urn:example:x", ["a": ""])
+        extensionElement.append(text: "  ")
+        extensionElement.append(XMLElement("deep", namespace: "urn:example:x"))
+        extensionElement.append(text: "tail")
+        message.append(extensionElement)
+        return message
+    }()
+
+    @Test func everyKindOfFrameReadsBackAsItWasSent() throws {
+        let copies = StanzaCopies(
+            stanza: PreparedStanza(Self.stanza), recipients: [Self.real, try JID("juliet@localhost/b")],
+            message: .init(room: "room@conference.localhost", id: "m1"), replay: true)
+        let frames: [LinkFrame] = [
+            .room(Self.stanza, real: Self.real, home: "node2", hops: 3),
+            .sessionEnded(room: Self.room, real: Self.real, home: "node1", hops: 0, token: .max),
+            .sessionLeft(token: 42),
+            .membership(room: Self.room, real: Self.real, entered: true),
+            .membership(room: Self.room, real: Self.real, entered: false),
+            .deliver(copies),
+            .deliver(StanzaCopies(stanza: PreparedStanza(Self.stanza), recipients: [])),
+            .user(Self.stanza),
+            .addressed(XMLElement("presence", namespace: Namespace.client)),
+            .barrier(id: 9, ring: "node1@3,node2@1"),
+            .barrierAck(id: 9),
+        ]
+        for frame in frames {
+            #expect(Self.roundTrip(frame, seq: 123_456_789_012) == .frame(seq: 123_456_789_012, frame), "\(frame.kind)")
+        }
+    }
+
+    @Test func aDeliveredStanzaIsWrittenAsTheRoomsNodeSerializedIt() throws {
+        let prepared = PreparedStanza(Self.stanza)
+        guard case .frame(_, .deliver(let copies)) = Self.roundTrip(.deliver(StanzaCopies(stanza: prepared, recipients: [Self.real]))) else {
+            Issue.record("not a deliver frame")
+            return
+        }
+        #expect(copies.stanza.head == prepared.head && copies.stanza.tail == prepared.tail)
+    }
+
+    @Test func aKindThisNodeDoesNotKnowIsSkippedWithItsNumber() {
+        #expect(Self.decode(Self.raw(200) { $0 += [1, 2, 3] }) == .unknown(seq: 7, kind: 200))
+    }
 
     @Test func deliverFramesWhosePayloadIsNotAStanzaAreRefused() {
-        let recipient = XMLElement("r", namespace: Namespace.client, ["j": "romeo@localhost/a"])
-        for text in ["not base64 !!", "", Base64.encode("<x/>"), Base64.encode("<message"), Base64.encode(String(repeating: "A", count: 4096))] {
-            #expect(LinkFrame.parse(Self.frame("deliver", [:], [recipient, Self.payload(text)])) == nil, "\(text.prefix(20))")
+        for payload in ["", "<x/>", "<message", "message/>", String(repeating: "A", count: 4096), "<messagex/>"] {
+            let frame = Self.raw(LinkFrameCodec.Kind.deliver.rawValue) { bytes in
+                bytes.append(0)
+                LinkFrameCodec.appendNumber(1, to: &bytes)
+                LinkFrameCodec.appendString("romeo@localhost/a", to: &bytes)
+                LinkFrameCodec.appendString(payload, to: &bytes)
+            }
+            #expect(Self.decode(frame) == .malformed, "\(payload.prefix(20))")
         }
-        #expect(LinkFrame.parse(Self.frame("deliver", [:], [recipient])) == nil, "no payload")
-        #expect(LinkFrame.parse(Self.frame("deliver", ["seq": "x"], [recipient, Self.payload(Base64.encode("<message/>"))])) == nil)
     }
 
-    @Test func aDeliverFrameWithoutRecipientsOrWithEmptyOnesDeliversToNobody() throws {
-        let empty = XMLElement("r", namespace: Namespace.client, ["j": ""])
-        let parsed = try #require(LinkFrame.parse(Self.frame("deliver", [:], [empty, Self.payload(Base64.encode("<message/>"))])))
-        guard case .deliver(let copies) = parsed.frame else {
+    @Test func aDeliverFrameWithEmptyRecipientsDeliversToNobody() throws {
+        let frame = Self.raw(LinkFrameCodec.Kind.deliver.rawValue) { bytes in
+            bytes.append(0)
+            LinkFrameCodec.appendNumber(2, to: &bytes)
+            LinkFrameCodec.appendString("", to: &bytes)
+            LinkFrameCodec.appendString("", to: &bytes)
+            LinkFrameCodec.appendString("<message/>", to: &bytes)
+        }
+        guard case .frame(_, .deliver(let copies)) = Self.decode(frame) else {
             Issue.record("not a deliver frame")
             return
         }
         #expect(copies.recipients.isEmpty)
     }
 
-    @Test func typedFramesMissingWhatTheyNeedAreRefused() {
-        let room = "room@conference.localhost", real = "romeo@localhost/a"
-        let incomplete: [XMLElement] = [
-            Self.frame("session-ended", ["room": room, "real": real, "home": "node1"]),  // no token
-            Self.frame("session-ended", ["room": room, "real": real, "token": "3"]),  // no home
-            Self.frame("session-ended", ["room": "@", "real": real, "home": "node1", "token": "3"]),
-            Self.frame("session-ended", ["room": room, "real": real, "home": "node1", "token": "-1"]),
-            Self.frame("session-left", [:]),
-            Self.frame("session-left", ["token": "many"]),
-            Self.frame("membership", ["room": room]),
-            Self.frame("membership", ["room": room, "real": "a@b@c/"]),
+    /// Every prefix of every valid frame is refused (a field cut short), as are the frame
+    /// with a byte more and the frame with each byte changed to 0xFF: none crashes.
+    @Test func truncatedExtendedOrCorruptedFramesAreRefusedOrReadSafely() throws {
+        let frames: [LinkFrame] = [
+            .room(Self.stanza, real: Self.real, home: "node2", hops: 1),
+            .sessionEnded(room: Self.room, real: Self.real, home: "node1", hops: 0, token: 3),
+            .membership(room: Self.room, real: Self.real, entered: true),
+            .deliver(StanzaCopies(stanza: PreparedStanza(Self.stanza), recipients: [Self.real], message: .init(room: "r", id: "i"))),
+            .barrier(id: 1, ring: "node1@1"),
         ]
-        for element in incomplete {
-            #expect(LinkFrame.parse(element) == nil, "\(element)")
+        for frame in frames {
+            let body = Array(LinkFrameCodec.encode(frame, seq: 1).dropFirst(4))
+            for length in 0..<body.count {
+                #expect(Self.decode(Array(body.prefix(length))) == .malformed, "\(frame.kind) cut at \(length)")
+            }
+            #expect(Self.decode(body + [0]) == .malformed, "\(frame.kind) with a byte more")
+            for index in 9..<body.count {
+                var corrupted = body
+                corrupted[index] = 0xFF
+                _ = Self.decode(corrupted)  // refused or read as some other valid frame; never a crash
+            }
         }
+    }
+
+    @Test func typedFramesMissingWhatTheyNeedAreRefused() {
+        let kind = LinkFrameCodec.Kind.self
+        let incomplete: [[UInt8]] = [
+            // a room address that is not one
+            Self.raw(kind.sessionEnded.rawValue) { bytes in
+                LinkFrameCodec.appendString("@", to: &bytes)
+                LinkFrameCodec.appendString("romeo@localhost/a", to: &bytes)
+                LinkFrameCodec.appendString("node1", to: &bytes)
+                LinkFrameCodec.appendNumber(0, to: &bytes)
+                LinkFrameCodec.appendFixed(3, to: &bytes)
+            },
+            // no home
+            Self.raw(kind.sessionEnded.rawValue) { bytes in
+                LinkFrameCodec.appendString("room@conference.localhost", to: &bytes)
+                LinkFrameCodec.appendString("romeo@localhost/a", to: &bytes)
+                LinkFrameCodec.appendString("", to: &bytes)
+                LinkFrameCodec.appendNumber(0, to: &bytes)
+                LinkFrameCodec.appendFixed(3, to: &bytes)
+            },
+            Self.raw(kind.sessionLeft.rawValue),
+            Self.raw(kind.membership.rawValue) { LinkFrameCodec.appendString("room@conference.localhost", to: &$0) },
+            Self.raw(kind.membership.rawValue) { bytes in
+                LinkFrameCodec.appendString("room@conference.localhost", to: &bytes)
+                LinkFrameCodec.appendString("a@b@c/", to: &bytes)
+                bytes.append(1)
+            },
+            Self.raw(kind.membership.rawValue) { bytes in
+                LinkFrameCodec.appendString("room@conference.localhost", to: &bytes)
+                LinkFrameCodec.appendString("romeo@localhost/a", to: &bytes)
+                bytes.append(2)  // neither entered nor left
+            },
+            // a sequence number cut short
+            [kind.barrierAck.rawValue, 0, 0, 0],
+            // a deliver frame with flags it does not know
+            Self.raw(kind.deliver.rawValue) { $0.append(4) },
+        ]
+        for frame in incomplete {
+            #expect(Self.decode(frame) == .malformed, "\(frame)")
+        }
+    }
+
+    /// A stanza read from a frame is written to clients again: it must be what an XML
+    /// parser could have given.
+    @Test func elementsXMLCouldNotCarryAreRefused() {
+        func user(_ write: (inout [UInt8]) -> Void) -> [UInt8] { Self.raw(LinkFrameCodec.Kind.user.rawValue, write) }
+        func element(name: String, text: String = "", attribute: (String, String)? = nil) -> [UInt8] {
+            user { bytes in
+                LinkFrameCodec.appendString(name, to: &bytes)
+                LinkFrameCodec.appendString(Namespace.client, to: &bytes)
+                if let attribute {
+                    LinkFrameCodec.appendNumber(1, to: &bytes)
+                    LinkFrameCodec.appendString(attribute.0, to: &bytes)
+                    LinkFrameCodec.appendString(attribute.1, to: &bytes)
+                    LinkFrameCodec.appendString("", to: &bytes)
+                } else {
+                    LinkFrameCodec.appendNumber(0, to: &bytes)
+                }
+                LinkFrameCodec.appendNumber(1, to: &bytes)
+                bytes.append(1)
+                LinkFrameCodec.appendString(text, to: &bytes)
+            }
+        }
+        #expect(Self.decode(element(name: "message", text: "fine")) != .malformed)
+        for refused in [
+            element(name: ""), element(name: "mes sage"), element(name: "a<b"), element(name: "a='"),
+            element(name: "message", text: "\u{0}"), element(name: "message", text: "bell \u{7}"),
+            element(name: "message", attribute: ("a", "\u{1}")), element(name: "message", attribute: ("", "v")),
+            element(name: "message", attribute: ("a b", "v")),
+        ] {
+            #expect(Self.decode(refused) == .malformed)
+        }
+        // Bytes that are not UTF-8.
+        let invalid = user { bytes in
+            LinkFrameCodec.appendNumber(2, to: &bytes)
+            bytes += [0xC3, 0x28]
+            LinkFrameCodec.appendString("", to: &bytes)
+            LinkFrameCodec.appendNumber(0, to: &bytes)
+            LinkFrameCodec.appendNumber(0, to: &bytes)
+        }
+        #expect(Self.decode(invalid) == .malformed)
+        // A child of a kind that is neither element nor text.
+        let strangeChild = user { bytes in
+            LinkFrameCodec.appendString("message", to: &bytes)
+            LinkFrameCodec.appendString("", to: &bytes)
+            LinkFrameCodec.appendNumber(0, to: &bytes)
+            LinkFrameCodec.appendNumber(1, to: &bytes)
+            bytes.append(2)
+            LinkFrameCodec.appendString("x", to: &bytes)
+        }
+        #expect(Self.decode(strangeChild) == .malformed)
+    }
+
+    @Test func countsLargerThanTheFrameAndNestingBeyondTheLimitAreRefusedWithoutAllocating() {
+        let huge = Self.raw(LinkFrameCodec.Kind.user.rawValue) { bytes in
+            LinkFrameCodec.appendString("message", to: &bytes)
+            LinkFrameCodec.appendString("", to: &bytes)
+            LinkFrameCodec.appendNumber(UInt64.max >> 1, to: &bytes)  // attributes
+        }
+        #expect(Self.decode(huge) == .malformed)
+        let overlong = Self.raw(LinkFrameCodec.Kind.barrier.rawValue) { bytes in
+            LinkFrameCodec.appendFixed(1, to: &bytes)
+            bytes += Array(repeating: 0xFF, count: 11)  // a number of more than 64 bits
+        }
+        #expect(Self.decode(overlong) == .malformed)
+
+        func nested(_ depth: Int) -> XMLElement {
+            var element = XMLElement("x", namespace: "urn:example:x")
+            for _ in 1..<depth { element = XMLElement("x", namespace: "urn:example:x", children: [element]) }
+            return element
+        }
+        #expect(Self.roundTrip(.user(nested(LinkFrameCodec.maxDepth))) != .malformed)
+        #expect(Self.roundTrip(.user(nested(LinkFrameCodec.maxDepth + 1))) == .malformed)
     }
 }

@@ -301,6 +301,61 @@ import XMPPCore
         await b.shutdown()
     }
 
+    /// A peer that authenticated, played by the test: frames that follow its header in the
+    /// same packet, a frame that arrives a byte at a time, then one that does not read.
+    @Test func framesArriveInAnyPiecesAndOneThatDoesNotReadEndsTheConnectionWithItsPlace() async throws {
+        var options = NodeLinks.Options()
+        options.authenticationTimeout = .seconds(60)
+        let atB = Received()
+        let b = node("b", options: options, received: atB)
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        let connection = try await RawConnection.connect(port: port)
+        let header = try #require(await connection.wait(for: "incarnation='1'>"))
+        let transcript = LinkHandshake.Transcript(
+            connector: "a", acceptor: "b", connectorNonce: LinkHandshake.makeNonce(),
+            acceptorNonce: try #require(Self.attribute("nonce", in: header)),
+            connectorIncarnation: 1, acceptorIncarnation: 1, binding: ""
+        )
+        let first = LinkFrameCodec.encode(Self.message(1), seq: 1)
+        try await connection.send(bytes: Array(Self.connectorHeader(transcript, secret: "s").utf8) + first)
+        #expect(await atB.arrived(1))
+        for byte in LinkFrameCodec.encode(Self.message(2), seq: 2) { try await connection.send(bytes: [byte]) }
+        #expect(await atB.arrived(2))
+        #expect(atB.bodies == ["1", "2"])
+        // A frame whose kind says "membership" but whose fields do not read.
+        var malformed = LinkFrameCodec.encode(.sessionLeft(token: 1), seq: 3)
+        malformed[4] = LinkFrameCodec.Kind.membership.rawValue
+        try await connection.send(bytes: malformed)
+        #expect(await connection.closedByPeer(within: .seconds(10)))
+        #expect(connection.text.contains("<bad-frame after='2'/>"))
+        #expect(b.eventCounts[.badFrameReceived] == 1)
+        #expect(atB.count == 2)
+        await b.shutdown()
+    }
+
+    /// A length prefix beyond the largest frame is refused as soon as it arrives: the node
+    /// does not wait for (or keep) 4 GiB.
+    @Test func aLengthBeyondTheLargestFrameIsRefusedAtOnce() async throws {
+        var options = NodeLinks.Options()
+        options.authenticationTimeout = .seconds(60)
+        let b = node("b", options: options)
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        let connection = try await RawConnection.connect(port: port)
+        let header = try #require(await connection.wait(for: "incarnation='1'>"))
+        let transcript = LinkHandshake.Transcript(
+            connector: "a", acceptor: "b", connectorNonce: LinkHandshake.makeNonce(),
+            acceptorNonce: try #require(Self.attribute("nonce", in: header)),
+            connectorIncarnation: 1, acceptorIncarnation: 1, binding: ""
+        )
+        try await connection.send(Self.connectorHeader(transcript, secret: "s"))
+        #expect(await connection.wait(for: "<ok ") != nil)
+        try await connection.send(bytes: [0xFF, 0xFF, 0xFF, 0xFF, 1])
+        #expect(await connection.closedByPeer(within: .seconds(10)))
+        #expect(connection.text.contains("<bad-frame after='0'/>"))
+        #expect(b.eventCounts[.badFrameReceived] == 1)
+        await b.shutdown()
+    }
+
     @Test func theQueueForAnUnreachablePeerIsBoundedInBytes() async throws {
         // A port nobody listens on (bound once, then closed).
         let probe = node("probe")

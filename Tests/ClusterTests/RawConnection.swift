@@ -30,6 +30,10 @@ final class RawConnection: Sendable {
         try await channel.writeAndFlush(channel.allocator.buffer(string: text)).get()
     }
 
+    func send(bytes: [UInt8]) async throws {
+        try await channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)).get()
+    }
+
     /// Waits until the received text contains `part`; `nil` if the connection closed first.
     func wait(for part: String) async -> String? {
         let channel = self.channel
