@@ -9,9 +9,10 @@ import Synchronization
 import XMPPCore
 import XMPPStream
 
-/// This node's part in the cluster: membership and lease (heartbeats), the ring, node
-/// links, the control bus, the session directory. It tells the MUC service where rooms
-/// belong and carries room input and output between nodes (docs/cluster.md).
+/// This node's part in the cluster: it wires the `Cluster` parts (node links, the lease's
+/// renewer, the ring barrier, the session directory) to the rooms and the router, keeps
+/// membership and the ring, and decides what a lost lease does. It tells the MUC service
+/// where rooms belong and carries room input and output between nodes (docs/cluster.md).
 final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendable {
     struct Settings: Sendable {
         var leaseSeconds: Double
@@ -28,8 +29,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     private let muc = Attached<MUCService>()
     private let router = Attached<LocalRouter>()
     let links: NodeLinks
-    private let remote: AsyncStream<RemoteItem>.Continuation
-    private let remoteItems: AsyncStream<RemoteItem>
+    /// Users' sessions across the cluster, and stanzas for those on other nodes.
+    let directory: SessionDirectory
 
     struct State {
         var ring = HashRing(nodes: [String]())
@@ -47,18 +48,6 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         /// The node is leaving the cluster for good (a graceful stop): a heartbeat that
         /// finds its row gone is not a lost lease.
         var leaving = false
-    }
-
-    struct RemoteItem: Sendable {
-        var stanza: XMLElement
-        var to: JID
-        var bounce: (@Sendable (XMLElement) -> Void)?
-        /// Only to nodes with an available resource of non-negative priority (a chat or
-        /// normal message to a bare JID: without one, it is kept offline).
-        var availableOnly = false
-        /// The stanza went to every node already: only whether another node has an
-        /// available resource is asked (`bounce` if none has).
-        var lookupOnly = false
     }
 
     /// Groupchat messages other nodes' rooms delivered here, to be told apart when their
@@ -87,7 +76,6 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         let router = self.router
         let me = self.me
         let delivered = self.delivered
-        (remoteItems, remote) = AsyncStream.makeStream(of: RemoteItem.self)
         let links = NodeLinks(
             name: nodeName, incarnation: 0, secret: secret, tls: linkTLS, options: linkOptions, group: group,
             clock: clock, logger: logger,
@@ -139,6 +127,9 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             }
         )
         self.links = links
+        directory = SessionDirectory(
+            nodeName: nodeName, database: database, links: links,
+            isReachable: { node in me.withLock { $0 }?.isReachable(node) ?? false }, logger: logger)
         barrier = RingBarrier(
             clock: clock, logger: logger, currentRing: { me.withLock { $0 }?.ringID ?? "" },
             send: { frame, peer in links.send(frame, to: peer) }
@@ -208,10 +199,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                 let here = router?.deliverHere(copy) ?? false
                 for peer in peers { sendOrWait(.addressed(copy), to: peer, keeping: keep) }
                 if !here, LocalRouter.waitsOffline(copy, to: recipient), let router {
-                    remote.yield(
-                        RemoteItem(
-                            stanza: copy, to: recipient, bounce: router.keepingOffline(for: recipient), availableOnly: true,
-                            lookupOnly: true))
+                    directory.unlessAvailableElsewhere(copy, to: recipient, otherwise: router.keepingOffline(for: recipient))
                 }
             }
         }
@@ -273,63 +261,20 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     // MARK: - RemoteRouting (users on other nodes)
 
     func route(_ stanza: XMLElement, to: JID, bounce: (@Sendable (XMLElement) -> Void)?) {
-        remote.yield(RemoteItem(stanza: stanza, to: to, bounce: bounce))
+        directory.route(stanza, to: to, bounce: bounce)
     }
 
     func routeToAvailable(_ stanza: XMLElement, to: JID, otherwise: (@Sendable (XMLElement) -> Void)?) {
-        remote.yield(RemoteItem(stanza: stanza, to: to, bounce: otherwise, availableOnly: true))
+        directory.routeToAvailable(stanza, to: to, otherwise: otherwise)
     }
 
     func sessionAvailability(_ jid: JID, available: Bool, priority: Int) async {
-        do {
-            try await database.setAvailability(jid.description, node: nodeName, available: available, priority: priority)
-        } catch {
-            logger.warning("session directory write failed", metadata: ["jid": "\(jid)", "error": "\(error)"])
-        }
+        await directory.availability(jid, available: available, priority: priority)
     }
 
-    func sessionBound(_ jid: JID) async {
-        do {
-            try await database.bindSession(jid.description, bare: jid.bare.description, node: nodeName)
-        } catch {
-            logger.warning("session directory write failed", metadata: ["jid": "\(jid)", "error": "\(error)"])
-        }
-    }
+    func sessionBound(_ jid: JID) async { await directory.bound(jid) }
 
-    func sessionEnded(_ jid: JID) async {
-        do {
-            try await database.unbindSession(jid.description, node: nodeName)
-        } catch {
-            logger.warning("session directory write failed", metadata: ["jid": "\(jid)", "error": "\(error)"])
-        }
-    }
-
-    /// Remote stanzas in order: look the user up (cached for a second), send to the nodes.
-    private func runRemoteRouting() async {
-        for await item in remoteItems {
-            let bare = item.to.bare
-            // Not cached: a user who reconnects elsewhere must be found at once.
-            var entries: [(JID, String)] = []
-            do {
-                entries = try await database.sessions(ofBare: bare.description).compactMap { row -> (JID, String)? in
-                    guard let jid = try? JID(row.jid), !item.availableOnly || (row.available && row.priority >= 0) else { return nil }
-                    return (jid, row.node)
-                }
-            } catch {
-                logger.warning("session directory lookup failed", metadata: ["error": "\(error)"])
-            }
-            let nodes = Set(
-                entries.filter { (item.to.isFull ? $0.0 == item.to : true) && $0.1 != nodeName && isReachable($0.1) }
-                    .map(\.1)
-            )
-            if nodes.isEmpty {
-                item.bounce?(item.stanza)
-                continue
-            }
-            if item.lookupOnly { continue }
-            for node in nodes.sorted() { links.send(.user(item.stanza), to: node) }
-        }
-    }
+    func sessionEnded(_ jid: JID) async { await directory.ended(jid) }
 
     // MARK: - Lifecycle
 
@@ -388,7 +333,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     func run() async {
         startRenewer()
         await withDiscardingTaskGroup { group in
-            group.addTask { await self.runRemoteRouting() }
+            group.addTask { await self.directory.run() }
             group.addTask { await self.heartbeatLoop() }
         }
         await renewer.stop()
@@ -463,7 +408,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     }
 
     func stopBackground() {
-        remote.finish()
+        directory.finish()
     }
 
     private func heartbeatLoop() async {
