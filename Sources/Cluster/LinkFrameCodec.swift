@@ -1,4 +1,4 @@
-import XMPPCore
+public import XMPPCore
 
 /// The binary form of the frames a connecting node sends once both ends of a link have
 /// proved the cluster secret (the handshake, and everything the accepting node sends back,
@@ -16,9 +16,9 @@ import XMPPCore
 /// of the frame, nesting depth, UTF-8, and the characters XML allows (a stanza read here is
 /// written to clients again). A frame that does not read is refused whole
 /// (`LinkFrameCodec.Decoded.malformed`).
-enum LinkFrameCodec {
+public enum LinkFrameCodec {
     /// Bytes of the length prefix.
-    static let lengthBytes = 4
+    public static let lengthBytes = 4
     /// Kind and sequence number.
     static let headerBytes = 9
     /// The deepest element tree a frame may carry.
@@ -36,7 +36,7 @@ enum LinkFrameCodec {
         case barrierAck = 9
     }
 
-    enum Decoded: Equatable {
+    public enum Decoded: Sendable, Equatable {
         case frame(seq: UInt64, LinkFrame)
         /// A kind this node does not know (a newer node's): skipped and acknowledged.
         case unknown(seq: UInt64, kind: UInt8)
@@ -46,7 +46,7 @@ enum LinkFrameCodec {
     // MARK: - Encoding
 
     /// `frame` with its length prefix.
-    static func encode(_ frame: LinkFrame, seq: UInt64) -> [UInt8] {
+    public static func encode(_ frame: LinkFrame, seq: UInt64) -> [UInt8] {
         var out: [UInt8] = [0, 0, 0, 0]
         out.reserveCapacity(frame.estimatedBytes + lengthBytes + headerBytes)
         out.append(frame.codecKind.rawValue)
@@ -76,7 +76,7 @@ enum LinkFrameCodec {
                 appendString(message.id, to: &out)
             }
             appendNumber(UInt64(copies.recipients.count), to: &out)
-            for recipient in copies.recipients { appendString(recipient.description, to: &out) }
+            for recipient in copies.recipients { appendParts(of: recipient, to: &out) }
             appendNumber(UInt64(copies.stanza.head.count + copies.stanza.tail.count), to: &out)
             out.append(contentsOf: copies.stanza.head)
             out.append(contentsOf: copies.stanza.tail)
@@ -117,6 +117,16 @@ enum LinkFrameCodec {
         }
     }
 
+    /// An address as its parts: which of localpart and resourcepart it has (1 and 2), then
+    /// the parts. Read back without joining or splitting a string (no allocation for
+    /// parts of up to 15 bytes).
+    static func appendParts(of jid: JID, to out: inout [UInt8]) {
+        out.append((jid.localpart != nil ? 1 : 0) | (jid.resourcepart != nil ? 2 : 0))
+        if let local = jid.localpart { appendString(local, to: &out) }
+        appendString(jid.domainpart, to: &out)
+        if let resource = jid.resourcepart { appendString(resource, to: &out) }
+    }
+
     /// An element tree: name, namespace, the attributes (name, value, namespace), then the
     /// children, each an element (0) or text (1).
     static func appendElement(_ element: XMLElement, to out: inout [UInt8]) {
@@ -144,7 +154,7 @@ enum LinkFrameCodec {
     // MARK: - Decoding
 
     /// The frame after its length prefix: `bytes` is exactly the frame.
-    static func decode(_ bytes: UnsafeRawBufferPointer) -> Decoded {
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> Decoded {
         var reader = Reader(bytes)
         guard let kindByte = reader.byte(), let seq = reader.fixed() else { return .malformed }
         guard let kind = Kind(rawValue: kindByte) else { return .unknown(seq: seq, kind: kindByte) }
@@ -220,6 +230,18 @@ enum LinkFrameCodec {
             return string
         }
 
+        /// An address from its parts (`appendParts`), as the room's node parsed and wrote
+        /// it: not normalised again. `.some(nil)` for an empty domain (nobody).
+        mutating func parts() -> JID?? {
+            guard let flags = byte(), flags & ~3 == 0 else { return nil }
+            let local = flags & 1 != 0 ? string() : nil
+            guard flags & 1 == 0 || local != nil, let domain = string() else { return nil }
+            let resource = flags & 2 != 0 ? string() : nil
+            guard flags & 2 == 0 || resource != nil else { return nil }
+            guard !domain.isEmpty else { return .some(nil) }
+            return JID(normalizedLocal: local, domain: domain, resource: resource)
+        }
+
         mutating func jid() -> JID? {
             string().flatMap { try? JID($0) }
         }
@@ -291,14 +313,13 @@ enum LinkFrameCodec {
                     guard let room = string(), let id = string() else { return nil }
                     message = StanzaCopies.MessageKey(room: room, id: id)
                 }
-                guard let count = count(each: 1) else { return nil }
+                // A recipient takes at least two bytes (its flags and an empty domain).
+                guard let count = count(each: 2) else { return nil }
                 var recipients: [JID] = []
                 recipients.reserveCapacity(count)
                 for _ in 0..<count {
-                    // Addresses the room's node parsed and wrote out: split, not normalised
-                    // again. An empty one is nobody.
-                    guard let text = string() else { return nil }
-                    if !text.isEmpty { recipients.append(JID(normalized: text)) }
+                    guard let recipient = parts() else { return nil }
+                    if let recipient { recipients.append(recipient) }
                 }
                 // The stanza's bytes are not parsed: only split after its name.
                 guard let raw = raw(), let stanza = PreparedStanza(bytes: Array(raw)) else { return nil }

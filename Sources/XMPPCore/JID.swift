@@ -46,6 +46,12 @@ public struct JID: Sendable, Hashable, Comparable, CustomStringConvertible {
         self.init(trustedLocal: local, domain: domain, resource: resource)
     }
 
+    /// An address from its parts as a node of the same cluster wrote them (parts of an
+    /// address parsed before): not normalised or checked again. Only for a trusted peer.
+    public init(normalizedLocal local: String?, domain: String, resource: String?) {
+        self.init(trustedLocal: local, domain: domain, resource: resource)
+    }
+
     private init(trustedLocal: String?, domain: String, resource: String?) {
         self.localpart = trustedLocal
         self.domainpart = domain

@@ -86,7 +86,7 @@ import XMPPCore
             let frame = Self.raw(LinkFrameCodec.Kind.deliver.rawValue) { bytes in
                 bytes.append(0)
                 LinkFrameCodec.appendNumber(1, to: &bytes)
-                LinkFrameCodec.appendString("romeo@localhost/a", to: &bytes)
+                LinkFrameCodec.appendParts(of: LinkFrameTests.real, to: &bytes)
                 LinkFrameCodec.appendString(payload, to: &bytes)
             }
             #expect(Self.decode(frame) == .malformed, "\(payload.prefix(20))")
@@ -97,8 +97,12 @@ import XMPPCore
         let frame = Self.raw(LinkFrameCodec.Kind.deliver.rawValue) { bytes in
             bytes.append(0)
             LinkFrameCodec.appendNumber(2, to: &bytes)
+            bytes.append(0)
             LinkFrameCodec.appendString("", to: &bytes)
+            bytes.append(3)
+            LinkFrameCodec.appendString("romeo", to: &bytes)
             LinkFrameCodec.appendString("", to: &bytes)
+            LinkFrameCodec.appendString("a", to: &bytes)
             LinkFrameCodec.appendString("<message/>", to: &bytes)
         }
         guard case .frame(_, .deliver(let copies)) = Self.decode(frame) else {
@@ -167,6 +171,21 @@ import XMPPCore
             [kind.barrierAck.rawValue, 0, 0, 0],
             // a deliver frame with flags it does not know
             Self.raw(kind.deliver.rawValue) { $0.append(4) },
+            // a recipient whose parts say it has a resource, and none follows
+            Self.raw(kind.deliver.rawValue) { bytes in
+                bytes.append(0)
+                LinkFrameCodec.appendNumber(1, to: &bytes)
+                bytes.append(2)
+                LinkFrameCodec.appendString("localhost", to: &bytes)
+            },
+            // a recipient with parts flags it does not know
+            Self.raw(kind.deliver.rawValue) { bytes in
+                bytes.append(0)
+                LinkFrameCodec.appendNumber(1, to: &bytes)
+                bytes.append(4)
+                LinkFrameCodec.appendString("localhost", to: &bytes)
+                LinkFrameCodec.appendString("<message/>", to: &bytes)
+            },
         ]
         for frame in incomplete {
             #expect(Self.decode(frame) == .malformed, "\(frame)")

@@ -5,6 +5,7 @@
 // its copies, as it is in the server.
 import AllocationBenchmarkSupport
 import Benchmark
+import Cluster
 import MUC
 import NIOCore
 import XMPPCore
@@ -157,6 +158,34 @@ let benchmarks: @Sendable () -> Void = {
                     piece.prepared.write(to: copy.recipient, into: &outputs[copy.session]!)
                 }
                 blackHole(copies)
+            }
+        }
+    }
+
+    // The remote path: every occupant's session on another node. The room's node makes
+    // the broadcast's PreparedStanza and encodes one `deliver` frame with the recipients
+    // (LinkFrameCodec.encode, as OutboundLink.enqueue does); the recipients' node reads it
+    // (LinkFrameCodec.decode, as InboundLinkHandler.receiveFrames does: no XML parsed),
+    // finds each recipient's session and writes the copy into its reused output buffer.
+    // Left out as above, and the TLS, the socket and the acknowledgement.
+    let remote = Fixture()
+    var remoteOutputs = [JID: ByteBuffer]()
+    for recipient in remote.room.occupants.map(\.realJID) { remoteOutputs[recipient] = ByteBufferAllocator().buffer(capacity: 1024) }
+    Benchmark("Room fan-out, \(occupantCount) occupants: remote path (room, deliver frame encoded, decoded on the recipients' node, written), per delivered copy") {
+        benchmark in
+        for _ in 0..<remote.messagesPerScaledLoop {
+            let effects = remote.handle()
+            for delivery in effects.output {
+                guard case .broadcast(let stanza, let recipients) = delivery else { continue }
+                let copies = StanzaCopies(stanza: PreparedStanza(stanza), recipients: recipients)
+                let frame = LinkFrameCodec.encode(.deliver(copies), seq: 1)
+                let decoded = frame.withUnsafeBytes { LinkFrameCodec.decode(UnsafeRawBufferPointer(rebasing: $0[LinkFrameCodec.lengthBytes...])) }
+                guard case .frame(_, .deliver(let received)) = decoded else { fatalError("the frame reads back") }
+                for recipient in received.recipients where remote.sessions.contains(recipient) {
+                    remoteOutputs[recipient]!.clear()
+                    received.stanza.write(to: recipient, into: &remoteOutputs[recipient]!)
+                }
+                blackHole(received)
             }
         }
     }
