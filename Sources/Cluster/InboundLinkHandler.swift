@@ -20,8 +20,9 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     private let links: NodeLinks
     /// The TLS configuration this connection was accepted with (nil: plain TCP).
     private let tls: LinkTLS?
-    /// Reads the connector's header (the handshake is XML; the frames after it are not).
-    private let parser: XMLStreamParser
+    /// Reads the connector's header (the handshake is XML; the frames after it are not):
+    /// released once the peer has authenticated.
+    private var parser: XMLStreamParser?
     /// The start of a frame whose rest has not arrived yet.
     private var input: ByteBuffer?
     private let nonce = LinkHandshake.makeNonce()
@@ -122,6 +123,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
 
     /// Input before authentication: the connector's header.
     private func handshake(_ input: ByteBuffer, context: ChannelHandlerContext) {
+        guard let parser else { return }
         let events: [XMLStreamEvent]
         do {
             events = try input.withUnsafeReadableBytes { try parser.parse($0) }
@@ -149,11 +151,13 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             waiting.writeBuffer(&buffer)
             buffer = waiting
         }
-        while !closing, let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self).map(Int.init) {
-            guard length >= LinkFrameCodec.headerBytes, length <= links.options.maxFrameBytes - LinkFrameCodec.lengthBytes else {
+        let largest = UInt32(clamping: links.options.maxFrameBytes - LinkFrameCodec.lengthBytes)
+        while !closing, let prefix = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) {
+            guard prefix >= LinkFrameCodec.headerBytes, prefix <= largest else {
                 rejectFrame("a frame larger than the largest frame, or too short", context: context)
                 return
             }
+            let length = Int(prefix)
             guard buffer.readableBytes >= LinkFrameCodec.lengthBytes + length else { break }
             buffer.moveReaderIndex(forwardBy: LinkFrameCodec.lengthBytes)
             let decoded = buffer.withUnsafeReadableBytes { LinkFrameCodec.decode(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
@@ -220,6 +224,7 @@ final class InboundLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         let key = node + "|" + String(mine)
         peer = key
+        parser = nil
         peerName = node
         peerIncarnation = incarnation
         addressed = mine

@@ -23,6 +23,8 @@ public enum LinkFrameCodec {
     static let headerBytes = 9
     /// The deepest element tree a frame may carry.
     static let maxDepth = 128
+    /// The largest frame the format can say (its length is 4 bytes).
+    public static let largestFrame = Int(UInt32.max)
 
     enum Kind: UInt8 {
         case room = 1
@@ -165,8 +167,22 @@ public enum LinkFrameCodec {
     struct Reader {
         private let bytes: UnsafeRawBufferPointer
         private var offset = 0
+        /// Elements, attributes and text nodes this frame may still carry: one per 8 of its
+        /// bytes (as the XML link parser allowed), so that a frame of 2-byte children does
+        /// not become 25 times its size in memory.
+        private var nodesLeft: Int
 
-        init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+        init(_ bytes: UnsafeRawBufferPointer) {
+            self.bytes = bytes
+            nodesLeft = max(64, bytes.count / 8)
+        }
+
+        /// Takes `count` of the frame's node budget; `false` when it is spent.
+        private mutating func takeNodes(_ count: Int) -> Bool {
+            guard count <= nodesLeft else { return false }
+            nodesLeft -= count
+            return true
+        }
 
         var atEnd: Bool { offset == bytes.count }
         private var remaining: Int { bytes.count - offset }
@@ -191,7 +207,8 @@ public enum LinkFrameCodec {
             var value: UInt64 = 0
             var shift: UInt64 = 0
             while let byte = byte() {
-                guard shift < 64 else { return nil }
+                // Ten bytes at most, the tenth carrying only the 64th bit.
+                guard shift < 63 || (shift == 63 && byte <= 1) else { return nil }
                 value |= UInt64(byte & 0x7F) << shift
                 if byte & 0x80 == 0 { return value }
                 shift += 7
@@ -222,11 +239,17 @@ public enum LinkFrameCodec {
             return string
         }
 
-        /// A non-empty name without the characters that end names in XML's syntax.
-        mutating func name(optional: Bool = false) -> String? {
-            guard let raw = raw(), optional || !raw.isEmpty, raw.allSatisfy(Self.mayBeInName),
+        /// A name as XML writes it: a letter, `_` or a non-ASCII character first, then also
+        /// digits, `-`, `.`; and `:` between a prefix and a local name where `prefixed`
+        /// allows one (attributes).
+        mutating func name(prefixed: Bool = false) -> String? {
+            guard let raw = raw(), let first = raw.first, Self.mayStartName(first),
+                raw.allSatisfy({ Self.mayBeInName($0) || (prefixed && $0 == UInt8(ascii: ":")) }),
                 let string = String(validating: raw, as: UTF8.self), string.unicodeScalars.allSatisfy(Self.isXMLCharacter)
             else { return nil }
+            guard prefixed else { return string }
+            let parts = raw.split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false)
+            guard parts.count <= 2, parts.allSatisfy({ $0.first.map(Self.mayStartName) ?? false }) else { return nil }
             return string
         }
 
@@ -253,27 +276,46 @@ public enum LinkFrameCodec {
             }
         }
 
+        private static func mayStartName(_ byte: UInt8) -> Bool {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "_"), 0x80...: true
+            default: false
+            }
+        }
+
         private static func mayBeInName(_ byte: UInt8) -> Bool {
             switch byte {
-            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"), UInt8(ascii: "<"),
-                UInt8(ascii: ">"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "\""), UInt8(ascii: "="),
-                UInt8(ascii: "/"):
-                false
-            default: true
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."): true
+            default: mayStartName(byte)
             }
         }
 
         mutating func element(depth: Int = 1) -> XMLElement? {
-            guard depth <= LinkFrameCodec.maxDepth, let name = name(), let namespace = text() else { return nil }
-            // An attribute takes at least three bytes (three empty strings), a child two.
-            guard let attributeCount = count(each: 3) else { return nil }
+            guard depth <= LinkFrameCodec.maxDepth, takeNodes(1), let name = name(), let namespace = text() else { return nil }
+            // An attribute takes at least three bytes (three empty strings), a child two;
+            // each counts against the frame's node budget before anything is reserved.
+            guard let attributeCount = count(each: 3), takeNodes(attributeCount) else { return nil }
             var attributes: [XMLAttribute] = []
             attributes.reserveCapacity(attributeCount)
+            // Beyond a few attributes, the names seen are kept in a set (no quadratic search).
+            var seen: Set<String>? = attributeCount > 16 ? Set(minimumCapacity: attributeCount) : nil
             for _ in 0..<attributeCount {
-                guard let name = self.name(), let value = text(), let namespace = text() else { return nil }
+                guard let name = self.name(prefixed: true), let value = text(), let namespace = text() else { return nil }
+                // What a parser gives: no namespace declarations among the attributes, a
+                // prefix only with the namespace it was bound to (`xml:` is bound by
+                // definition), no attribute twice.
+                let prefix = name.utf8.firstIndex(of: UInt8(ascii: ":")).map { String(name[..<$0]) }
+                guard name != "xmlns", prefix != "xmlns", prefix == nil || prefix == "xml" || !namespace.isEmpty,
+                    prefix != nil || namespace.isEmpty
+                else { return nil }
+                if seen != nil {
+                    guard seen!.insert(name).inserted else { return nil }
+                } else if attributes.contains(where: { $0.name == name }) {
+                    return nil
+                }
                 attributes.append(XMLAttribute(name: name, value: value, namespace: namespace))
             }
-            guard let childCount = count(each: 2) else { return nil }
+            guard let childCount = count(each: 2), childCount <= nodesLeft else { return nil }
             var children: [XMLNode] = []
             children.reserveCapacity(childCount)
             for _ in 0..<childCount {
@@ -282,7 +324,7 @@ public enum LinkFrameCodec {
                     guard let child = element(depth: depth + 1) else { return nil }
                     children.append(.element(child))
                 case 1:
-                    guard let text = text() else { return nil }
+                    guard takeNodes(1), let text = text() else { return nil }
                     children.append(.text(text))
                 default:
                     return nil
@@ -313,8 +355,9 @@ public enum LinkFrameCodec {
                     guard let room = string(), let id = string() else { return nil }
                     message = StanzaCopies.MessageKey(room: room, id: id)
                 }
-                // A recipient takes at least two bytes (its flags and an empty domain).
-                guard let count = count(each: 2) else { return nil }
+                // A recipient takes at least two bytes (its flags and an empty domain), and
+                // counts against the node budget.
+                guard let count = count(each: 2), takeNodes(count) else { return nil }
                 var recipients: [JID] = []
                 recipients.reserveCapacity(count)
                 for _ in 0..<count {

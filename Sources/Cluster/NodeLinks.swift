@@ -18,7 +18,7 @@ import XMPPXMLParser
 /// Authentication is mutual (`LinkHandshake`): each side proves the cluster secret over
 /// nonces from both sides, and over both certificates with TLS. Until a connection has
 /// authenticated it has a deadline, a small byte budget, and a place among a bounded
-/// number of unauthenticated connections (`Options`). A frame the peer cannot parse is
+/// number of unauthenticated connections (`Options`). A frame the peer cannot read is
 /// sent again alone, and dropped if it fails again, so it cannot stall the link.
 public final class NodeLinks: Sendable {
     /// Receives each new frame. For room input the receipt is to be held until the input
@@ -272,8 +272,8 @@ public final class NodeLinks: Sendable {
         return text + ">"
     }
 
-    /// The parser for what a peer sends: frames up to `maxFrameBytes` (and a little
-    /// slack for the framing), with as many elements as a frame may carry recipients.
+    /// The parser for the XML a link carries: the handshake, and the acknowledgements
+    /// (whose list of pending frames can be long). Frames are binary (`LinkFrameCodec`).
     var parserOptions: XMLStreamParser.Options {
         var parser = XMLStreamParser.Options()
         parser.maxStanzaBytes = options.maxFrameBytes + 1024

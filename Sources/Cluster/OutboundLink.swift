@@ -15,7 +15,7 @@ import XMPPCore
 /// from it what it will still receive; a dead peer's queue is bounced when membership
 /// declares it gone.
 ///
-/// A frame the peer cannot parse would end every connection that carries it, and be sent
+/// A frame the peer cannot read would end every connection that carries it, and be sent
 /// again on the next one, forever. When the peer reports one (`<bad-frame/>`), the frames
 /// that were in flight are sent again one at a time ("probation"); the one that fails
 /// alone is dropped and counted.
@@ -31,7 +31,7 @@ final class OutboundLink: Sendable {
         /// Sent or not, not yet acknowledged; in order. `keep`: what the sender keeps alive
         /// until the frame is acknowledged (the receipt of forwarded room input).
         var unacked: [Entry] = []
-        /// Serialized bytes in `unacked`.
+        /// Encoded bytes in `unacked`.
         var bytes = 0
         /// How many of `unacked` have been written on the current connection.
         var written = 0
@@ -200,7 +200,7 @@ final class OutboundLink: Sendable {
         }
     }
 
-    /// The peer could not parse what followed frame `after` and is closing the connection.
+    /// The peer could not read what followed frame `after` and is closing the connection.
     /// A frame on probation that was sent alone is the culprit: dropped. Otherwise every
     /// frame in flight goes on probation for the next connection.
     func peerRejectedFrame(after: UInt64) {
@@ -220,7 +220,7 @@ final class OutboundLink: Sendable {
         guard let dropped else { return }
         links.record(.poisonFrameDropped)
         links.logger.error(
-            "node link: the peer cannot parse a frame; dropped it",
+            "node link: the peer cannot read a frame; dropped it",
             metadata: ["peer": "\(peer)", "seq": "\(dropped.seq)", "frame": "\(dropped.frame.kind)"]
         )
     }

@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import Logging
 import MUC
@@ -288,6 +289,10 @@ extension ServerConfiguration {
         }
         guard cluster.linkMaxFrameBytes <= cluster.linkQueueBytes else {
             throw ConfigurationError("cluster: link_max_frame_bytes must not exceed link_queue_bytes")
+        }
+        // A frame's length is 4 bytes; the smallest frames (an acknowledged barrier) take 17.
+        guard (1024...LinkFrameCodec.largestFrame).contains(cluster.linkMaxFrameBytes) else {
+            throw ConfigurationError("cluster: link_max_frame_bytes must be between 1024 and \(LinkFrameCodec.largestFrame)")
         }
     }
 

@@ -121,9 +121,9 @@ public struct ServerConfiguration: Sendable, Hashable {
         /// Unauthenticated link connections, in total and from one address.
         public var linkMaxUnauthenticated = 64
         public var linkMaxUnauthenticatedPerAddress = 8
-        /// Serialized bytes queued for one peer before new frames are refused.
+        /// Encoded bytes queued for one peer before new frames are refused.
         public var linkQueueBytes = 64 * 1024 * 1024
-        /// Largest frame on a link, serialized.
+        /// Largest frame on a link, encoded (its 4-byte length included); 1 KiB to 4 GiB.
         public var linkMaxFrameBytes = 16 * 1024 * 1024
         public init() {}
 

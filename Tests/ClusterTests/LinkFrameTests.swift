@@ -197,16 +197,17 @@ import XMPPCore
     @Test func elementsXMLCouldNotCarryAreRefused() {
         func user(_ write: (inout [UInt8]) -> Void) -> [UInt8] { Self.raw(LinkFrameCodec.Kind.user.rawValue, write) }
         func element(name: String, text: String = "", attribute: (String, String)? = nil) -> [UInt8] {
+            element(name: name, text: text, attributes: attribute.map { [($0.0, $0.1, "")] } ?? [])
+        }
+        func element(name: String, text: String = "", attributes: [(String, String, String)]) -> [UInt8] {
             user { bytes in
                 LinkFrameCodec.appendString(name, to: &bytes)
                 LinkFrameCodec.appendString(Namespace.client, to: &bytes)
-                if let attribute {
-                    LinkFrameCodec.appendNumber(1, to: &bytes)
-                    LinkFrameCodec.appendString(attribute.0, to: &bytes)
-                    LinkFrameCodec.appendString(attribute.1, to: &bytes)
-                    LinkFrameCodec.appendString("", to: &bytes)
-                } else {
-                    LinkFrameCodec.appendNumber(0, to: &bytes)
+                LinkFrameCodec.appendNumber(UInt64(attributes.count), to: &bytes)
+                for (name, value, namespace) in attributes {
+                    LinkFrameCodec.appendString(name, to: &bytes)
+                    LinkFrameCodec.appendString(value, to: &bytes)
+                    LinkFrameCodec.appendString(namespace, to: &bytes)
                 }
                 LinkFrameCodec.appendNumber(1, to: &bytes)
                 bytes.append(1)
@@ -214,8 +215,18 @@ import XMPPCore
             }
         }
         #expect(Self.decode(element(name: "message", text: "fine")) != .malformed)
+        #expect(Self.decode(element(name: "message", attributes: [("xml:lang", "en", ""), ("p:flag", "1", "urn:p"), ("to", "x", "")])) != .malformed)
         for refused in [
             element(name: ""), element(name: "mes sage"), element(name: "a<b"), element(name: "a='"),
+            element(name: "1x"), element(name: "-x"), element(name: "p:message"), element(name: "!x"),
+            element(name: "message", attributes: [("xmlns", "urn:x", "")]),
+            element(name: "message", attributes: [("xmlns:p", "urn:x", "")]),
+            element(name: "message", attributes: [("p:flag", "1", "")]),  // a prefix bound to nothing
+            element(name: "message", attributes: [("flag", "1", "urn:p")]),  // a namespace without a prefix
+            element(name: "message", attributes: [("a:b:c", "1", "urn:p")]),
+            element(name: "message", attributes: [(":b", "1", "urn:p")]),
+            element(name: "message", attributes: [("to", "a", ""), ("to", "b", "")]),
+            element(name: "message", attributes: (0..<40).map { ("a\($0)", "", "") } + [("a7", "", "")]),
             element(name: "message", text: "\u{0}"), element(name: "message", text: "bell \u{7}"),
             element(name: "message", attribute: ("a", "\u{1}")), element(name: "message", attribute: ("", "v")),
             element(name: "message", attribute: ("a b", "v")),
@@ -255,6 +266,32 @@ import XMPPCore
             bytes += Array(repeating: 0xFF, count: 11)  // a number of more than 64 bits
         }
         #expect(Self.decode(overlong) == .malformed)
+        let beyond64Bits = Self.raw(LinkFrameCodec.Kind.barrier.rawValue) { bytes in
+            LinkFrameCodec.appendFixed(1, to: &bytes)
+            bytes += Array(repeating: 0xFF, count: 9) + [0x02]  // the tenth byte says bit 65
+        }
+        #expect(Self.decode(beyond64Bits) == .malformed)
+        var largest: [UInt8] = []
+        LinkFrameCodec.appendNumber(.max, to: &largest)
+        let lastNumber = Self.raw(LinkFrameCodec.Kind.barrier.rawValue) { bytes in
+            LinkFrameCodec.appendFixed(1, to: &bytes)
+            LinkFrameCodec.appendString("r", to: &bytes)
+        }
+        #expect(largest.count == 10 && Self.decode(lastNumber) == .frame(seq: 7, .barrier(id: 1, ring: "r")))
+
+        // Children of two bytes each (empty text): more than one node per 8 bytes of the
+        // frame is refused before anything is reserved for them.
+        let manyChildren = Self.raw(LinkFrameCodec.Kind.user.rawValue) { bytes in
+            LinkFrameCodec.appendString("message", to: &bytes)
+            LinkFrameCodec.appendString("", to: &bytes)
+            LinkFrameCodec.appendNumber(0, to: &bytes)
+            LinkFrameCodec.appendNumber(10_000, to: &bytes)
+            for _ in 0..<10_000 { bytes += [1, 0] }
+        }
+        #expect(Self.decode(manyChildren) == .malformed)
+        let someChildren = XMLElement(
+            name: "message", namespace: Namespace.client, children: Array(repeating: .text("some text"), count: 1_000))
+        #expect(Self.roundTrip(.user(someChildren)) == .frame(seq: 7, .user(someChildren)), "as many as real stanzas have")
 
         func nested(_ depth: Int) -> XMLElement {
             var element = XMLElement("x", namespace: "urn:example:x")

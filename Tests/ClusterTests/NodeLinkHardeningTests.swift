@@ -356,6 +356,42 @@ import XMPPCore
         await b.shutdown()
     }
 
+    /// A frame of exactly the largest size (its length prefix included) is taken; an empty
+    /// one, too short to have a kind and a number, is not.
+    @Test func aFrameOfTheLargestSizeArrivesAndAnEmptyOneIsRefused() async throws {
+        var options = NodeLinks.Options()
+        options.maxFrameBytes = 4096
+        options.authenticationTimeout = .seconds(60)
+        let atB = Received()
+        let a = node("a", options: options)
+        let b = node("b", options: options, received: atB)
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        a.update(peers: [(name: "b", address: "127.0.0.1:\(port)", incarnation: 1)])
+        // The body's length takes two bytes once it is over 127: measured, then trimmed.
+        var body = String(repeating: "x", count: 4096 - LinkFrameCodec.encode(Self.message(0, body: ""), seq: 1).count)
+        body.removeLast(LinkFrameCodec.encode(Self.message(0, body: body), seq: 1).count - 4096)
+        let largest = Self.message(0, body: body)
+        #expect(LinkFrameCodec.encode(largest, seq: 1).count == 4096)
+        a.send(largest, to: "b")
+        #expect(await atB.arrived(1))
+        #expect(a.eventCounts[.frameTooLarge, default: 0] == 0 && b.eventCounts[.badFrameReceived, default: 0] == 0)
+        await a.shutdown()
+
+        let connection = try await RawConnection.connect(port: port)
+        let header = try #require(await connection.wait(for: "incarnation='1'>"))
+        let transcript = LinkHandshake.Transcript(
+            connector: "c", acceptor: "b", connectorNonce: LinkHandshake.makeNonce(),
+            acceptorNonce: try #require(Self.attribute("nonce", in: header)),
+            connectorIncarnation: 1, acceptorIncarnation: 1, binding: ""
+        )
+        try await connection.send(Self.connectorHeader(transcript, secret: "s"))
+        #expect(await connection.wait(for: "<ok ") != nil)
+        try await connection.send(bytes: [0, 0, 0, 0])
+        #expect(await connection.closedByPeer(within: .seconds(10)))
+        #expect(connection.text.contains("<bad-frame after='0'/>"))
+        await b.shutdown()
+    }
+
     @Test func theQueueForAnUnreachablePeerIsBoundedInBytes() async throws {
         // A port nobody listens on (bound once, then closed).
         let probe = node("probe")

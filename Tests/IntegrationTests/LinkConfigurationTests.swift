@@ -65,6 +65,9 @@ import Testing
     @Test(arguments: [
         "cluster:\n  link_preauth_bytes: 0\n", "cluster:\n  link_auth_timeout_seconds: -1\n",
         "cluster:\n  link_queue_bytes: 1024\n  link_max_frame_bytes: 4096\n",
+        // A frame's length is 4 bytes: no frame beyond 4 GiB, and none too small to carry one.
+        "cluster:\n  link_queue_bytes: 8589934592\n  link_max_frame_bytes: 4294967296\n",
+        "cluster:\n  link_max_frame_bytes: 16\n",
     ])
     func nonsensicalLimitsAreRefused(_ text: String) throws {
         let path = try file(text)
