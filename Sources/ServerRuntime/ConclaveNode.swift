@@ -337,6 +337,10 @@ public final class ConclaveNode: Service {
             Double(c2s.slowConsumersEnded)
         )
         text.add(
+            "conclave_idle_session_releases_total", "counter",
+            "Times an idle session released its XML parser's state and spare output buffer.", Double(c2s.idleSessionsReleased)
+        )
+        text.add(
             "conclave_authentications_delayed_total", "counter", "Authentication attempts made to wait by the throttle.",
             Double(c2s.authenticationsDelayed)
         )

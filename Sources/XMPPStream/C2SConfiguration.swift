@@ -72,6 +72,10 @@ public struct C2SConfiguration: Sendable {
         /// A connection must have authenticated and bound a resource this long after it
         /// opened, or it gets `<connection-timeout/>`.
         public var negotiationTimeout: TimeAmount = .seconds(30)
+        /// A bound session that sent nothing for between this long and twice this long
+        /// releases its XML parser's state and its spare output buffer (about 15 KiB);
+        /// its next input builds them again.
+        public var idleRelease: TimeAmount = .seconds(10)
         /// Connections not yet authenticated, in all and from one address; beyond them a
         /// new connection gets `<policy-violation/>` at once.
         public var maxUnauthenticatedConnections = 2048

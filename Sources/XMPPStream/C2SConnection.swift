@@ -41,6 +41,10 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var admitted = false
     private var refusal: String?
     private var negotiationDeadline: Scheduled<Void>?
+    /// The next look at whether the bound session went idle (`idleRelease`), and the reads
+    /// since the last one.
+    private var idleCheck: Scheduled<Void>?
+    private var readsSinceIdleCheck = 0
     private var preAuthBytes = 0
     /// The authentication attempt in progress (counted by the throttle until it ends).
     private var attempt: AuthThrottle.Attempt?
@@ -129,10 +133,31 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         self.context = nil
         configuration.metrics.connectionClosed()
         negotiationDeadline?.cancel()
+        idleCheck?.cancel()
+        idleCheck = nil
         releaseAdmission()
         if let attempt = attempt.take() {
             // An attempt abandoned halfway counts as a failure.
             throttle.finish(attempt, succeeded: false, options: configuration.options)
+        }
+    }
+
+    /// A bound session that read nothing since the last check releases its parser's
+    /// state (between stanzas only) and its spare output buffer; one that read goes on
+    /// being watched. Nothing is watched while released: the next read starts it again.
+    private func scheduleIdleCheck() {
+        guard idleCheck == nil, let context else { return }
+        readsSinceIdleCheck = 0
+        idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: configuration.options.idleRelease) { [self] in
+            idleCheck = nil
+            guard case .bound = phase, !busy else { return }
+            guard readsSinceIdleCheck == 0 else { return scheduleIdleCheck() }
+            if parser.hibernate() {
+                spareOutput = nil
+                configuration.metrics.idleSessionReleased()
+            } else {
+                scheduleIdleCheck()  // in the middle of a stanza: look again later
+            }
         }
     }
 
@@ -147,6 +172,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .closed = phase else {
             let buffer = unwrapInboundIn(data)
+            readsSinceIdleCheck += 1
             if authenticated == nil {
                 preAuthBytes += buffer.readableBytes
                 if preAuthBytes > configuration.options.maxPreAuthBytes {
@@ -165,6 +191,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
             enqueue(events)
+            if case .bound = phase, idleCheck == nil { scheduleIdleCheck() }
             return
         }
     }
@@ -636,6 +663,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         phase = .bound(session)
         negotiationDeadline?.cancel()
         negotiationDeadline = nil
+        scheduleIdleCheck()
         logger[metadataKey: "jid"] = "\(jid)"
         var result = XMLElement("iq", namespace: Namespace.client, ["type": "result"])
         if let id = iq.id { result.id = id }

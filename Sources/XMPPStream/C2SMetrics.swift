@@ -22,6 +22,7 @@ public final class C2SMetrics: Sendable {
     private let paused = Atomic<Int>(0)
     private let slowConsumers = Atomic<Int>(0)
     private let delayedAuth = Atomic<Int>(0)
+    private let released = Atomic<Int>(0)
 
     public init() {}
 
@@ -51,6 +52,7 @@ public final class C2SMetrics: Sendable {
     func readingPaused() { paused.add(1, ordering: .relaxed) }
     func slowConsumerEnded() { slowConsumers.add(1, ordering: .relaxed) }
     func authenticationDelayed() { delayedAuth.add(1, ordering: .relaxed) }
+    func idleSessionReleased() { released.add(1, ordering: .relaxed) }
 
     /// Connections refused at once: too many not yet authenticated, in all or per address.
     public var connectionsRefused: Int { refused.load(ordering: .relaxed) }
@@ -60,6 +62,8 @@ public final class C2SMetrics: Sendable {
     public var slowConsumersEnded: Int { slowConsumers.load(ordering: .relaxed) }
     /// Authentication attempts made to wait by the throttle.
     public var authenticationsDelayed: Int { delayedAuth.load(ordering: .relaxed) }
+    /// Times an idle session released its parser's state (`C2SConfiguration.Options.idleRelease`).
+    public var idleSessionsReleased: Int { released.load(ordering: .relaxed) }
 
     func streamError(_ condition: String) {
         streamErrorCounts.withLock { $0[condition, default: 0] += 1 }

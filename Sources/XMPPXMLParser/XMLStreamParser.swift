@@ -112,6 +112,7 @@ public final class XMLStreamParser {
     public func reset() {
         if let context { xmlFreeParserCtxt(context) }
         context = nil
+        hibernating = false
         stack.removeAll(keepingCapacity: true)
         pendingText.removeAll()
         interned.removeAll()
@@ -144,6 +145,11 @@ public final class XMLStreamParser {
     public func parse(_ bytes: UnsafeRawBufferPointer) throws(XMLStreamParserError) -> [XMLStreamEvent] {
         if let failure { throw failure }
         events.removeAll(keepingCapacity: true)
+        if hibernating, !bytes.isEmpty {
+            hibernating = false
+            replayHeader()
+            if let failure { throw failure }
+        }
         var offset = 0
         while offset < bytes.count {
             let length = min(Self.sliceSize, bytes.count - offset)
@@ -160,25 +166,57 @@ public final class XMLStreamParser {
     /// stream header again (its events are not reported): memory stays bounded on a
     /// stream that lasts for days and keeps sending new names.
     private func renewContextIfNeeded() {
-        guard dictionaryBytes > options.maxDictionaryBytes, failure == nil, streamOpen, stack.isEmpty,
-            let context, Int(xmlByteConsumed(context)) == fedBytes, !headerBytes.isEmpty
-        else { return }
-        xmlFreeParserCtxt(context)
-        self.context = nil
-        interned.removeAll()
+        guard dictionaryBytes > options.maxDictionaryBytes, betweenStanzas else { return }
+        dropContext()
+        replayHeader()
+        if failure == nil { contextRenewals += 1 }
+    }
+
+    /// An open stream with nothing of a stanza fed: libxml2's context can go and a fresh
+    /// one take over after the stream header alone.
+    private var betweenStanzas: Bool {
+        guard failure == nil, streamOpen, stack.isEmpty, let context, !headerBytes.isEmpty else { return false }
+        return Int(xmlByteConsumed(context)) == fedBytes
+    }
+
+    /// Whether the context is released (`hibernate`) until the next input.
+    public private(set) var hibernating = false
+
+    /// Releases libxml2's context (about 15 KiB) and the names interned for it while the
+    /// stream is idle between stanzas; the next input first replays the stream header to
+    /// a fresh context, without reporting it. `false` (and nothing released) in the middle
+    /// of a stanza, before the stream opened, or after a failure.
+    @discardableResult
+    public func hibernate() -> Bool {
+        guard !hibernating else { return true }
+        guard betweenStanzas else { return false }
+        dropContext()
+        events = []
+        pendingText = []
+        hibernating = true
+        return true
+    }
+
+    private func dropContext() {
+        if let context { xmlFreeParserCtxt(context) }
+        context = nil
+        interned = [:]
         internedBytes = 0
         dictionaryBytes = 0
         fedBytes = 0
         boundaryOffset = 0
         streamOpen = false
+        stack = []
+    }
+
+    /// Feeds the stream header to a fresh context; its events are not reported.
+    private func replayHeader() {
         replayingHeader = true
         let header = headerBytes
-        let replay = header.withUnsafeBytes { bytes in
+        _ = header.withUnsafeBytes { bytes in
             Result { () throws(XMLStreamParserError) in try parseSlice(bytes, scanning: false) }
         }
         replayingHeader = false
-        if case .failure = replay { return }
-        contextRenewals += 1
     }
 
     private func parseSlice(_ slice: UnsafeRawBufferPointer, scanning: Bool = true) throws(XMLStreamParserError) {

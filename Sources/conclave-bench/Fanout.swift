@@ -39,6 +39,8 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The directory a child process and its parent share.", visibility: .hidden)) var childSync: String?
     @Option(help: "After the rooms are full: how many times an occupant of the first room leaves and joins again, timed.") var joinProbes = 10
     @Option(name: .customLong("server-pid"), help: "A server process to read CPU time and memory of (repeatable).") var serverPIDs: [Int32] = []
+    @Option(help: "Seconds the sessions stay idle after logging in before the server's memory per idle session is read (a node releases an idle session's parser state after 10–20 s).")
+    var idleWait = 0.0
     @Option(help: "A label for the result (e.g. the server's name).") var label = "server"
     @Option(help: "Write the result as JSON to this file.") var json: String?
     @Flag(help: "No progress lines on standard error.") var quiet = false
@@ -236,6 +238,7 @@ struct ProcessSample {
 struct FanoutRun: Sendable {
     let rooms: Int
     let roomSize: Int
+    let idleWait: Double
     let rate: Double
     let duration: Double
     let warmup: Double
@@ -255,6 +258,7 @@ struct FanoutRun: Sendable {
     init(command: Fanout, clientOptions: XMPPClient.Options) {
         rooms = command.rooms
         roomSize = command.roomSize
+        idleWait = command.idleWait
         rate = command.rate
         duration = command.duration
         warmup = command.warmup
@@ -302,6 +306,7 @@ struct FanoutRun: Sendable {
         let baseline = ProcessSample.total(serverPIDs)
         let logins = Logins(connection: connection, options: clientOptions)
         let clients = try await logins.all(count: sessions, firstUser: firstRoom * roomSize, counters: live)
+        if idleWait > 0 { try await Task.sleep(for: .seconds(idleWait)) }  // a measured pause, not a synchronisation
         let idle = ProcessSample.total(serverPIDs)
 
         // Join: the first occupant of each room creates it, then the others join.

@@ -59,10 +59,12 @@ struct C2SConnectionTests {
         let node: Node
         private let parser = XMLStreamParser()
         private var events: [XMLStreamEvent] = []
+        let metrics: C2SMetrics
 
         init(options: C2SConfiguration.Options = Client.options, node: Node) async throws {
             self.node = node
             let configuration = C2SConfiguration(domain: try JID("localhost"), tls: nil, options: options)
+            metrics = configuration.metrics
             channel = NIOAsyncTestingChannel()
             try await channel.testingEventLoop.executeInContext { [channel] in
                 let connection = C2SConnection(
@@ -285,6 +287,34 @@ struct C2SConnectionTests {
         await client.channel.testingEventLoop.advanceTime(by: .seconds(60))
         try await client.send("<presence/>")
         #expect(client.node.record.withLock { $0.routed.map(\.name) } == ["presence"])
+        #expect(client.channel.isActive)
+    }
+
+    /// A bound session that sends nothing releases its parser's state between 10 and 20 s
+    /// later (by the loop's clock); one that keeps sending does not; a released one reads
+    /// its next stanzas as before.
+    @Test func anIdleSessionReleasesItsParserAndReadsOnAsBefore() async throws {
+        let client = try await Client(node: Self.node())
+        #expect(try await client.logIn("romeo", "secret", resource: "r") == "romeo@localhost/r")
+        let loop = client.channel.testingEventLoop
+        for second in 1...30 {
+            await loop.advanceTime(by: .seconds(1))
+            try await client.send("<presence id='busy-\(second)'/>")
+        }
+        #expect(client.metrics.idleSessionsReleased == 0, "a session that sends is not idle")
+        await loop.advanceTime(by: .seconds(9))
+        #expect(client.metrics.idleSessionsReleased == 0)
+        await loop.advanceTime(by: .seconds(12))
+        #expect(client.metrics.idleSessionsReleased == 1)
+        try await client.send("<message to='juliet@localhost/b' type='chat' id='after'><body>still here</body></message>")
+        let routed = client.node.record.withLock { $0.routed }
+        #expect(routed.last?.child("body")?.text == "still here")
+        #expect(routed.last?[attribute: "from"] == "romeo@localhost/r")
+        // Idle again: released again, and nothing more while nothing is read.
+        await loop.advanceTime(by: .seconds(20))
+        #expect(client.metrics.idleSessionsReleased == 2)
+        await loop.advanceTime(by: .seconds(60))
+        #expect(client.metrics.idleSessionsReleased == 2)
         #expect(client.channel.isActive)
     }
 
