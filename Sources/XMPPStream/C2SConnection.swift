@@ -150,10 +150,11 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         readsSinceIdleCheck = 0
         idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: configuration.options.idleRelease) { [self] in
             idleCheck = nil
-            guard case .bound = phase, !busy else { return }
-            guard readsSinceIdleCheck == 0 else { return scheduleIdleCheck() }
+            guard case .bound = phase else { return }
+            guard !busy, readsSinceIdleCheck == 0 else { return scheduleIdleCheck() }
+            spareOutput = nil
+            guard !parser.hibernating else { return }
             if parser.hibernate() {
-                spareOutput = nil
                 configuration.metrics.idleSessionReleased()
             } else {
                 scheduleIdleCheck()  // in the middle of a stanza: look again later
@@ -781,7 +782,8 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         checkUnsentOutput(context)
         // Kept for the next tick only when small: a burst (an occupant list on joining)
         // must not stay as memory of an idle session.
-        if buffer.capacity <= 4 * 1024 { spareOutput = buffer }
+        // Nor by a released idle session that only receives.
+        if buffer.capacity <= 4 * 1024, !parser.hibernating { spareOutput = buffer }
     }
 
     /// Written and flushed at once (negotiation, stream errors, the end of the stream),

@@ -145,7 +145,9 @@ public final class XMLStreamParser {
     public func parse(_ bytes: UnsafeRawBufferPointer) throws(XMLStreamParserError) -> [XMLStreamEvent] {
         if let failure { throw failure }
         events.removeAll(keepingCapacity: true)
-        if hibernating, !bytes.isEmpty {
+        // Whitespace alone (a keep-alive) does not wake a released parser.
+        if hibernating {
+            guard !bytes.allSatisfy(Self.isBlank) else { return events }
             hibernating = false
             replayHeader()
             if let failure { throw failure }
@@ -174,9 +176,18 @@ public final class XMLStreamParser {
 
     /// An open stream with nothing of a stanza fed: libxml2's context can go and a fresh
     /// one take over after the stream header alone.
+    /// libxml2 keeps whitespace after a stanza (a keep-alive, a newline) unconsumed until
+    /// more input comes; with no element open, that is all it may keep here.
     private var betweenStanzas: Bool {
         guard failure == nil, streamOpen, stack.isEmpty, let context, !headerBytes.isEmpty else { return false }
-        return Int(xmlByteConsumed(context)) == fedBytes
+        return Int(xmlByteConsumed(context)) >= fedBytes - trailingBlanks
+    }
+
+    /// Whitespace bytes at the end of what was fed.
+    private var trailingBlanks = 0
+
+    private static func isBlank(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
     }
 
     /// Whether the context is released (`hibernate`) until the next input.
@@ -204,6 +215,7 @@ public final class XMLStreamParser {
         internedBytes = 0
         dictionaryBytes = 0
         fedBytes = 0
+        trailingBlanks = 0
         boundaryOffset = 0
         streamOpen = false
         stack = []
@@ -258,6 +270,11 @@ public final class XMLStreamParser {
             throw failure!
         }
         fedBytes += slice.count
+        if slice.allSatisfy(Self.isBlank) {
+            trailingBlanks += slice.count
+        } else {
+            trailingBlanks = slice.reversed().prefix(while: Self.isBlank).count
+        }
         // Bytes since the last boundary: before a header (the first, or one after the
         // stream closed) they are the header's.
         if !streamOpen, fedBytes - boundaryOffset > options.maxHeaderBytes {

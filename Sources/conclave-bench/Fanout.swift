@@ -39,7 +39,7 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The directory a child process and its parent share.", visibility: .hidden)) var childSync: String?
     @Option(help: "After the rooms are full: how many times an occupant of the first room leaves and joins again, timed.") var joinProbes = 10
     @Option(name: .customLong("server-pid"), help: "A server process to read CPU time and memory of (repeatable).") var serverPIDs: [Int32] = []
-    @Option(help: "Seconds the sessions stay idle after logging in before the server's memory per idle session is read (a node releases an idle session's parser state after 10–20 s).")
+    @Option(help: "Seconds the sessions stay idle after logging in before the server's memory per idle session is read (a node releases an idle session's parser state after 10–20 s); not with --processes.")
     var idleWait = 0.0
     @Option(help: "A label for the result (e.g. the server's name).") var label = "server"
     @Option(help: "Write the result as JSON to this file.") var json: String?

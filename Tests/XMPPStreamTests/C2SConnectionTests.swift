@@ -302,9 +302,15 @@ struct C2SConnectionTests {
             try await client.send("<presence id='busy-\(second)'/>")
         }
         #expect(client.metrics.idleSessionsReleased == 0, "a session that sends is not idle")
-        await loop.advanceTime(by: .seconds(9))
+        // The last input came at 30 s: watched at 40 s (input since the check at 30 s), and
+        // released at 50 s, within 10–20 s of it.
+        await loop.advanceTime(by: .seconds(19))
         #expect(client.metrics.idleSessionsReleased == 0)
-        await loop.advanceTime(by: .seconds(12))
+        await loop.advanceTime(by: .seconds(1))
+        #expect(client.metrics.idleSessionsReleased == 1)
+        // A whitespace keep-alive does not wake it, nor does it count as a second release.
+        try await client.send(" ")
+        await loop.advanceTime(by: .seconds(20))
         #expect(client.metrics.idleSessionsReleased == 1)
         try await client.send("<message to='juliet@localhost/b' type='chat' id='after'><body>still here</body></message>")
         let routed = client.node.record.withLock { $0.routed }

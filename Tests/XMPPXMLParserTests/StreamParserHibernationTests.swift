@@ -31,9 +31,29 @@ import XMPPCore
         #expect(try parser.parse("</stream:stream>") == [.streamClose])
     }
 
+    /// Whitespace after a stanza (a keep-alive, a newline) stays unconsumed in libxml2
+    /// until more input comes: it does not keep the parser from being released, and
+    /// whitespace alone does not wake a released one.
+    @Test func keepAlivesNeitherPreventNorEndARelease() throws {
+        let parser = XMLStreamParser()
+        _ = try parser.parse(Harness.prologue)
+        _ = try parser.parse("<presence/>\n")
+        #expect(parser.hibernate(), "a newline after the stanza")
+        #expect(try parser.parse(" ").isEmpty)
+        #expect(try parser.parse("\r\n\t ").isEmpty)
+        #expect(parser.hibernating, "keep-alives leave it released")
+        let events = try parser.parse("  <message id='m'><body>after</body></message> ")
+        #expect(Harness.stanzas(events).map { $0[attribute: "id"] } == ["m"])
+        #expect(parser.hibernate(), "whitespace after it again")
+        #expect(try parser.parse("</stream:stream>") == [.streamClose])
+    }
+
     @Test func nothingIsReleasedInTheMiddleOfAStanza() throws {
         let parser = XMLStreamParser()
         _ = try parser.parse(Harness.prologue)
+        #expect(try parser.parse("<presen").isEmpty)
+        #expect(!parser.hibernate(), "half a start tag")
+        #expect(Harness.stanzas(try parser.parse("ce id='p'/>")).count == 1)
         #expect(try parser.parse("<message id='m'><body>half").isEmpty)
         #expect(!parser.hibernate())
         #expect(!parser.hibernating)
