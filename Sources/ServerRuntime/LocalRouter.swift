@@ -44,6 +44,7 @@ public final class LocalRouter: C2SDelegate {
     public let offlineLimits: (messages: Int, bytes: Int)
     private let serverIQ: ServerIQHandler
     private let logger: Logger
+    private let clock: ServiceClock
     private let table = Mutex(Table())
     private let mucService = Mutex<MUCService?>(nil)
     private let remoteRouting = Mutex<(any RemoteRouting)?>(nil)
@@ -82,8 +83,9 @@ public final class LocalRouter: C2SDelegate {
     public init(
         domain: JID, mucDomain: JID, nodeName: String = "node1", accounts: any AccountStore,
         offline: (any OfflineStore)? = nil, offlineLimits: (messages: Int, bytes: Int) = (100, 1024 * 1024),
-        softwareVersion: String, logger: Logger
+        softwareVersion: String, clock: ServiceClock = .continuous, logger: Logger
     ) {
+        self.clock = clock
         self.offlineLimits = offlineLimits
         self.nodeName = nodeName
         self.domain = domain
@@ -630,8 +632,16 @@ public final class LocalRouter: C2SDelegate {
         return tokens
     }
 
-    /// Waits until the rooms have handled the leaves (at most 5 s: an owner may die).
+    /// Waits until the rooms have handled the leaves (at most 5 s of the router's clock:
+    /// an owner may die).
     private func awaitLeaves(_ tokens: [UInt64]) async {
+        guard !tokens.isEmpty else { return }
+        let clock = self.clock
+        let deadline = Task { [weak self] in
+            guard (try? await clock.sleep(.seconds(5))) != nil else { return }  // cancelled: all answered
+            for token in tokens { self?.resumeLeave(token) }
+        }
+        defer { deadline.cancel() }
         for token in tokens {
             await withCheckedContinuation { continuation in
                 let done = leaveWaiters.withLock { state -> Bool in
@@ -640,10 +650,6 @@ public final class LocalRouter: C2SDelegate {
                     return false
                 }
                 if done { return continuation.resume() }
-                Task { [weak self] in
-                    try? await Task.sleep(for: .seconds(5))
-                    self?.resumeLeave(token)
-                }
             }
         }
     }

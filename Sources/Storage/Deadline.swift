@@ -23,6 +23,7 @@ public struct StoreTimeout: Error, CustomStringConvertible {
 public func withDeadline<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     let once = Once()
     return try await withCheckedThrowingContinuation { continuation in
+        let timer = DeadlineTimer()
         let work = Task {
             do {
                 let value = try await body()
@@ -30,13 +31,38 @@ public func withDeadline<T: Sendable>(_ seconds: Double, _ body: @escaping @Send
             } catch {
                 if once.claim() { continuation.resume(throwing: error) }
             }
+            // Answered: the deadline's timer has nothing left to do.
+            timer.answered()
         }
-        Task {
-            try? await Task.sleep(for: .seconds(seconds))
+        let deadline = Task {
+            guard (try? await Task.sleep(for: .seconds(seconds))) != nil else { return }
             if once.claim() {
                 work.cancel()
                 continuation.resume(throwing: StoreTimeout(seconds: seconds))
             }
         }
+        timer.started(deadline)
+    }
+}
+
+/// The timer of one `withDeadline`: cancelled once the body has answered, so that no task
+/// sleeps on for a deadline that no longer matters.
+private final class DeadlineTimer: Sendable {
+    private let state = Mutex<(task: Task<Void, Never>?, answered: Bool)>((nil, false))
+
+    func started(_ task: Task<Void, Never>) {
+        let cancel = state.withLock { state -> Bool in
+            if state.answered { return true }
+            state.task = task
+            return false
+        }
+        if cancel { task.cancel() }
+    }
+
+    func answered() {
+        state.withLock { state in
+            state.answered = true
+            return state.task.take()
+        }?.cancel()
     }
 }
