@@ -282,8 +282,8 @@ extension MUCService {
         {
             let id = slot.held.newTicket()
             ticket = HeldOutputTicket(id: id, receipt: request?.receipt) { [self] id in
-                // Let go wherever a link acknowledged (under its locks): sent from elsewhere.
-                Task { self.release(id, box: box) }
+                // Let go wherever a link acknowledged (under its locks): sent just after.
+                output.later { self.release(id, box: box) }
             }
         }
         for item in outgoing {

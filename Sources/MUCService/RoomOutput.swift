@@ -109,9 +109,16 @@ public protocol RoomOutput: Sendable {
     /// order of the calls. `false`: that node cannot take it now (no link, a full queue).
     /// Called while routing is locked: must not route anything itself.
     func forward(_ input: RoomInput, to node: String) -> Bool
+    /// Runs `work` soon, outside whatever locks the caller holds: where a room lets go of
+    /// held output once a link acknowledged (on that link's event loop, under its locks).
+    func later(_ work: @escaping @Sendable () -> Void)
 }
 
 extension RoomOutput {
+    public func later(_ work: @escaping @Sendable () -> Void) {
+        Task { work() }
+    }
+
     /// One stanza, its `to` set, for a session `node` holds.
     public func deliver(single stanza: XMLElement, node: String?, keeping keep: (any AnyObject & Sendable)? = nil) {
         guard let copies = RoomCopies(single: stanza) else { return }

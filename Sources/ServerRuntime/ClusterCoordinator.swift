@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MUCService
 import NIOCore
+import NIOPosix
 import PostgresNIO
 import Storage
 import Synchronization
@@ -256,6 +257,16 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                 .sessionEnded(room: room, real: input.real, home: input.home, hops: input.hops, token: token), to: node, keeping: input.receipt)
         }
         return links.enqueue(.room(input.stanza, real: input.real, home: input.home, hops: input.hops), to: node, keeping: input.receipt)
+    }
+
+    /// On the event loop it is called from (a link's, acknowledging), after what that
+    /// loop is doing now; a task only where no event loop calls.
+    func later(_ work: @escaping @Sendable () -> Void) {
+        if let loop = MultiThreadedEventLoopGroup.currentEventLoop {
+            loop.execute(work)
+        } else {
+            Task { work() }
+        }
     }
 
     // MARK: - RemoteRouting (users on other nodes)
