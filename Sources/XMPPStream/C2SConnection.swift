@@ -280,7 +280,14 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: - Carrying out the machine's actions
 
     private func feed(_ input: C2SStreamMachine.Input) {
-        for action in machine.handle(input) { perform(action) }
+        let actions = machine.handle(input)
+        let wasOpen = !machine.isClosed
+        for action in actions {
+            // Ended meanwhile by something an action did (a client that does not read):
+            // the rest of what was decided for the open stream is not done.
+            if wasOpen, machine.isClosed { break }
+            perform(action)
+        }
     }
 
     private func perform(_ action: C2SStreamMachine.Action) {

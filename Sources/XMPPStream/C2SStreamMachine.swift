@@ -95,6 +95,20 @@ struct C2SStreamMachine {
         case scramCredentials(SCRAMServerExchange, account: JID)
         case plainAttempt(PlainCredentials, account: JID?)
         case plainCheck(account: JID)
+
+        var awaitsAttempt: Bool {
+            switch self {
+            case .scramAttempt, .plainAttempt: true
+            case .none, .scramCredentials, .plainCheck: false
+            }
+        }
+
+        var awaitsLookup: Bool {
+            switch self {
+            case .scramCredentials, .plainCheck: true
+            case .none, .scramAttempt, .plainAttempt: false
+            }
+        }
     }
 
     private let domain: JID
@@ -179,6 +193,7 @@ struct C2SStreamMachine {
         case .attemptStarted:
             return attemptStarted()
         case .attemptRefused:
+            guard pending.awaitsAttempt else { return [] }
             pending = .none
             return [.send(SASLFailure(.temporaryAuthFailure, text: "too many attempts in progress").element)]
         case .credentials(let credentials):
@@ -186,6 +201,7 @@ struct C2SStreamMachine {
         case .passwordChecked(let verified):
             return passwordChecked(verified)
         case .lookupFailed:
+            guard pending.awaitsLookup else { return [] }
             pending = .none
             return [.send(SASLFailure(.temporaryAuthFailure).element)]
         case .failed, .connectionLost:

@@ -38,7 +38,14 @@ struct C2SConnectionTests {
             (ends, endsContinuation) = AsyncStream.makeStream(of: JID.self)
         }
 
-        func credentials(for account: JID) async throws -> StoredCredentials? { accounts[account.bare] }
+        /// Lookups throw while set: the store does not answer.
+        let lookupsFail = Mutex(false)
+        struct StoreDown: Error {}
+
+        func credentials(for account: JID) async throws -> StoredCredentials? {
+            if lookupsFail.withLock({ $0 }) { throw StoreDown() }
+            return accounts[account.bare]
+        }
         func sessionBound(_ session: C2SSession) async { record.withLock { $0.bound.append(session) } }
         func route(_ stanza: XMLElement, from session: C2SSession) { record.withLock { $0.routed.append(stanza) } }
         func sessionEnded(_ session: C2SSession) async {
@@ -61,14 +68,14 @@ struct C2SConnectionTests {
         private var events: [XMLStreamEvent] = []
         let metrics: C2SMetrics
 
-        init(options: C2SConfiguration.Options = Client.options, node: Node) async throws {
+        init(options: C2SConfiguration.Options = Client.options, node: Node, throttle: AuthThrottle = AuthThrottle()) async throws {
             self.node = node
             let configuration = C2SConfiguration(domain: try JID("localhost"), tls: nil, options: options)
             metrics = configuration.metrics
             channel = NIOAsyncTestingChannel()
             try await channel.testingEventLoop.executeInContext { [channel] in
                 let connection = C2SConnection(
-                    configuration: configuration, delegate: node, throttle: AuthThrottle(), admission: ConnectionAdmission(),
+                    configuration: configuration, delegate: node, throttle: throttle, admission: ConnectionAdmission(),
                     address: "127.0.0.1", tls: nil, directTLS: false, remoteIsLoopback: true,
                     logger: Logger(label: "c2s-test")
                 )
@@ -221,6 +228,30 @@ struct C2SConnectionTests {
         #expect(failure.child("not-authorized", namespace: Namespace.sasl) != nil, "\(failure)")
         #expect(try await client.streamError()?.condition == .policyViolation)
         #expect(client.node.record.withLock { $0.bound.isEmpty })
+    }
+
+    @Test func theThrottleCountsTheClientsFailuresNotTheStoresAndForgetsThemOnSuccess() async throws {
+        let node = Self.node()
+        let throttle = AuthThrottle()
+        let client = try await Client(node: node, throttle: throttle)
+        let romeo = try JID("romeo@localhost")
+        _ = try await client.open()
+        #expect(try await client.authenticate("romeo", "wrong").name == "failure")
+        #expect(throttle.failures(of: romeo) == 1)
+        #expect(throttle.failures(from: "127.0.0.1") == 1)
+        // A malformed first message counts for the address, though no account is named.
+        try await client.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AAA=</auth>")
+        #expect(try await client.element().child("malformed-request", namespace: Namespace.sasl) != nil)
+        #expect(throttle.failures(from: "127.0.0.1") == 2)
+        // The store not answering is nobody's failure.
+        node.lookupsFail.withLock { $0 = true }
+        let unanswered = try await client.authenticate("romeo", "secret")
+        #expect(unanswered.child("temporary-auth-failure", namespace: Namespace.sasl) != nil)
+        #expect(throttle.failures(from: "127.0.0.1") == 2)
+        #expect(throttle.failures(of: romeo) == 1)
+        node.lookupsFail.withLock { $0 = false }
+        #expect(try await client.authenticate("romeo", "secret").name == "success")
+        #expect(throttle.failures(of: romeo) == 0, "a success forgets the account's failures")
     }
 
     @Test func aStanzaBeforeAuthenticationEndsTheStreamNotAuthorized() async throws {

@@ -129,6 +129,13 @@ import XMPPXMLParser
         _ = machine.handle(.attemptStarted)
         let challenge = try #require(Self.sent(machine.handle(.credentials(nil))).first)
         #expect(challenge.name == "challenge")
+        // As a known account's would be: a 16-byte salt and the usual iterations.
+        let fields = Dictionary(
+            uniqueKeysWithValues: String(decoding: try #require(Base64.decode(challenge.text)), as: UTF8.self)
+                .split(separator: ",").map { (String($0.prefix(1)), String($0.dropFirst(2))) }
+        )
+        #expect(fields["i"] == "4096")
+        #expect(Base64.decode(fields["s"] ?? "")?.count == 16)
         let final = try client.clientFinal(serverFirst: try #require(Base64.decode(challenge.text)))
         let answer = machine.handle(.element(Self.element("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\(Base64.encode(final))</response>")))
         #expect(Self.sent(answer).first?.child("not-authorized", namespace: Namespace.sasl) != nil)
@@ -141,6 +148,13 @@ import XMPPXMLParser
         #expect(machine.handle(.passwordChecked(true)).isEmpty)
         #expect(machine.handle(.credentials(nil)).isEmpty)
         #expect(machine.handle(.attemptStarted).isEmpty)
+        #expect(machine.handle(.attemptRefused).isEmpty)
+        #expect(machine.handle(.lookupFailed).isEmpty)
+        // Nor does an outcome of another step count: a lookup's failure while the
+        // throttle's delay runs.
+        _ = machine.handle(Self.plainAuth("romeo", "secret"))
+        #expect(machine.handle(.lookupFailed).isEmpty)
+        #expect(machine.handle(.passwordChecked(true)).isEmpty)
         #expect(machine.authenticated == nil)
     }
 
@@ -175,17 +189,20 @@ import XMPPXMLParser
         #expect(malformed.first == .authenticationFailed(account: nil, SASLFailure(.malformedRequest)))
     }
 
-    @Test func aRefusedAttemptOrAFailedLookupIsATemporaryFailure() {
-        var machine = Self.machine()
+    @Test func aRefusedAttemptOrAFailedLookupIsATemporaryFailureNotTheClients() {
+        var machine = Self.machine(maxFailures: 1)
         _ = machine.handle(Self.header())
         _ = machine.handle(Self.plainAuth("romeo", "secret"))
-        let refused = Self.sent(machine.handle(.attemptRefused))
-        #expect(refused.first?.child("temporary-auth-failure", namespace: Namespace.sasl) != nil)
+        let refused = machine.handle(.attemptRefused)
+        #expect(Self.sent(refused).first?.child("temporary-auth-failure", namespace: Namespace.sasl) != nil)
         _ = machine.handle(Self.plainAuth("romeo", "secret"))
         _ = machine.handle(.attemptStarted)
-        let lost = Self.sent(machine.handle(.lookupFailed))
-        #expect(lost.first?.child("temporary-auth-failure", namespace: Namespace.sasl) != nil)
-        // Neither counts as a failure of the client's: the stream goes on.
+        let lost = machine.handle(.lookupFailed)
+        #expect(Self.sent(lost).first?.child("temporary-auth-failure", namespace: Namespace.sasl) != nil)
+        // Neither counts as a failure of the client's (one would end this stream).
+        for actions in [refused, lost] {
+            #expect(!actions.contains { if case .authenticationFailed = $0 { true } else { false } })
+        }
         #expect(!machine.isClosed)
     }
 
@@ -219,7 +236,8 @@ import XMPPXMLParser
         #expect(stanza[attribute: "from"] == full.description)
         #expect(stanza[attribute: "xml:lang"] == "de")
         let bare = machine.handle(.element(Self.element("<presence from='romeo@localhost'/>")))
-        #expect(bare.count == 1)
+        guard case .route(let presence) = bare.first, bare.count == 1 else { Issue.record("not routed: \(bare)"); return }
+        #expect(presence[attribute: "from"] == full.description, "a bare from is made the full JID")
         // The legacy session request is answered here, not routed.
         let session = machine.handle(.element(Self.element("<iq type='set' id='s'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")))
         #expect(Self.sent(session).map { $0[attribute: "type"] } == ["result"])
@@ -253,12 +271,22 @@ import XMPPXMLParser
         guard case .write(let header) = failed.dropFirst().first else { Issue.record("no header: \(failed)"); return }
         #expect(header.hasPrefix("<?xml version='1.0'?><stream:stream"))
 
-        var wrongDomain = Self.machine()
-        #expect(Self.streamError(wrongDomain.handle(Self.header(to: "example.org"))) == .hostUnknown)
-        var wrongNamespace = Self.machine()
-        #expect(Self.streamError(wrongNamespace.handle(Self.header(namespace: "jabber:server"))) == .invalidNamespace)
-        var oldVersion = Self.machine()
-        #expect(Self.streamError(oldVersion.handle(Self.header(version: nil))) == .unsupportedVersion)
+        let wrongHeaders: [(Machine.Input, StreamError.Condition)] = [
+            (Self.header(to: "example.org"), .hostUnknown),
+            (Self.header(namespace: "jabber:server"), .invalidNamespace),
+            (Self.header(version: nil), .unsupportedVersion),
+        ]
+        for (header, condition) in wrongHeaders {
+            var machine = Self.machine()
+            let actions = machine.handle(header)
+            #expect(Self.streamError(actions) == condition)
+            // Our header once, then the error and the end of the stream.
+            let writes = actions.compactMap { if case .write(let text) = $0 { text } else { nil } }
+            #expect(writes.count == 2)
+            #expect(writes.first?.hasPrefix("<?xml version='1.0'?><stream:stream") == true)
+            #expect(writes.last?.hasSuffix("</stream:stream>") == true)
+            #expect(actions.last == .endSession(then: .close))
+        }
         var beforeAuthentication = Self.machine()
         _ = beforeAuthentication.handle(Self.header())
         #expect(Self.streamError(beforeAuthentication.handle(.element(Self.element("<message to='a@localhost'/>")))) == .notAuthorized)
