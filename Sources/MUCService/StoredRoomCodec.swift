@@ -21,7 +21,8 @@ extension MUCService {
             return .history(
                 StoredHistoryEntry(
                     stanza: entry.message.serialized(parentNamespace: Namespace.client), stamp: entry.stamp,
-                    nick: entry.senderNick
+                    nick: entry.senderNick,
+                    id: entry.message.child("stanza-id", namespace: Namespace.stanzaID)?[attribute: "id"]
                 ),
                 // What the room keeps after it (bounded by count and bytes, `RoomLimits.historyBytes`).
                 keep: room.history.count

@@ -51,11 +51,15 @@ public struct StoredHistoryEntry: Sendable, Hashable {
     public var stanza: String
     public var stamp: Double
     public var nick: String
+    /// The stanza-id the room gave the message: an entry stored twice under one id is
+    /// kept once (a write retried after it had committed).
+    public var id: String?
 
-    public init(stanza: String, stamp: Double, nick: String) {
+    public init(stanza: String, stamp: Double, nick: String, id: String? = nil) {
         self.stanza = stanza
         self.stamp = stamp
         self.nick = nick
+        self.id = id
     }
 }
 

@@ -45,10 +45,10 @@ public struct PostgresRoomStore: RoomStore {
             guard let member = try? JID(member) else { continue }
             stored.affiliations.append(StoredAffiliation(jid: member, affiliation: affiliation, reason: reason, nick: nick))
         }
-        for try await (stanza, stamp, nick) in try await client.query(
-            "SELECT stanza, stamp, nick FROM room_history WHERE room = \(jid) ORDER BY id", logger: logger
-        ).decode((String, Double, String).self) {
-            stored.history.append(StoredHistoryEntry(stanza: stanza, stamp: stamp, nick: nick))
+        for try await (stanza, stamp, nick, id) in try await client.query(
+            "SELECT stanza, stamp, nick, stanza_id FROM room_history WHERE room = \(jid) ORDER BY id", logger: logger
+        ).decode((String, Double, String, String?).self) {
+            stored.history.append(StoredHistoryEntry(stanza: stanza, stamp: stamp, nick: nick, id: id))
         }
         for try await (real, nick, role, presence, home, position) in try await client.query(
             """
@@ -192,6 +192,8 @@ public struct PostgresRoomStore: RoomStore {
         var stamps: [Double] = []
         var nicks: [String] = []
         var stanzas: [String] = []
+        /// Stanza-ids, "" for none (an array of text cannot hold NULLs here).
+        var ids: [String] = []
         var keepOlder = 0
 
         init(_ entries: [(entry: StoredHistoryEntry, keep: Int)]) {
@@ -200,6 +202,7 @@ public struct PostgresRoomStore: RoomStore {
                 stamps.append(entry.stamp)
                 nicks.append(entry.nick)
                 stanzas.append(entry.stanza)
+                ids.append(entry.id ?? "")
             }
             keepOlder = keep - stamps.count
         }
@@ -228,12 +231,13 @@ public struct PostgresRoomStore: RoomStore {
                 SELECT 1 FROM room_owners WHERE room = \(jid) AND node = \(fence.node) AND epoch = \(fence.epoch)
                 FOR SHARE
             ), added AS (
-                INSERT INTO room_history (room, stamp, nick, stanza)
-                SELECT \(jid), entry.stamp, entry.nick, entry.stanza
-                FROM unnest(\(run.stamps)::float8[], \(run.nicks)::text[], \(run.stanzas)::text[])
-                    WITH ORDINALITY AS entry(stamp, nick, stanza, n)
+                INSERT INTO room_history (room, stamp, nick, stanza, stanza_id)
+                SELECT \(jid), entry.stamp, entry.nick, entry.stanza, NULLIF(entry.id, '')
+                FROM unnest(\(run.stamps)::float8[], \(run.nicks)::text[], \(run.stanzas)::text[], \(run.ids)::text[])
+                    WITH ORDINALITY AS entry(stamp, nick, stanza, id, n)
                 WHERE EXISTS (SELECT 1 FROM owner)
                 ORDER BY entry.n
+                ON CONFLICT (room, stanza_id) DO NOTHING
                 RETURNING 1
             ), trimmed AS (
                 DELETE FROM room_history WHERE room = \(jid) AND EXISTS (SELECT 1 FROM owner) AND id NOT IN
@@ -286,11 +290,12 @@ public struct PostgresRoomStore: RoomStore {
         _ = try await connection.query(
             """
             WITH added AS (
-                INSERT INTO room_history (room, stamp, nick, stanza)
-                SELECT \(jid), entry.stamp, entry.nick, entry.stanza
-                FROM unnest(\(run.stamps)::float8[], \(run.nicks)::text[], \(run.stanzas)::text[])
-                    WITH ORDINALITY AS entry(stamp, nick, stanza, n)
+                INSERT INTO room_history (room, stamp, nick, stanza, stanza_id)
+                SELECT \(jid), entry.stamp, entry.nick, entry.stanza, NULLIF(entry.id, '')
+                FROM unnest(\(run.stamps)::float8[], \(run.nicks)::text[], \(run.stanzas)::text[], \(run.ids)::text[])
+                    WITH ORDINALITY AS entry(stamp, nick, stanza, id, n)
                 ORDER BY entry.n
+                ON CONFLICT (room, stanza_id) DO NOTHING
                 RETURNING 1
             )
             DELETE FROM room_history WHERE room = \(jid) AND id NOT IN

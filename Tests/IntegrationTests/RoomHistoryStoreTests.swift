@@ -124,4 +124,34 @@ struct RoomHistoryStoreTests {
             texts.enumerated().map { .history(entry($1, stamp: Double($0)), keep: 20) }, to: room, fence: fence)
         #expect(try await bodies(store, room) == texts)
     }
+
+    /// A write retried after a timeout may have committed the first time: storing the
+    /// same messages again (by their stanza-ids) adds nothing, alone or among other changes.
+    @Test func messagesStoredAgainUnderTheirStanzaIDsAreKeptOnce() async throws {
+        let (store, room, fence) = try await claimedRoom()
+        func identified(_ n: Int) -> StoredRoomChange {
+            var message = entry("m\(n)", stamp: Double(n))
+            message.id = "sid-\(n)"
+            return .history(message, keep: 10)
+        }
+        let batch = (1...3).map(identified)
+        try await store.apply(batch, to: room, fence: fence)
+        try await store.apply(batch, to: room, fence: fence)
+        #expect(try await bodies(store, room) == ["m1", "m2", "m3"])
+        // Again inside a transaction with another change, and with a new message after.
+        let mixed = [identified(3), .subject("s", nick: "n", stamp: 4), identified(4)]
+        try await store.apply(mixed, to: room, fence: fence)
+        try await store.apply(mixed, to: room, fence: fence)
+        #expect(try await bodies(store, room) == ["m1", "m2", "m3", "m4"])
+        let stored = try #require(try await store.loadRoom(room))
+        #expect(stored.history.map(\.id) == ["sid-1", "sid-2", "sid-3", "sid-4"])
+        // The same id in another room is another message.
+        let (other, otherRoom, otherFence) = try await claimedRoom()
+        try await other.apply([identified(1)], to: otherRoom, fence: otherFence)
+        #expect(try await bodies(other, otherRoom) == ["m1"])
+        // Messages without an id (stored before ids were kept) are never taken for each other.
+        try await store.apply([.history(entry("plain", stamp: 5), keep: 10)], to: room, fence: fence)
+        try await store.apply([.history(entry("plain", stamp: 5), keep: 10)], to: room, fence: fence)
+        #expect(try await bodies(store, room).suffix(2) == ["plain", "plain"])
+    }
 }
