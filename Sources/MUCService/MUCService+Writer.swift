@@ -61,7 +61,7 @@ extension MUCService {
             let outcome: Attempt?
             do {
                 let store = self.store
-                try await withDeadline(5) { try await store.apply(changes, to: room, fence: fence) }
+                try await withDeadline(5, clock: clock) { try await store.apply(changes, to: room, fence: fence) }
                 outcome = .stored
             } catch let error as StaleOwnerError {
                 logger.warning("stale owner: write refused, no longer serving the room", metadata: ["room": "\(room)", "fence": "\(error.fence)"])

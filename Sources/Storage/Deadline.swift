@@ -1,3 +1,4 @@
+public import XMPPCore
 import Synchronization
 
 /// True exactly once.
@@ -17,25 +18,30 @@ public struct StoreTimeout: Error, CustomStringConvertible {
     public var description: String { "no answer from the store within \(seconds) s" }
 }
 
-/// Runs `body`, but gives up waiting after `seconds` (the body keeps running detached:
-/// a query stuck on a connection that PostgreSQL dropped must not stop its caller — the
-/// rooms' writer, the churn harness's SQL).
-public func withDeadline<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+/// Runs `body`, but gives up waiting after `seconds` of `clock` (the body is cancelled
+/// and keeps running detached until it notices: a query stuck on a connection that
+/// PostgreSQL dropped must not stop its caller — the rooms' writer, the churn harness's
+/// SQL).
+public func withDeadline<T: Sendable>(
+    _ seconds: Double, clock: ServiceClock = .continuous, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
     let once = Once()
     return try await withCheckedThrowingContinuation { continuation in
         let timer = DeadlineTimer()
         let work = Task {
+            let result: Result<T, any Error>
             do {
-                let value = try await body()
-                if once.claim() { continuation.resume(returning: value) }
+                result = .success(try await body())
             } catch {
-                if once.claim() { continuation.resume(throwing: error) }
+                result = .failure(error)
             }
-            // Answered: the deadline's timer has nothing left to do.
+            guard once.claim() else { return }
+            // The timer goes before the caller goes on: nothing of this call is left waiting.
             timer.answered()
+            continuation.resume(with: result)
         }
         let deadline = Task {
-            guard (try? await Task.sleep(for: .seconds(seconds))) != nil else { return }
+            guard (try? await clock.sleep(.seconds(seconds))) != nil else { return }
             if once.claim() {
                 work.cancel()
                 continuation.resume(throwing: StoreTimeout(seconds: seconds))

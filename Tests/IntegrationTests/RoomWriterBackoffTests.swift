@@ -70,7 +70,8 @@ struct RoomWriterBackoffTests {
         join.append(XMLElement("x", namespace: Namespace.muc))
         muc.handle(RoomInput(stanza: join, real: owner, home: node))
 
-        await clock.sleepers(atLeast: 1)  // the first backoff
+        // The first backoff (the write's own deadline, also on this clock, is gone by then).
+        await clock.deadlines { $0 == [.milliseconds(50)] }
         #expect(store.attempts.withLock { $0 } == 1)
         #expect(output.all(to: owner).isEmpty, "answered before the room was stored")
         #expect(clock.deadlines == [.milliseconds(50)], "the first backoff is 50 ms")
@@ -78,7 +79,7 @@ struct RoomWriterBackoffTests {
         #expect(clock.deadlines == [.milliseconds(50)], "woken before the backoff was over")
         #expect(store.attempts.withLock { $0 } == 1, "retried before the backoff was over")
         clock.advance(by: .milliseconds(1))
-        await clock.sleepers(atLeast: 1)  // the second failure, a longer backoff
+        await clock.deadlines { $0 == [.milliseconds(150)] }  // the second failure, a longer backoff
         #expect(store.attempts.withLock { $0 } == 2)
         #expect(clock.now.offset == .milliseconds(50))
         #expect(clock.deadlines == [.milliseconds(150)], "the backoff doubles")
