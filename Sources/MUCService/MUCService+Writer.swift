@@ -29,6 +29,19 @@ extension MUCService {
         switch await attempt(changes, to: room, fence: fence) {
         case .stored: return .stored
         case .stale: return .stale
+        case .timedOut:
+            // Too much for one write within its deadline: in halves, in order.
+            writes.batching.timedOut(changes.count)
+            let half = changes.count / 2
+            var outcome = RoomWriter.Outcome.stored
+            for part in [Array(changes[..<half]), Array(changes[half...])] {
+                switch await store(part, to: room, fence: fence) {
+                case .stored: continue
+                case .stale: return .stale
+                case .rejected: outcome = .rejected
+                }
+            }
+            return outcome
         case .rejected(let error):
             guard changes.count > 1 else {
                 rejected(changes, in: room, error: error)
@@ -38,7 +51,7 @@ extension MUCService {
             var outcome = RoomWriter.Outcome.stored
             for change in changes {
                 switch await attempt([change], to: room, fence: fence) {
-                case .stored: continue
+                case .stored, .timedOut: continue  // a single change is retried until stored: never `.timedOut`
                 case .stale: return .stale
                 case .rejected(let error):
                     rejected([change], in: room, error: error)
@@ -51,18 +64,38 @@ extension MUCService {
 
     enum Attempt {
         case stored, stale
+        /// More than one change, not stored within the deadline: to be written in smaller
+        /// pieces. (A write the store finishes late is harmless to repeat: every change is
+        /// stored by key, history by its stanza-id.)
+        case timedOut
         case rejected(PermanentStoreError)
     }
 
+    /// How long one write may take before it is given up (and, if it held more than one
+    /// change, written again in halves).
+    static let writeDeadline: Duration = .seconds(5)
+
     func attempt(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async -> Attempt {
         var delay: Duration = .milliseconds(50)
+        let deadline = Self.writeDeadline
         while true {
             await writeSlots.acquire()
             let outcome: Attempt?
+            let started = clock.now()
             do {
                 let store = self.store
-                try await withDeadline(5, clock: clock) { try await store.apply(changes, to: room, fence: fence) }
+                try await withDeadline(Double(deadline.components.seconds), clock: clock) {
+                    try await store.apply(changes, to: room, fence: fence)
+                }
+                writes.batching.stored(changes.count, took: clock.now() - started, deadline: deadline)
                 outcome = .stored
+            } catch is StoreTimeout where changes.count > 1 {
+                logger.warning(
+                    "storing room changes ran out of time; writing them in smaller pieces",
+                    metadata: ["room": "\(room)", "changes": "\(changes.count)"]
+                )
+                counterState.withLock { $0.timedOutWrites += 1 }
+                outcome = .timedOut
             } catch let error as StaleOwnerError {
                 logger.warning("stale owner: write refused, no longer serving the room", metadata: ["room": "\(room)", "fence": "\(error.fence)"])
                 counterState.withLock { $0.staleWrites += 1 }
@@ -109,6 +142,9 @@ extension MUCService {
             }
         }.joined(separator: ", ")
     }
+
+    /// How many room changes one write takes now (adapted to how long the store takes).
+    public var writeBatchLimit: Int { writes.batching.limit }
 
     /// Stops accepting writes; `runWriter` returns after the queued ones.
     public func finishWrites() {

@@ -42,6 +42,9 @@ public final class MUCService: Sendable {
         public var deliveries = 0
         /// Room changes the store refused for good (dropped; the room re-read).
         public var rejectedWrites = 0
+        /// Writes of several room changes given up at their deadline, then written in
+        /// smaller pieces.
+        public var timedOutWrites = 0
         /// Room input refused because it waited longer than `inputTimeout` (its room
         /// could not be activated, was moving, or this node's lease was unconfirmed).
         public var inputsTimedOut = 0

@@ -67,6 +67,8 @@ final class RoomWriter: Sendable {
     }
 
     private let state = Mutex(State())
+    /// How many changes one write takes (what the store has shown it stores in time).
+    let batching = WriteBatching()
     private let starts: AsyncStream<JID>
     private let startContinuation: AsyncStream<JID>.Continuation
 
@@ -152,7 +154,9 @@ final class RoomWriter: Sendable {
         while let items = take(room) {
             for item in items {
                 if case .change(let fence, let change) = item {
-                    if let current = group, current.fence != fence { await storeGroup() }
+                    if let current = group, current.fence != fence || current.changes.count >= batching.limit {
+                        await storeGroup()
+                    }
                     if group == nil { group = (fence, []) }
                     group!.changes.append(change)
                     continue
@@ -173,6 +177,36 @@ final class RoomWriter: Sendable {
             }
             await storeGroup()
         }
+    }
+}
+
+/// The size of one write, in changes, adapted to how long the store takes: halved when a
+/// write ran out of time (and smaller than the write that did), doubled back while
+/// writes of the current size take a small part of the deadline. A backlog is then
+/// written in pieces the store can take, never retried whole against a deadline that
+/// it always exceeds.
+final class WriteBatching: Sendable {
+    static let smallest = 1
+    static let largest = 4096
+    static let initial = 256
+    private let current = Mutex(WriteBatching.initial)
+
+    var limit: Int { current.withLock { $0 } }
+
+    /// A write of `count` changes was stored in `took`, within `deadline`.
+    func stored(_ count: Int, took: Duration, deadline: Duration) {
+        current.withLock { limit in
+            if took > deadline / 2 {
+                limit = max(Self.smallest, min(limit, count) / 2)
+            } else if took < deadline / 10, count >= limit {
+                limit = min(Self.largest, limit * 2)
+            }
+        }
+    }
+
+    /// A write of `count` changes ran out of time.
+    func timedOut(_ count: Int) {
+        current.withLock { limit in limit = max(Self.smallest, min(limit, count) / 2) }
     }
 }
 

@@ -303,6 +303,16 @@ public final class ConclaveNode: Service {
             "Room changes the database refused for good (dropped, the room re-read from the database).",
             Double(counters.rejectedWrites)
         )
+        text.add(
+            "conclave_room_writes_timed_out_total", "counter",
+            "Writes of several room changes that ran out of time and were written again in smaller pieces.",
+            Double(counters.timedOutWrites)
+        )
+        text.add(
+            "conclave_room_write_batch_limit", "gauge",
+            "Room changes one write takes now (halved when a write runs out of time, doubled back while writes are quick).",
+            Double(muc.writeBatchLimit)
+        )
         text.add("conclave_room_inputs_forwarded_total", "counter", "Room input forwarded to the owner node.", Double(counters.forwarded))
         text.add(
             "conclave_fanout_deliveries_total", "counter", "Room stanza copies sent to occupants (one per recipient).",
