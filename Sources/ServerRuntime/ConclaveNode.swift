@@ -160,6 +160,7 @@ public final class ConclaveNode: Service {
             options.maxUnsentBytes = configuration.limits.maxUnsentBytes
             options.maxUnauthenticatedConnections = configuration.limits.maxUnauthenticatedConnections
             options.maxUnauthenticatedConnectionsPerAddress = configuration.limits.maxUnauthenticatedConnectionsPerAddress
+            options.maxConnections = configuration.limits.maxConnections
             options.negotiationTimeout = .seconds(Int64(configuration.c2s.negotiationTimeoutSeconds))
             options.maxParallelAuthPerAddress = configuration.auth.maxParallelPerAddress
             options.authFailuresBeforeDelayPerAddress = configuration.auth.failuresBeforeDelayPerAddress
@@ -179,7 +180,16 @@ public final class ConclaveNode: Service {
                     metrics: {
                         Self.metrics(router: router, muc: muc, coordinator: coordinator, bus: bus, c2sMetrics: c2sConfiguration.metrics)
                     },
-                    readiness: { [logger] in await Self.readiness(client: client, coordinator: coordinator, bus: bus, logger: logger) },
+                    readiness: { [logger, budget = options.maxConnections] in
+                        var readiness = await Self.readiness(client: client, coordinator: coordinator, bus: bus, logger: logger)
+                        if budget > 0, c2sConfiguration.metrics.connectionsOpen >= budget {
+                            // Full: serves its sessions, takes no new ones (a balancer steers away).
+                            readiness.ready = false
+                            readiness.detail = (readiness.detail == "ready" ? "" : readiness.detail + "; ")
+                                + "full: \(budget) client connections (limits.max_connections)"
+                        }
+                        return readiness
+                    },
                     running: { port in
                         boundContinuation.yield(port)
                         boundContinuation.finish()

@@ -93,6 +93,7 @@ extension ServerConfiguration {
             var max_unsent_bytes: Int?
             var max_unauthenticated_connections: Int?
             var max_unauthenticated_connections_per_address: Int?
+            var max_connections: Int?
             var offline_messages: Int?
             var offline_bytes: Int?
         }
@@ -210,6 +211,7 @@ extension ServerConfiguration {
             if let value = limits.max_unauthenticated_connections_per_address {
                 self.limits.maxUnauthenticatedConnectionsPerAddress = value
             }
+            if let value = limits.max_connections { self.limits.maxConnections = value }
             if let value = limits.offline_messages { self.limits.offlineMessages = value }
             if let value = limits.offline_bytes { self.limits.offlineBytes = value }
         }
@@ -270,6 +272,9 @@ extension ServerConfiguration {
     func validateOfflineLimits() throws {
         guard limits.offlineMessages >= 0, limits.offlineBytes >= 0 else {
             throw ConfigurationError("limits.offline_messages and limits.offline_bytes must not be negative (0: keep none)")
+        }
+        guard limits.maxConnections >= 0 else {
+            throw ConfigurationError("limits.max_connections must not be negative (0: no budget)")
         }
     }
 
@@ -358,6 +363,7 @@ extension ServerConfiguration {
         if let value = try int("CONCLAVE_LIMITS_MAX_PRE_AUTH_BYTES") { limits.maxPreAuthBytes = value }
         if let value = try int("CONCLAVE_LIMITS_MAX_UNSENT_BYTES") { limits.maxUnsentBytes = value }
         if let value = try int("CONCLAVE_LIMITS_MAX_UNAUTHENTICATED_CONNECTIONS") { limits.maxUnauthenticatedConnections = value }
+        if let value = try int("CONCLAVE_LIMITS_MAX_CONNECTIONS") { limits.maxConnections = value }
         if let value = try int("CONCLAVE_LIMITS_MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS") {
             limits.maxUnauthenticatedConnectionsPerAddress = value
         }

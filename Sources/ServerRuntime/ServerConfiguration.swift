@@ -68,6 +68,10 @@ public struct ServerConfiguration: Sendable, Hashable {
         public var maxUnsentBytes = 4 * 1024 * 1024
         public var maxUnauthenticatedConnections = 2048
         public var maxUnauthenticatedConnectionsPerAddress = 256
+        /// Client connections open at once on the node (its session budget); past it a
+        /// new stream is refused with `<resource-constraint/>` and `/readyz` says the node
+        /// is full. 0: no budget.
+        public var maxConnections = 0
         /// Offline messages (XEP-0160) kept per account, and their bytes; 0 keeps none.
         public var offlineMessages = 100
         public var offlineBytes = 1024 * 1024

@@ -80,6 +80,9 @@ public struct C2SConfiguration: Sendable {
         /// new connection gets `<policy-violation/>` at once.
         public var maxUnauthenticatedConnections = 2048
         public var maxUnauthenticatedConnectionsPerAddress = 256
+        /// Connections open at once (the node's session budget); the next gets
+        /// `<resource-constraint/>`. 0: no budget.
+        public var maxConnections = 0
         /// Bytes a connection may send before it has authenticated (the negotiation
         /// needs a few KiB); more gets `<policy-violation/>`.
         public var maxPreAuthBytes = 64 * 1024

@@ -27,7 +27,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     private let address: String
     /// Holds a place among the connections not yet authenticated.
     private var admitted = false
-    private var refusal: String?
+    private var refusal: StreamError?
     private var negotiationDeadline: Scheduled<Void>?
     /// The next look at whether the bound session went idle (`idleRelease`), and the reads
     /// since the last one.
@@ -92,7 +92,13 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         configuration.metrics.connectionOpened()
-        refusal = admission.admit(address, options: configuration.options)
+        let options = configuration.options
+        if options.maxConnections > 0, configuration.metrics.connectionsOpen > options.maxConnections {
+            // This one counted already: past the budget means more than it.
+            refusal = StreamError(.resourceConstraint, text: "this server is full; try again later or another server")
+        } else {
+            refusal = admission.admit(address, options: options).map { StreamError(.policyViolation, text: $0) }
+        }
         admitted = refusal == nil
         let timeout = configuration.options.negotiationTimeout
         negotiationDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
@@ -105,7 +111,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelActive()
         if let refusal {
             configuration.metrics.refusedConnection()
-            fail(StreamError(.policyViolation, text: refusal))
+            fail(refusal)
         }
     }
 

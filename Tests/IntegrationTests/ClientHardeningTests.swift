@@ -118,6 +118,42 @@ struct ClientHardeningTests {
         }
     }
 
+    /// A node at its session budget keeps serving its sessions, refuses a new stream with
+    /// `<resource-constraint/>`, and tells `/readyz` it is full, until a place frees.
+    @Test func aNodeAtItsConnectionBudgetRefusesNewStreamsAndSaysItIsFull() async throws {
+        let (inside, later) = (try await TestDatabase.shared.makeAccount(), try await TestDatabase.shared.makeAccount())
+        try await withNode({ $0.limits.maxConnections = 2 }) { node in
+            let http = try #require(node.ports.http)
+            let session = try await node.login(inside)
+            let holder = try await RawConnection.connect(port: node.ports.starttls)
+            try await holder.channel.writeAndFlush(holder.channel.allocator.buffer(string: Self.header))
+            let refused = try await RawConnection.connect(port: node.ports.starttls)
+            let answer = try await refused.received.closed.futureResult.get()
+            #expect(answer.contains("<resource-constraint xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\""), "\(answer)")
+            let full = try await AdminHTTPTests.get("/readyz", port: http)
+            #expect(full.status == 503 && full.body.contains("full"), "\(full)")
+            #expect(try await session.ping().type == "result", "the sessions it has are served")
+
+            try? await holder.channel.close()
+            // A place frees as the node notices the close.
+            let deadline = ContinuousClock.now + .seconds(10)
+            var client: XMPPClient?
+            while client == nil, ContinuousClock.now < deadline {
+                client = try? await node.login(later)
+            }
+            let admitted = try #require(client)
+            #expect(try await admitted.ping().type == "result")
+            await admitted.close()
+            await session.close()
+            var ready = try await AdminHTTPTests.get("/readyz", port: http)
+            let readyBy = ContinuousClock.now + .seconds(10)
+            while ready.status != 200, ContinuousClock.now < readyBy {
+                ready = try await AdminHTTPTests.get("/readyz", port: http)
+            }
+            #expect(ready.status == 200, "\(ready)")
+        }
+    }
+
     /// The throttle delays an attempt before its outcome is known: after failures on an
     /// account, even the right password waits (it used to be answered at once, so a
     /// guesser abandoning slow attempts never met the delay).

@@ -156,10 +156,20 @@ import Testing
         ("log_level: loud\n", [:]),
         ("", ["CONCLAVE_C2S_PORT": "x"]),
         ("", ["CONCLAVE_C2S_ALLOW_PLAINTEXT_ON_LOOPBACK": "perhaps"]),
+        ("limits:\n  max_connections: -1\n", [:]),
+        ("", ["CONCLAVE_LIMITS_MAX_CONNECTIONS": "-5"]),
     ])
     func badValuesAreRefusedWithTheirName(yaml: String, environment: [String: String]) throws {
         let path = try file(yaml)
         #expect(throws: ConfigurationError.self) { try ServerConfiguration.load(path: path, environment: environment) }
+    }
+
+    @Test func theConnectionBudgetIsOffUnlessSet() throws {
+        #expect(try ServerConfiguration.load(path: nil, environment: [:]).limits.maxConnections == 0)
+        let path = try file("limits:\n  max_connections: 5000\n")
+        #expect(try ServerConfiguration.load(path: path, environment: [:]).limits.maxConnections == 5000)
+        let overridden = try ServerConfiguration.load(path: path, environment: ["CONCLAVE_LIMITS_MAX_CONNECTIONS": "7"])
+        #expect(overridden.limits.maxConnections == 7)
     }
 
     @Test func aMissingFileIsAnError() {
