@@ -181,32 +181,61 @@ final class RoomWriter: Sendable {
 }
 
 /// The size of one write, in changes, adapted to how long the store takes: halved when a
-/// write ran out of time (and smaller than the write that did), doubled back while
-/// writes of the current size take a small part of the deadline. A backlog is then
+/// write ran out of time (and smaller than the write that did), doubled back after a run
+/// of writes of the current size that took a small part of the deadline, but kept below
+/// the size that last ran out of time for a while. A backlog is then
 /// written in pieces the store can take, never retried whole against a deadline that
 /// it always exceeds.
 final class WriteBatching: Sendable {
     static let smallest = 1
     static let largest = 4096
     static let initial = 256
-    private let current = Mutex(WriteBatching.initial)
+    /// Quick writes of the full size in a row before the size doubles.
+    static let quickStreak = 8
+    /// Quick writes after which the size that last ran out of time may be tried again.
+    static let forgetAfter = 64
 
-    var limit: Int { current.withLock { $0 } }
+    private struct State {
+        var limit = WriteBatching.initial
+        var quick = 0
+        /// The size of the write that last ran out of time: the size stays below it until
+        /// `forgetAfter` quick writes.
+        var ceiling: Int?
+        var quickSinceTimeout = 0
+    }
+
+    private let state = Mutex(State())
+
+    var limit: Int { state.withLock { $0.limit } }
 
     /// A write of `count` changes was stored in `took`, within `deadline`.
     func stored(_ count: Int, took: Duration, deadline: Duration) {
-        current.withLock { limit in
+        state.withLock { state in
             if took > deadline / 2 {
-                limit = max(Self.smallest, min(limit, count) / 2)
-            } else if took < deadline / 10, count >= limit {
-                limit = min(Self.largest, limit * 2)
+                state.limit = max(Self.smallest, min(state.limit, count) / 2)
+                state.quick = 0
+                return
             }
+            guard took < deadline / 10 else { return }
+            state.quickSinceTimeout += 1
+            if state.quickSinceTimeout >= Self.forgetAfter { state.ceiling = nil }
+            guard count >= state.limit else { return }
+            state.quick += 1
+            guard state.quick >= Self.quickStreak else { return }
+            state.quick = 0
+            let cap = state.ceiling.map { max(Self.smallest, $0 - 1) } ?? Self.largest
+            state.limit = min(cap, Self.largest, state.limit * 2)
         }
     }
 
     /// A write of `count` changes ran out of time.
     func timedOut(_ count: Int) {
-        current.withLock { limit in limit = max(Self.smallest, min(limit, count) / 2) }
+        state.withLock { state in
+            state.limit = max(Self.smallest, min(state.limit, count) / 2)
+            state.ceiling = min(state.ceiling ?? count, count)
+            state.quick = 0
+            state.quickSinceTimeout = 0
+        }
     }
 }
 

@@ -346,7 +346,7 @@ public final class ConclaveNode: Service {
         )
         text.add(
             "conclave_connections_refused_total", "counter",
-            "Client connections refused at once: too many not yet authenticated.", Double(c2s.connectionsRefused)
+            "Client connections refused at once: too many not yet authenticated, or the node full (limits.max_connections).", Double(c2s.connectionsRefused)
         )
         text.add(
             "conclave_read_pauses_total", "counter",

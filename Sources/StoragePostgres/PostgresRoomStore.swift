@@ -194,7 +194,12 @@ public struct PostgresRoomStore: RoomStore {
         var stanzas: [String] = []
         /// Stanza-ids, "" for none (an array of text cannot hold NULLs here).
         var ids: [String] = []
-        var keepOlder = 0
+        /// Entries the room keeps in all after this run. The trim keeps that many minus
+        /// those the run added (the statement does not see its own rows), and is skipped
+        /// when a run of entries added none: it was stored before, and trimmed then, by a
+        /// count that was right at the time but may not be now (a young room's history
+        /// has grown since), so trimming again could drop newer entries.
+        var keep = 0
 
         init(_ entries: [(entry: StoredHistoryEntry, keep: Int)]) {
             let keep = max(entries.last?.keep ?? 0, 0)
@@ -204,7 +209,7 @@ public struct PostgresRoomStore: RoomStore {
                 stanzas.append(entry.stanza)
                 ids.append(entry.id ?? "")
             }
-            keepOlder = keep - stamps.count
+            self.keep = keep
         }
     }
 
@@ -240,8 +245,10 @@ public struct PostgresRoomStore: RoomStore {
                 ON CONFLICT (room, stanza_id) DO NOTHING
                 RETURNING 1
             ), trimmed AS (
-                DELETE FROM room_history WHERE room = \(jid) AND EXISTS (SELECT 1 FROM owner) AND id NOT IN
-                    (SELECT id FROM room_history WHERE room = \(jid) ORDER BY id DESC LIMIT \(run.keepOlder))
+                DELETE FROM room_history WHERE room = \(jid) AND EXISTS (SELECT 1 FROM owner)
+                    AND ((SELECT count(*) FROM added) > 0 OR \(run.stamps.isEmpty)) AND id NOT IN
+                    (SELECT id FROM room_history WHERE room = \(jid) ORDER BY id DESC
+                     LIMIT greatest(\(run.keep) - (SELECT count(*) FROM added), 0))
                 RETURNING 1
             )
             SELECT count(*)::int8 FROM owner
@@ -298,8 +305,10 @@ public struct PostgresRoomStore: RoomStore {
                 ON CONFLICT (room, stanza_id) DO NOTHING
                 RETURNING 1
             )
-            DELETE FROM room_history WHERE room = \(jid) AND id NOT IN
-                (SELECT id FROM room_history WHERE room = \(jid) ORDER BY id DESC LIMIT \(run.keepOlder))
+            DELETE FROM room_history WHERE room = \(jid)
+                AND ((SELECT count(*) FROM added) > 0 OR \(run.stamps.isEmpty)) AND id NOT IN
+                (SELECT id FROM room_history WHERE room = \(jid) ORDER BY id DESC
+                 LIMIT greatest(\(run.keep) - (SELECT count(*) FROM added), 0))
             """,
             logger: logger
         ).collect()

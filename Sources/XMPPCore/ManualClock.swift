@@ -36,8 +36,12 @@ public final class ManualClock: Clock, Sendable {
         mutating func readyWatchers() -> [CheckedContinuation<Void, Never>] {
             guard !watchers.isEmpty else { return [] }
             let deadlines = self.deadlines
-            let ready = watchers.filter { $0.ready(deadlines) }.map(\.continuation)
-            watchers.removeAll { $0.ready(deadlines) }
+            var ready: [CheckedContinuation<Void, Never>] = []
+            var waiting: [(ready: @Sendable ([Duration]) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
+            for watcher in watchers {
+                if watcher.ready(deadlines) { ready.append(watcher.continuation) } else { waiting.append(watcher) }
+            }
+            watchers = waiting
             return ready
         }
     }

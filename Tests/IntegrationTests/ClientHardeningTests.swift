@@ -121,12 +121,15 @@ struct ClientHardeningTests {
     /// A node at its session budget keeps serving its sessions, refuses a new stream with
     /// `<resource-constraint/>`, and tells `/readyz` it is full, until a place frees.
     @Test func aNodeAtItsConnectionBudgetRefusesNewStreamsAndSaysItIsFull() async throws {
-        let (inside, later) = (try await TestDatabase.shared.makeAccount(), try await TestDatabase.shared.makeAccount())
+        let (inside, other, later) = (
+            try await TestDatabase.shared.makeAccount(), try await TestDatabase.shared.makeAccount(),
+            try await TestDatabase.shared.makeAccount()
+        )
         try await withNode({ $0.limits.maxConnections = 2 }) { node in
             let http = try #require(node.ports.http)
             let session = try await node.login(inside)
-            let holder = try await RawConnection.connect(port: node.ports.starttls)
-            try await holder.channel.writeAndFlush(holder.channel.allocator.buffer(string: Self.header))
+            // Logged in, so surely counted before the next connection arrives.
+            let holder = try await node.login(other)
             let refused = try await RawConnection.connect(port: node.ports.starttls)
             let answer = try await refused.received.closed.futureResult.get()
             #expect(answer.contains("<resource-constraint xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\""), "\(answer)")
@@ -134,7 +137,7 @@ struct ClientHardeningTests {
             #expect(full.status == 503 && full.body.contains("full"), "\(full)")
             #expect(try await session.ping().type == "result", "the sessions it has are served")
 
-            try? await holder.channel.close()
+            await holder.close()
             // A place frees as the node notices the close.
             let deadline = ContinuousClock.now + .seconds(10)
             var client: XMPPClient?

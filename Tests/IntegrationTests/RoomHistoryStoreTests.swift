@@ -149,9 +149,18 @@ struct RoomHistoryStoreTests {
         let (other, otherRoom, otherFence) = try await claimedRoom()
         try await other.apply([identified(1)], to: otherRoom, fence: otherFence)
         #expect(try await bodies(other, otherRoom) == ["m1"])
+        // A group as long as the room's limit, stored again: nothing is added, and nothing
+        // of what is kept is trimmed away for the entries that were not added.
+        let full = (5...14).map(identified)
+        try await store.apply(full, to: room, fence: fence)
+        try await store.apply(full, to: room, fence: fence)
+        #expect(try await bodies(store, room) == (5...14).map { "m\($0)" })
+        try await store.apply(Array(full.suffix(3)), to: room, fence: fence)
+        #expect(try await bodies(store, room) == (5...14).map { "m\($0)" })
         // Messages without an id (stored before ids were kept) are never taken for each other.
         try await store.apply([.history(entry("plain", stamp: 5), keep: 10)], to: room, fence: fence)
         try await store.apply([.history(entry("plain", stamp: 5), keep: 10)], to: room, fence: fence)
         #expect(try await bodies(store, room).suffix(2) == ["plain", "plain"])
+        #expect(try await bodies(store, room).count == 10)
     }
 }

@@ -15,8 +15,9 @@ import XMPPCore
 /// with the service's clock moved by the test.
 @Suite(.enabled(if: TestEnvironment.hasDatabase), .timeLimit(.minutes(1)))
 struct RoomWriterBatchTests {
-    /// The real store, which hangs on any write of more than `largest` changes (as a store
-    /// does on a write too big for it) and, while `closed`, on every write.
+    /// The real store, which hangs on any write of more than `largest` changes after
+    /// committing it (the worst case: the writer gives up on a write that did commit, and
+    /// writes it again) and, while `closed`, waits before every write.
     final class StallingStore: RoomStore {
         let store: PostgresRoomStore
         let largest: Int
@@ -58,6 +59,7 @@ struct RoomWriterBatchTests {
                 }
             }
             if changes.count > largest {
+                try await store.apply(changes, to: room, fence: fence)
                 onStall.withLock { $0 }?(changes.count)
                 // Hangs until the writer gives up on it (which cancels it).
                 let (never, _) = AsyncStream.makeStream(of: Int.self)
@@ -111,7 +113,8 @@ struct RoomWriterBatchTests {
         #expect(service.muc.counters.timedOutWrites == stalled.count)
         #expect(service.muc.writeBatchLimit < 19)
 
-        #expect(try await bodies(of: room, client) == (1...20).map(String.init), "every message stored once, in order")
+        let stored = try await bodies(of: room, client)
+        #expect(stored == (1...20).map(String.init), "every message stored once, in order")
 
         // The next backlog starts at the size that was stored in time, not whole.
         let limit = service.muc.writeBatchLimit
@@ -126,7 +129,8 @@ struct RoomWriterBatchTests {
         #expect(later.first == 1, "the message whose write waited: \(later)")
         #expect(later.dropFirst().first ?? 0 <= limit, "\(later)")
         // The room keeps its newest 20: those of the second backlog, each once.
-        #expect(try await bodies(of: room, client) == (21...40).map(String.init))
+        let kept = try await bodies(of: room, client)
+        #expect(kept == (21...40).map(String.init))
         await service.stop()
     }
 

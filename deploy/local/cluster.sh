@@ -152,7 +152,10 @@ wait_ready() {
         for n in $pending; do
             name="node$n"
             if grep -q "node ready" "$dir/$name.log" 2>/dev/null; then continue; fi
-            if ! alive "$(pid_of "$name")" "$name"; then
+            # Looked at twice: just after it was started, the pid may still be the
+            # shell's fork that has not run the node yet (its command line is the shell's).
+            if ! alive "$(pid_of "$name")" "$name" && ! { sleep 0.3; alive "$(pid_of "$name")" "$name"; } \
+                && ! grep -q "node ready" "$dir/$name.log" 2>/dev/null; then
                 echo "$name exited before it was ready; its log ($(show "$dir/$name.log")):" >&2
                 cat "$dir/$name.log" >&2
                 return 1
