@@ -13,7 +13,7 @@ extension MUCService {
     /// Writes durable changes until `finishWrites` (run it for the node's lifetime).
     ///
     /// Each room's changes are written in their order, one transaction for what queued
-    /// under one fence; rooms do not depend on each other, and are written side by
+    /// under one fence (up to the adaptive write size); rooms do not depend on each other, and are written side by
     /// side, so that one room's trouble never holds up another. A room's fence that the
     /// store refused drops that room's later changes under it.
     public func runWriter() async {

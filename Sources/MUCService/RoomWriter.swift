@@ -5,8 +5,10 @@ import XMPPCore
 /// The queue of durable room changes: one lane per room, so that a room whose writes
 /// fail (the store is slow for it, or keeps refusing) never holds up another room's
 /// writes, activations or hand-overs. Within a lane everything keeps its order:
-/// consecutive changes under one fence are stored in one transaction, and a `.run`
-/// runs once everything queued before it in the room is stored.
+/// consecutive changes under one fence are stored in one transaction of at most
+/// `batching.limit` changes (so one input's changes may be split between two writes
+/// when a backlog is large), and a `.run` runs once everything queued before it in the
+/// room is stored.
 final class RoomWriter: Sendable {
     enum Item: Sendable {
         case change(RoomFence, StoredRoomChange)
