@@ -14,6 +14,17 @@ struct ClientHardeningTests {
         "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'"
         + " to='localhost' version='1.0'>"
 
+    /// Logs `account` in, trying again while the node still refuses (it gives a place back
+    /// only once it noticed a close), for at most 10 s.
+    static func logInOnceAPlaceFrees(_ account: JID, on node: TestNode) async throws -> XMPPClient {
+        let deadline = ContinuousClock.now + .seconds(10)
+        var client: XMPPClient?
+        while client == nil, ContinuousClock.now < deadline {
+            client = try? await node.login(account)
+        }
+        return try #require(client)
+    }
+
     /// 64 MiB of `<abort/>` before authentication, no reply ever read: the node used to
     /// read it all and queue a reply for each (+345 MiB). Now it ends the stream once the
     /// pre-authentication budget is spent, long before the 64 MiB are through.
@@ -107,12 +118,7 @@ struct ClientHardeningTests {
             #expect(answer.contains("<policy-violation xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\""), "\(answer)")
             for holder in holders { try? await holder.channel.close() }
             // The places are given back as the node notices the closes.
-            let deadline = ContinuousClock.now + .seconds(10)
-            var client: XMPPClient?
-            while client == nil, ContinuousClock.now < deadline {
-                client = try? await node.login(account)
-            }
-            let loggedIn = try #require(client)
+            let loggedIn = try await Self.logInOnceAPlaceFrees(account, on: node)
             #expect(try await loggedIn.ping().type == "result")
             await loggedIn.close()
         }
@@ -139,12 +145,7 @@ struct ClientHardeningTests {
 
             await holder.close()
             // A place frees as the node notices the close.
-            let deadline = ContinuousClock.now + .seconds(10)
-            var client: XMPPClient?
-            while client == nil, ContinuousClock.now < deadline {
-                client = try? await node.login(later)
-            }
-            let admitted = try #require(client)
+            let admitted = try await Self.logInOnceAPlaceFrees(later, on: node)
             #expect(try await admitted.ping().type == "result")
             await admitted.close()
             await session.close()

@@ -17,14 +17,11 @@ struct RoomWriterBackoffTests {
     struct Unreachable: Error {}
 
     /// The real store, whose next `failures` writes fail as if PostgreSQL were away.
-    final class FlakyStore: RoomStore {
-        let store: PostgresRoomStore
+    final class FlakyStore: WrappedRoomStore, @unchecked Sendable {
         let failures = Mutex(0)
         let attempts = Mutex(0)
 
-        init(_ store: PostgresRoomStore) { self.store = store }
-
-        func apply(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async throws {
+        override func apply(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async throws {
             attempts.withLock { $0 += 1 }
             let fail = failures.withLock { failures -> Bool in
                 guard failures > 0 else { return false }
@@ -34,20 +31,6 @@ struct RoomWriterBackoffTests {
             if fail { throw Unreachable() }
             try await store.apply(changes, to: room, fence: fence)
         }
-        func loadRoom(_ room: JID) async throws -> StoredRoom? { try await store.loadRoom(room) }
-        func claim(_ room: JID, node: String, incarnation: Int64) async throws -> Int64? {
-            try await store.claim(room, node: node, incarnation: incarnation)
-        }
-        func owner(of room: JID) async throws -> RoomOwnerRecord? { try await store.owner(of: room) }
-        func heldRooms(node: String, incarnation: Int64) async throws -> [(room: JID, epoch: Int64)] {
-            try await store.heldRooms(node: node, incarnation: incarnation)
-        }
-        func askToRelease(_ room: JID, holder: String) async throws { try await store.askToRelease(room, holder: holder) }
-        func release(_ room: JID, fence: RoomFence) async throws { try await store.release(room, fence: fence) }
-        func publicRooms(after: String?, limit: Int) async throws -> (rooms: [(jid: JID, name: String)], count: Int) {
-            try await store.publicRooms(after: after, limit: limit)
-        }
-        func ownedRoomCount(_ owner: JID) async throws -> Int { try await store.ownedRoomCount(owner) }
     }
 
     @Test func aWriteThatFailedIsRetriedAfterABackoffThatDoubles() async throws {

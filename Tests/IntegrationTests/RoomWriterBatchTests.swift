@@ -18,8 +18,7 @@ struct RoomWriterBatchTests {
     /// The real store, which hangs on any write of more than `largest` changes after
     /// committing it (the worst case: the writer gives up on a write that did commit, and
     /// writes it again) and, while `closed`, waits before every write.
-    final class StallingStore: RoomStore {
-        let store: PostgresRoomStore
+    final class StallingStore: WrappedRoomStore, @unchecked Sendable {
         let largest: Int
         let closed = Mutex<[CheckedContinuation<Void, Never>]?>(nil)
         /// The size of every write, in order.
@@ -30,8 +29,8 @@ struct RoomWriterBatchTests {
         let onStall = Mutex<(@Sendable (Int) -> Void)?>(nil)
 
         init(_ store: PostgresRoomStore, largest: Int) {
-            self.store = store
             self.largest = largest
+            super.init(store)
         }
 
         func close() { closed.withLock { $0 = $0 ?? [] } }
@@ -44,7 +43,7 @@ struct RoomWriterBatchTests {
             for continuation in waiting { continuation.resume() }
         }
 
-        func apply(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async throws {
+        override func apply(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async throws {
             sizes.withLock { $0.append(changes.count) }
             await withCheckedContinuation { continuation in
                 let wait = closed.withLock { closed -> Bool in
@@ -68,20 +67,6 @@ struct RoomWriterBatchTests {
             }
             try await store.apply(changes, to: room, fence: fence)
         }
-        func loadRoom(_ room: JID) async throws -> StoredRoom? { try await store.loadRoom(room) }
-        func claim(_ room: JID, node: String, incarnation: Int64) async throws -> Int64? {
-            try await store.claim(room, node: node, incarnation: incarnation)
-        }
-        func owner(of room: JID) async throws -> RoomOwnerRecord? { try await store.owner(of: room) }
-        func heldRooms(node: String, incarnation: Int64) async throws -> [(room: JID, epoch: Int64)] {
-            try await store.heldRooms(node: node, incarnation: incarnation)
-        }
-        func askToRelease(_ room: JID, holder: String) async throws { try await store.askToRelease(room, holder: holder) }
-        func release(_ room: JID, fence: RoomFence) async throws { try await store.release(room, fence: fence) }
-        func publicRooms(after: String?, limit: Int) async throws -> (rooms: [(jid: JID, name: String)], count: Int) {
-            try await store.publicRooms(after: after, limit: limit)
-        }
-        func ownedRoomCount(_ owner: JID) async throws -> Int { try await store.ownedRoomCount(owner) }
     }
 
     @Test func aBacklogTooBigForOneWriteIsWrittenInPiecesOnceEach() async throws {

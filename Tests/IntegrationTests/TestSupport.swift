@@ -267,3 +267,29 @@ struct RawConnection {
         return answer
     }
 }
+
+/// The PostgreSQL store as it is, for a test to change one part of: a subclass overrides
+/// `apply` (the writes) and passes the rest through.
+class WrappedRoomStore: RoomStore, @unchecked Sendable {
+    let store: PostgresRoomStore
+
+    init(_ store: PostgresRoomStore) { self.store = store }
+
+    func apply(_ changes: [StoredRoomChange], to room: JID, fence: RoomFence) async throws {
+        try await store.apply(changes, to: room, fence: fence)
+    }
+    func loadRoom(_ room: JID) async throws -> StoredRoom? { try await store.loadRoom(room) }
+    func claim(_ room: JID, node: String, incarnation: Int64) async throws -> Int64? {
+        try await store.claim(room, node: node, incarnation: incarnation)
+    }
+    func owner(of room: JID) async throws -> RoomOwnerRecord? { try await store.owner(of: room) }
+    func heldRooms(node: String, incarnation: Int64) async throws -> [(room: JID, epoch: Int64)] {
+        try await store.heldRooms(node: node, incarnation: incarnation)
+    }
+    func askToRelease(_ room: JID, holder: String) async throws { try await store.askToRelease(room, holder: holder) }
+    func release(_ room: JID, fence: RoomFence) async throws { try await store.release(room, fence: fence) }
+    func publicRooms(after: String?, limit: Int) async throws -> (rooms: [(jid: JID, name: String)], count: Int) {
+        try await store.publicRooms(after: after, limit: limit)
+    }
+    func ownedRoomCount(_ owner: JID) async throws -> Int { try await store.ownedRoomCount(owner) }
+}
