@@ -161,6 +161,7 @@ public final class ConclaveNode: Service {
             options.maxUnauthenticatedConnections = configuration.limits.maxUnauthenticatedConnections
             options.maxUnauthenticatedConnectionsPerAddress = configuration.limits.maxUnauthenticatedConnectionsPerAddress
             options.maxConnections = configuration.limits.maxConnections
+            options.shaping = configuration.limits.shaping
             options.negotiationTimeout = .seconds(Int64(configuration.c2s.negotiationTimeoutSeconds))
             options.maxParallelAuthPerAddress = configuration.auth.maxParallelPerAddress
             options.authFailuresBeforeDelayPerAddress = configuration.auth.failuresBeforeDelayPerAddress
@@ -355,6 +356,15 @@ public final class ConclaveNode: Service {
         text.add(
             "conclave_slow_consumers_ended_total", "counter", "Streams ended because the client left too much output unread.",
             Double(c2s.slowConsumersEnded)
+        )
+        text.add(
+            "conclave_session_shaping_delays_total", "counter",
+            "Times a session's traffic shaper delayed its next read or held its stanzas (limits.session_*).", Double(c2s.shapingDelays)
+        )
+        text.add(
+            "conclave_shaped_sessions_ended_total", "counter",
+            "Streams ended with policy-violation for holding back more stanzas than limits.session_max_held_stanzas.",
+            Double(c2s.shapedSessionsEnded)
         )
         text.add(
             "conclave_idle_session_releases_total", "counter",

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MUC
 import Yams
+import XMPPStream
 
 /// A configuration problem, with the key or file it is about.
 public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
@@ -96,6 +97,11 @@ extension ServerConfiguration {
             var max_connections: Int?
             var offline_messages: Int?
             var offline_bytes: Int?
+            var session_bytes_per_second: Int?
+            var session_burst_bytes: Int?
+            var session_stanzas_per_second: Int?
+            var session_burst_stanzas: Int?
+            var session_max_held_stanzas: Int?
         }
         struct AuthFile: Decodable {
             var max_failures_per_connection: Int?
@@ -214,6 +220,11 @@ extension ServerConfiguration {
             if let value = limits.max_connections { self.limits.maxConnections = value }
             if let value = limits.offline_messages { self.limits.offlineMessages = value }
             if let value = limits.offline_bytes { self.limits.offlineBytes = value }
+            if let value = limits.session_bytes_per_second { self.limits.sessionBytesPerSecond = value }
+            if let value = limits.session_burst_bytes { self.limits.sessionBurstBytes = value }
+            if let value = limits.session_stanzas_per_second { self.limits.sessionStanzasPerSecond = value }
+            if let value = limits.session_burst_stanzas { self.limits.sessionBurstStanzas = value }
+            if let value = limits.session_max_held_stanzas { self.limits.sessionMaxHeldStanzas = value }
         }
         if let auth = file.auth {
             if let value = auth.max_failures_per_connection { self.auth.maxFailuresPerConnection = value }
@@ -275,6 +286,9 @@ extension ServerConfiguration {
         }
         guard limits.maxConnections >= 0 else {
             throw ConfigurationError("limits.max_connections must not be negative (0: no budget)")
+        }
+        if let problem = limits.shaping.problem {
+            throw ConfigurationError("limits.session_*: \(problem)")
         }
     }
 
@@ -369,6 +383,11 @@ extension ServerConfiguration {
         }
         if let value = try int("CONCLAVE_LIMITS_OFFLINE_MESSAGES") { limits.offlineMessages = value }
         if let value = try int("CONCLAVE_LIMITS_OFFLINE_BYTES") { limits.offlineBytes = value }
+        if let value = try int("CONCLAVE_LIMITS_SESSION_BYTES_PER_SECOND") { limits.sessionBytesPerSecond = value }
+        if let value = try int("CONCLAVE_LIMITS_SESSION_BURST_BYTES") { limits.sessionBurstBytes = value }
+        if let value = try int("CONCLAVE_LIMITS_SESSION_STANZAS_PER_SECOND") { limits.sessionStanzasPerSecond = value }
+        if let value = try int("CONCLAVE_LIMITS_SESSION_BURST_STANZAS") { limits.sessionBurstStanzas = value }
+        if let value = try int("CONCLAVE_LIMITS_SESSION_MAX_HELD_STANZAS") { limits.sessionMaxHeldStanzas = value }
         if let value = try int("CONCLAVE_C2S_NEGOTIATION_TIMEOUT_SECONDS") { c2s.negotiationTimeoutSeconds = value }
         if let value = try int("CONCLAVE_AUTH_MAX_PARALLEL_PER_ADDRESS") { auth.maxParallelPerAddress = value }
         if let value = try int("CONCLAVE_AUTH_FAILURES_BEFORE_DELAY_PER_ADDRESS") { auth.failuresBeforeDelayPerAddress = value }
@@ -472,5 +491,18 @@ extension ServerConfiguration {
             }
         }
         throw ConfigurationError("no migrations directory found (tried \(candidates.joined(separator: ", ")))")
+    }
+}
+
+extension ServerConfiguration.Limits {
+    /// The `limits.session_*` keys as a session's shaper takes them.
+    var shaping: SessionShaper.Limits {
+        var shaping = SessionShaper.Limits()
+        shaping.bytesPerSecond = sessionBytesPerSecond
+        shaping.burstBytes = sessionBurstBytes
+        shaping.stanzasPerSecond = sessionStanzasPerSecond
+        shaping.burstStanzas = sessionBurstStanzas
+        shaping.maxHeldStanzas = sessionMaxHeldStanzas
+        return shaping
     }
 }

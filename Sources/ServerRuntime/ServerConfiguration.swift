@@ -75,6 +75,14 @@ public struct ServerConfiguration: Sendable, Hashable {
         /// Offline messages (XEP-0160) kept per account, and their bytes; 0 keeps none.
         public var offlineMessages = 100
         public var offlineBytes = 1024 * 1024
+        /// Traffic shaping of each session's input (docs/configuration.md): bytes and
+        /// stanzas a second (0: not shaped), their bursts, and the stanzas a session may
+        /// have held back before its stream ends with `<policy-violation/>`.
+        public var sessionBytesPerSecond = 1 << 20
+        public var sessionBurstBytes = 2 << 20
+        public var sessionStanzasPerSecond = 1000
+        public var sessionBurstStanzas = 2000
+        public var sessionMaxHeldStanzas = 5000
         public init() {}
     }
 

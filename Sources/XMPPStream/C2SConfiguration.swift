@@ -90,6 +90,8 @@ public struct C2SConfiguration: Sendable {
         /// While above the channel's high-water mark the node stops reading the client;
         /// above this bound the stream ends with `<policy-violation/>`.
         public var maxUnsentBytes = 4 * 1024 * 1024
+        /// Traffic shaping of each bound session's input (`SessionShaper`).
+        public var shaping = SessionShaper.Limits()
         /// Authentication attempts in flight at once from one address; beyond them an
         /// attempt gets `<temporary-auth-failure/>`.
         public var maxParallelAuthPerAddress = 64

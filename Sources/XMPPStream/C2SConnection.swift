@@ -59,7 +59,14 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     /// Set while an asynchronous step (account lookup, a throttling delay) runs;
     /// events arriving meanwhile wait in `pending`.
     private var busy = false
+    /// Events read and not yet handled, from `pendingHead` on.
     private var pending: [XMLStreamEvent] = []
+    private var pendingHead = 0
+    /// The session's traffic shaping, and the waits it set: for the next read (bytes) and
+    /// for the first stanza in `pending` (stanzas).
+    private var shaper: SessionShaper
+    private var shapedRead: Scheduled<Void>?
+    private var shapedStanza: Scheduled<Void>?
     /// Bumped on every parser reset, so events of the old stream are dropped.
     private var generation = 0
 
@@ -82,6 +89,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         self.address = address
         self.logger = logger
         self.parser = XMLStreamParser(options: configuration.options.parser)
+        self.shaper = SessionShaper(limits: configuration.options.shaping)
         self.machine = C2SStreamMachine(
             domain: configuration.domain, options: configuration.options, tlsAvailable: tls != nil,
             channelBindingData: tls?.serverEndPoint, directTLS: directTLS,
@@ -121,6 +129,10 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         negotiationDeadline?.cancel()
         idleCheck?.cancel()
         idleCheck = nil
+        shapedRead?.cancel()
+        shapedRead = nil
+        shapedStanza?.cancel()
+        shapedStanza = nil
         releaseAdmission()
         if let attempt = attempt.take() {
             // An attempt abandoned halfway counts as a failure.
@@ -137,7 +149,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: configuration.options.idleRelease) { [self] in
             idleCheck = nil
             guard session != nil else { return }
-            guard !busy, readsSinceIdleCheck == 0 else { return scheduleIdleCheck() }
+            guard !held, readsSinceIdleCheck == 0 else { return scheduleIdleCheck() }
             spareOutput = nil
             guard !parser.hibernating else { return }
             if parser.hibernate() {
@@ -177,6 +189,9 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
             fail(StreamError(.internalServerError))
             return
         }
+        if session != nil, let wait = shaper.read(buffer.readableBytes, now: context.eventLoop.now) {
+            delayReading(by: wait, context: context)
+        }
         enqueue(events)
         if session != nil, idleCheck == nil { scheduleIdleCheck() }
     }
@@ -185,11 +200,53 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         let generation = self.generation
         for event in events {
             guard generation == self.generation, !isClosed else { return }
-            if busy {
+            if held || pendingHead < pending.count {
                 pending.append(event)
+            } else if let wait = shapingWait(for: event) {
+                pending.append(event)
+                holdStanzas(for: wait)
             } else {
                 handle(event)
             }
+        }
+        let limits = configuration.options.shaping
+        if shapedStanza != nil, pending.count - pendingHead > limits.maxHeldStanzas {
+            configuration.metrics.shapedSessionEnded()
+            fail(StreamError(.policyViolation, text: "sending faster than this server allows (\(limits.stanzasPerSecond) stanzas a second)"))
+            return
+        }
+        updateReading()
+    }
+
+    /// Events wait in `pending` while a step runs or the shaper holds them.
+    private var held: Bool { busy || shapedStanza != nil }
+
+    /// How long a bound session's stanza waits for the shaper (taking its token when it
+    /// need not wait), or `nil`.
+    private func shapingWait(for event: XMLStreamEvent) -> TimeAmount? {
+        guard case .element = event, session != nil, let context else { return nil }
+        return shaper.stanza(now: context.eventLoop.now)
+    }
+
+    /// The bytes read put the session's shaper in debt: the next read waits it off.
+    private func delayReading(by wait: TimeAmount, context: ChannelHandlerContext) {
+        guard shapedRead == nil else { return }
+        configuration.metrics.sessionShaped()
+        shapedRead = context.eventLoop.assumeIsolated().scheduleTask(in: wait) { [self] in
+            shapedRead = nil
+            updateReading()
+        }
+        updateReading()
+    }
+
+    /// The first stanza in `pending` has no token yet: it, and what follows, waits.
+    private func holdStanzas(for wait: TimeAmount) {
+        guard shapedStanza == nil, let context else { return }
+        configuration.metrics.sessionShaped()
+        shapedStanza = context.eventLoop.assumeIsolated().scheduleTask(in: wait) { [self] in
+            shapedStanza = nil
+            guard !isClosed else { return }
+            drain()
         }
         updateReading()
     }
@@ -199,7 +256,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     /// (what was read meanwhile waits in `pending`, bounded by one read).
     private func updateReading() {
         guard let context, !isClosed else { return }
-        let pause = outputBackedUp || busy
+        let pause = outputBackedUp || held || shapedRead != nil
         guard pause != readingPaused else { return }
         readingPaused = pause
         if pause { configuration.metrics.readingPaused() }
@@ -239,11 +296,32 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     private func resume() {
         busy = false
+        drain()
+    }
+
+    /// Handles what waits in `pending`, in order, until a step or the shaper holds it.
+    private func drain() {
         updateReading()
         let generation = self.generation
-        while !busy, !pending.isEmpty, generation == self.generation, !isClosed {
-            handle(pending.removeFirst())
+        while !held, pendingHead < pending.count, generation == self.generation, !isClosed {
+            let event = pending[pendingHead]
+            if let wait = shapingWait(for: event) {
+                holdStanzas(for: wait)
+                break
+            }
+            pendingHead += 1
+            handle(event)
         }
+        if generation == self.generation {
+            if pendingHead == pending.count {
+                pending.removeAll()
+                pendingHead = 0
+            } else if pendingHead >= 1024 {
+                pending.removeFirst(pendingHead)
+                pendingHead = 0
+            }
+        }
+        updateReading()
     }
 
     private var isClosed: Bool { machine.isClosed }
@@ -311,6 +389,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
             parser.reset()
             generation += 1
             pending.removeAll()
+            pendingHead = 0
         case .beginAttempt(let account):
             beginAttempt(account)
         case .authenticationFailed(let account, let failure):

@@ -23,6 +23,8 @@ public final class C2SMetrics: Sendable {
     private let slowConsumers = Atomic<Int>(0)
     private let delayedAuth = Atomic<Int>(0)
     private let released = Atomic<Int>(0)
+    private let shaped = Atomic<Int>(0)
+    private let shapedEnded = Atomic<Int>(0)
 
     public init() {}
 
@@ -53,6 +55,12 @@ public final class C2SMetrics: Sendable {
     func slowConsumerEnded() { slowConsumers.add(1, ordering: .relaxed) }
     func authenticationDelayed() { delayedAuth.add(1, ordering: .relaxed) }
     func idleSessionReleased() { released.add(1, ordering: .relaxed) }
+    func sessionShaped() { shaped.add(1, ordering: .relaxed) }
+    func shapedSessionEnded() { shapedEnded.add(1, ordering: .relaxed) }
+    /// Times a session's shaper delayed its reading or held its stanzas.
+    public var shapingDelays: Int { shaped.load(ordering: .relaxed) }
+    /// Streams ended because they held more stanzas back than the shaper allows.
+    public var shapedSessionsEnded: Int { shapedEnded.load(ordering: .relaxed) }
 
     /// Connections refused at once: too many not yet authenticated, in all or per address.
     public var connectionsRefused: Int { refused.load(ordering: .relaxed) }

@@ -57,7 +57,11 @@ struct ClientHardeningTests {
     @Test func aSessionThatDoesNotReadIsEnded() async throws {
         let reader = try await TestDatabase.shared.makeAccount()
         let sender = try await TestDatabase.shared.makeAccount()
-        try await withNode({ $0.limits.maxUnsentBytes = 256 * 1024 }) { node in
+        try await withNode({
+            $0.limits.maxUnsentBytes = 256 * 1024
+            // The sender pushes many MiB (the kernel's buffers fill first): not shaped.
+            $0.limits.sessionBytesPerSecond = 0
+        }) { node in
             let stalled = try await node.login(reader, resource: "stalled")
             let talker = try await node.login(sender)
             try await stalled.setReading(false)

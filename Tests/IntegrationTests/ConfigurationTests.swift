@@ -158,6 +158,9 @@ import Testing
         ("", ["CONCLAVE_C2S_ALLOW_PLAINTEXT_ON_LOOPBACK": "perhaps"]),
         ("limits:\n  max_connections: -1\n", [:]),
         ("", ["CONCLAVE_LIMITS_MAX_CONNECTIONS": "-5"]),
+        ("limits:\n  session_stanzas_per_second: -1\n", [:]),
+        ("limits:\n  session_bytes_per_second: 100\n  session_burst_bytes: 0\n", [:]),
+        ("", ["CONCLAVE_LIMITS_SESSION_MAX_HELD_STANZAS": "0"]),
     ])
     func badValuesAreRefusedWithTheirName(yaml: String, environment: [String: String]) throws {
         let path = try file(yaml)
@@ -170,6 +173,21 @@ import Testing
         #expect(try ServerConfiguration.load(path: path, environment: [:]).limits.maxConnections == 5000)
         let overridden = try ServerConfiguration.load(path: path, environment: ["CONCLAVE_LIMITS_MAX_CONNECTIONS": "7"])
         #expect(overridden.limits.maxConnections == 7)
+    }
+
+    /// Sessions are shaped by default; each rate, burst and the hard limit is a key, a
+    /// rate of 0 turns its shaping off, and the environment overrides the file.
+    @Test func sessionShapingHasDefaultsAndKeys() throws {
+        let defaults = try ServerConfiguration.load(path: nil, environment: [:]).limits
+        #expect(defaults.sessionBytesPerSecond == 1 << 20 && defaults.sessionBurstBytes == 2 << 20)
+        #expect(defaults.sessionStanzasPerSecond == 1000 && defaults.sessionBurstStanzas == 2000)
+        #expect(defaults.sessionMaxHeldStanzas == 5000)
+        let path = try file(
+            "limits:\n  session_bytes_per_second: 0\n  session_stanzas_per_second: 20\n  session_burst_stanzas: 40\n  session_max_held_stanzas: 100\n"
+        )
+        let loaded = try ServerConfiguration.load(path: path, environment: ["CONCLAVE_LIMITS_SESSION_BURST_STANZAS": "60"]).limits
+        #expect(loaded.sessionBytesPerSecond == 0 && loaded.sessionStanzasPerSecond == 20)
+        #expect(loaded.sessionBurstStanzas == 60 && loaded.sessionMaxHeldStanzas == 100)
     }
 
     @Test func aMissingFileIsAnError() {

@@ -379,6 +379,96 @@ struct C2SConnectionTests {
         #expect(client.node.record.withLock { $0.routed.isEmpty && $0.bound.isEmpty })
     }
 
+    /// Options that shape only what is under test (the other rate off).
+    static func shaped(bytesPerSecond: Int = 0, burstBytes: Int = 1, stanzasPerSecond: Int = 0, burstStanzas: Int = 1, maxHeld: Int = 5000)
+        -> C2SConfiguration.Options
+    {
+        var options = Client.options
+        options.shaping.bytesPerSecond = bytesPerSecond
+        options.shaping.burstBytes = burstBytes
+        options.shaping.stanzasPerSecond = stanzasPerSecond
+        options.shaping.burstStanzas = burstStanzas
+        options.shaping.maxHeldStanzas = maxHeld
+        return options
+    }
+
+    /// Whether the connection reads from its socket now (the last `autoRead` it set).
+    static func reading(_ channel: NIOAsyncTestingChannel) -> Bool {
+        channel.options.last { $0.option is ChannelOptions.Types.AutoReadOption }.map { $0.value as! Bool } ?? true
+    }
+
+    /// A session sending faster than its stanza rate: its burst is handled at once, the
+    /// rest one by one at the rate (by the loop's clock), in order, with reading paused
+    /// meanwhile; nothing is lost and the stream stays open.
+    @Test func stanzasBeyondTheBurstWaitForTheRateInOrder() async throws {
+        let client = try await Client(options: Self.shaped(stanzasPerSecond: 10, burstStanzas: 5), node: Self.node())
+        _ = try await client.logIn("romeo", "secret", resource: "r")
+        let loop = client.channel.testingEventLoop
+        let routed = { client.node.record.withLock { $0.routed.compactMap(\.id) } }
+        try await client.send((1...12).map { "<message to='juliet@localhost' id='m\($0)'/>" }.joined())
+        #expect(routed() == (1...5).map { "m\($0)" }, "the burst goes at once")
+        #expect(!Self.reading(client.channel), "reading waits while stanzas are held")
+        // One more stanza every 100 ms.
+        await loop.advanceTime(by: .milliseconds(99))
+        #expect(routed().count == 5)
+        await loop.advanceTime(by: .milliseconds(1))
+        #expect(routed().count == 6)
+        // What comes meanwhile queues behind the held stanzas.
+        try await client.send("<message to='juliet@localhost' id='late'/>")
+        await loop.advanceTime(by: .milliseconds(600))
+        #expect(routed() == (1...12).map { "m\($0)" })
+        #expect(Self.reading(client.channel) == false)
+        await loop.advanceTime(by: .milliseconds(100))
+        #expect(routed().last == "late")
+        #expect(Self.reading(client.channel), "reading resumes once nothing is held")
+        #expect(client.metrics.shapingDelays >= 1)
+        #expect(client.channel.isActive)
+    }
+
+    /// Bytes are shaped by delaying the next read: what was read is handled, and reading
+    /// resumes once the debt is paid at the rate.
+    @Test func bytesBeyondTheBurstDelayTheNextRead() async throws {
+        let client = try await Client(options: Self.shaped(bytesPerSecond: 1000, burstBytes: 1000), node: Self.node())
+        _ = try await client.logIn("romeo", "secret", resource: "r")
+        let loop = client.channel.testingEventLoop
+        let body = String(repeating: "x", count: 2900)
+        try await client.send("<message to='juliet@localhost' id='big'><body>\(body)</body></message>")
+        #expect(client.node.record.withLock { $0.routed.last?.id } == "big", "what was read is handled")
+        #expect(!Self.reading(client.channel), "about 2 s of debt: the next read waits")
+        await loop.advanceTime(by: .milliseconds(1500))
+        #expect(!Self.reading(client.channel))
+        await loop.advanceTime(by: .milliseconds(600))
+        #expect(Self.reading(client.channel))
+        // Within its rate again, a session is not delayed.
+        await loop.advanceTime(by: .seconds(5))
+        try await client.send("<message to='juliet@localhost' id='small'/>")
+        #expect(Self.reading(client.channel))
+        #expect(client.node.record.withLock { $0.routed.last?.id } == "small")
+    }
+
+    /// A client that sends far more than its shaper holds back is ended with
+    /// `<policy-violation/>` and a text saying why; what it sent before the limit was handled.
+    @Test func aSessionHoldingBackMoreThanTheHardLimitIsEndedPolicyViolation() async throws {
+        let client = try await Client(options: Self.shaped(stanzasPerSecond: 1, burstStanzas: 2, maxHeld: 10), node: Self.node())
+        _ = try await client.logIn("romeo", "secret", resource: "r")
+        try await client.send((1...13).map { "<presence id='p\($0)'/>" }.joined())
+        let error = try await client.streamError()
+        #expect(error?.condition == .policyViolation)
+        #expect(error?.text?.contains("faster than this server allows") == true, "\(String(describing: error))")
+        #expect(client.node.record.withLock { $0.routed.compactMap(\.id) } == ["p1", "p2"])
+        #expect(client.metrics.shapedSessionsEnded == 1)
+        #expect(await client.node.nextEnded()?.description == "romeo@localhost/r")
+    }
+
+    /// Negotiation is not shaped (its own limits apply): a client logs in at once even
+    /// with the slowest rates.
+    @Test func negotiationIsNotShaped() async throws {
+        let client = try await Client(options: Self.shaped(bytesPerSecond: 1, burstBytes: 1, stanzasPerSecond: 1, burstStanzas: 1), node: Self.node())
+        #expect(try await client.logIn("romeo", "secret", resource: "r") == "romeo@localhost/r")
+        try await client.send("<presence id='first'/>")
+        #expect(client.node.record.withLock { $0.routed.compactMap(\.id) } == ["first"])
+    }
+
     @Test func aConnectionLostEndsTheSession() async throws {
         let client = try await Client(node: Self.node())
         _ = try await client.logIn("romeo", "secret", resource: "r")
