@@ -24,6 +24,8 @@ public final class ControlBus: Sendable {
         var listening = false
         var reconnects = 0
         var received = 0
+        /// The newest event id announced by a notification.
+        var newestNotified: Int64 = 0
         /// Ids handled recently: a sequence value is taken before its transaction
         /// commits, so a lower id can become visible after a higher one. Catching up
         /// looks `lookBack` ids behind the highest handled one and skips these.
@@ -55,6 +57,9 @@ public final class ControlBus: Sendable {
     /// Events handled so far.
     public var eventsReceived: Int { state.withLock { $0.received } }
     public var lastEventID: Int64 { state.withLock { $0.lastID } }
+    /// Events announced and not yet handled (the events wait in PostgreSQL, read a
+    /// thousand at a time: this is how far behind the node is, not memory it holds).
+    public var backlog: Int64 { state.withLock { max(0, $0.newestNotified - $0.lastID) } }
 
     /// Handles events after `lastID` until the task is cancelled. `ready` is called
     /// (once) when LISTEN is first established.
@@ -87,7 +92,10 @@ public final class ControlBus: Sendable {
                         ready()
                     }
                     for try await notification in notifications {
-                        if let id = Int64(notification.payload), id <= lastEventID { continue }
+                        if let id = Int64(notification.payload) {
+                            state.withLock { $0.newestNotified = max($0.newestNotified, id) }
+                            if id <= lastEventID { continue }
+                        }
                         try await catchUp()
                     }
                 }

@@ -191,6 +191,22 @@ public final class NodeLinks: Sendable {
         outbound.withLock { $0.mapValues { $0.queued } }
     }
 
+    /// The depth of the queue to `node`, in bytes, with its marks: while it is high, the
+    /// sessions that send room input there stop being read. `nil`: no link to it.
+    public func pressure(to node: String) -> PressureGauge? {
+        outbound.withLock { $0[node] }?.pressure
+    }
+
+    /// Peers whose queue is above its high-water mark now.
+    public var congestedPeers: [String] {
+        outbound.withLock { $0.filter { $0.value.pressure.isHigh }.keys.sorted() }
+    }
+
+    /// Times each peer's queue went above its high-water mark (a metric).
+    public var queueHighs: [String: Int] {
+        outbound.withLock { $0.mapValues { $0.pressure.timesHigh } }
+    }
+
     /// Bytes (serialized) waiting for an acknowledgement, per peer (a metric).
     public var queueBytes: [String: Int] {
         outbound.withLock { $0.mapValues { $0.queuedBytes } }

@@ -25,6 +25,9 @@ final class OutboundLink: Sendable {
     let peerIncarnation: Int64
     private let links: NodeLinks
     private let state = Mutex(State())
+    /// The queue's bytes with the marks between which this node's sessions that send
+    /// room input to the peer stop being read (`NodeLinks.pressure(to:)`).
+    let pressure: PressureGauge
 
     struct State {
         var nextSeq: UInt64 = 1
@@ -54,6 +57,8 @@ final class OutboundLink: Sendable {
         self.peer = peer
         self.address = address
         self.peerIncarnation = peerIncarnation
+        let bound = links.options.maxQueueBytes
+        pressure = PressureGauge(high: max(1, bound / 8), low: bound / 16)
     }
 
     var queued: Int { state.withLock { $0.unacked.count } }
@@ -67,14 +72,15 @@ final class OutboundLink: Sendable {
     /// Closes the link; returns the frames never acknowledged, with what was kept for them.
     @discardableResult
     func close() -> [(frame: LinkFrame, keep: (any AnyObject & Sendable)?)] {
-        let (channel, task, unsent) = state.withLock { state in
+        let (channel, task, unsent, bytes) = state.withLock { state in
             state.closed = true
             defer {
                 state.unacked = []
                 state.bytes = 0
             }
-            return (state.channel, state.task, state.unacked.map { ($0.frame, $0.keep) })
+            return (state.channel, state.task, state.unacked.map { ($0.frame, $0.keep) }, state.bytes)
         }
+        pressure.add(-bytes)
         task?.cancel()
         channel?.close(promise: nil)
         return unsent
@@ -90,7 +96,7 @@ final class OutboundLink: Sendable {
     /// larger than the largest frame.
     func enqueue(_ frame: LinkFrame, keeping keep: (any AnyObject & Sendable)? = nil) -> Bool {
         let options = links.options
-        enum Outcome { case queued, closed, full(first: Bool), tooLarge(Int) }
+        enum Outcome { case queued(Int), closed, full(first: Bool), tooLarge(Int) }
         let outcome = state.withLock { state -> Outcome in
             guard !state.closed else { return .closed }
             let seq = state.nextSeq
@@ -105,10 +111,11 @@ final class OutboundLink: Sendable {
             state.unacked.append((seq, frame, bytes, keep))
             state.bytes += size
             scheduleFlush(&state)
-            return .queued
+            return .queued(size)
         }
         switch outcome {
-        case .queued:
+        case .queued(let size):
+            pressure.add(size)
             return true
         case .closed:
             return false
@@ -164,11 +171,22 @@ final class OutboundLink: Sendable {
     /// frame up to `through` except those in `pending` (room input its rooms still hold:
     /// one slow room does not keep the frames after it from being acknowledged).
     func acknowledged(_ seq: UInt64, through: UInt64? = nil, except pending: Set<UInt64> = []) {
-        state.withLock { state in
+        changingBytes { state in
             removeAcknowledged(upTo: seq, &state)
             if let through, through > seq { removeHandled(through: through, except: pending, &state) }
             if state.written == 0, !state.unacked.isEmpty { scheduleFlush(&state) }
         }
+    }
+
+    /// Runs `body` under the lock and tells the gauge what it did to the queue's bytes.
+    private func changingBytes<Result>(_ body: (inout State) -> Result) -> Result {
+        let (result, delta) = state.withLock { state in
+            let before = state.bytes
+            let result = body(&state)
+            return (result, state.bytes - before)
+        }
+        pressure.add(delta)
+        return result
     }
 
     private func removeHandled(through: UInt64, except pending: Set<UInt64>, _ state: inout State) {
@@ -204,7 +222,7 @@ final class OutboundLink: Sendable {
     /// A frame on probation that was sent alone is the culprit: dropped. Otherwise every
     /// frame in flight goes on probation for the next connection.
     func peerRejectedFrame(after: UInt64) {
-        let dropped = state.withLock { state -> (seq: UInt64, frame: LinkFrame)? in
+        let dropped = changingBytes { state -> (seq: UInt64, frame: LinkFrame)? in
             removeAcknowledged(upTo: after, &state)
             guard state.written > 0 else { return nil }
             if state.written == 1, state.unacked[0].seq <= state.probationUntil {
@@ -227,7 +245,7 @@ final class OutboundLink: Sendable {
 
     /// The peer accepted us and has handled everything up to `last`.
     func accepted(channel: any Channel, last: UInt64, through: UInt64? = nil, except pending: Set<UInt64> = []) {
-        state.withLock { state in
+        changingBytes { state in
             removeAcknowledged(upTo: last, &state)
             if let through, through > last { removeHandled(through: through, except: pending, &state) }
             state.written = 0

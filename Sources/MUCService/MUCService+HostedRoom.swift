@@ -19,6 +19,11 @@ extension MUCService {
         return room.history.last { $0.senderNick == nick && $0.message.id == id }
     }
 
+    /// What a room refuses while the store is far behind: groupchat messages and joins.
+    static func isShedUnderOverload(_ stanza: XMLElement) -> Bool {
+        (stanza.stanzaKind == .message && stanza.type == "groupchat") || isJoin(stanza)
+    }
+
     static func isJoin(_ stanza: XMLElement) -> Bool {
         guard stanza.stanzaKind == .presence, stanza.type == nil, let to = try? stanza.toJID(), to.resourcepart != nil else {
             return false
@@ -29,16 +34,21 @@ extension MUCService {
     func process(_ input: RoomInput, in box: RoomBox) {
         var ended = false
         var requeue: [RoomInput] = []
+        var refused: RoomInput?
         let canServe = placement.canServe
         box.state.withLock { slot in
             guard slot.phase == .active, var room = slot.room else {
-                if slot.phase == .gone { requeue.append(input) } else { slot.hold(input, at: clock.now()) }
+                if slot.phase == .gone {
+                    requeue.append(input)
+                } else if !slot.hold(input, at: clock.now()) {
+                    refused = input
+                }
                 return
             }
             guard canServe else {
                 // The lease is not confirmed (PostgreSQL unreachable for a while): hold
                 // the input, in order, until it is — or until the node knows it lost it.
-                slot.hold(input, at: clock.now())
+                if !slot.hold(input, at: clock.now()) { refused = input }
                 slot.catchingUp = true
                 return
             }
@@ -51,6 +61,20 @@ extension MUCService {
                     ended = effects.roomEnded
                 }
                 send([.left(token: token, node: input.home)], answering: nil, slot: &slot, box: box)
+                return
+            }
+            if writes.backlog.level > writerShedBytes, Self.isShedUnderOverload(stanza) {
+                // The store is far behind: what would add to it most is refused, with an
+                // error the sender sees, until it catches up. Leaves, answers and the
+                // room's own business go on.
+                counterState.withLock { $0.shed += 1 }
+                var reply = stanza.errorReply(serviceError(Self.overloaded, answering: stanza))
+                if Self.isJoin(stanza) { reply.append(XMLElement("x", namespace: Namespace.muc)) }
+                answer(input, with: reply)
+                if slot.creating {
+                    slot.phase = .gone
+                    ended = true
+                }
                 return
             }
             if slot.creating {
@@ -114,6 +138,7 @@ extension MUCService {
         }
         if ended { end(box) }
         for input in requeue { handle(input) }
+        if let refused { refuse(refused, Self.overloaded) }
     }
 
     /// Delivers the effects and queues the durable changes, in order. `replaying`: the

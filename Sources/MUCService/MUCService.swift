@@ -24,7 +24,10 @@ public final class MUCService: Sendable {
     let output: any RoomOutput
     let logger: Logger
     let rooms = Mutex<[JID: RoomBox]>([:])
-    let writes = RoomWriter()
+    let writes: RoomWriter
+    /// Above this many bytes in the writer's backlog, rooms refuse new messages and joins
+    /// with `resource-constraint` (wait) instead of queueing more for the store.
+    let writerShedBytes: Int
     /// Writes in flight at once (the store's pool also serves activations and reads).
     let writeSlots = AsyncLimiter(8)
     let counterState = Mutex(Counters())
@@ -45,6 +48,8 @@ public final class MUCService: Sendable {
         /// Writes of several room changes given up at their deadline, then written in
         /// smaller pieces.
         public var timedOutWrites = 0
+        /// Messages and joins refused because the store was far behind.
+        public var shed = 0
         /// Room input refused because it waited longer than `inputTimeout` (its room
         /// could not be activated, was moving, or this node's lease was unconfirmed).
         public var inputsTimedOut = 0
@@ -92,12 +97,22 @@ public final class MUCService: Sendable {
         /// (`RoomOutput.membership`), or knew it from an earlier owner, with that node.
         var members: [JID: String] = [:]
 
+        /// Input one room holds at most while it cannot take it (activating, moving, its
+        /// owner's lease unconfirmed); beyond it new messages and joins are refused
+        /// (`MUCService.isShedUnderOverload`), so that a flood into a room that is not
+        /// ready cannot grow the node's memory within `inputTimeout`.
+        static let maxHeldInputs = 10_000
+
         /// Holds `input` back, in order, noting when it started waiting.
         /// Keeps `input` until the room can take it; `now`: the service clock's time.
-        mutating func hold(_ input: RoomInput, at now: Duration) {
+        /// `false`: not kept (the room holds too much, and it can be refused).
+        @discardableResult
+        mutating func hold(_ input: RoomInput, at now: Duration) -> Bool {
+            if pending.count >= Self.maxHeldInputs, MUCService.isShedUnderOverload(input.stanza) { return false }
             var input = input
             if input.heldSince == nil { input.heldSince = now }
             pending.append(input)
+            return true
         }
     }
 
@@ -125,8 +140,11 @@ public final class MUCService: Sendable {
         restrictRoomCreation: Bool = false,
         inputTimeout: Duration = .seconds(5),
         clock: ServiceClock = .continuous,
+        writerBacklogBytes: Int = 8 << 20,
         logger: Logger
     ) {
+        writes = RoomWriter(backlog: PressureGauge(high: writerBacklogBytes, low: writerBacklogBytes / 2))
+        writerShedBytes = writerBacklogBytes * 4
         self.inputTimeout = inputTimeout
         self.clock = clock
         self.domain = domain
@@ -144,6 +162,18 @@ public final class MUCService: Sendable {
         counters.deliveries = deliveryCount.load(ordering: .relaxed)
         return counters
     }
+
+    /// Bytes of room changes queued for the store and not yet written: while high, the
+    /// node stops reading the rooms' senders (local sessions, and the links of peers that
+    /// forward their input); above four times the high mark rooms refuse new messages
+    /// and joins.
+    public var writerBacklog: PressureGauge { writes.backlog }
+
+    /// The node that owns `room` now (by the ring), if any.
+    public func owner(of room: JID) -> String? { placement.owner(of: room) }
+
+    /// The node this service runs on.
+    public var nodeName: String { placement.nodeName }
 
     /// Rooms this node serves now.
     public var roomCount: Int { rooms.withLock { $0.count } }
@@ -208,7 +238,7 @@ public final class MUCService: Sendable {
                 // takes it out under this lock, and routes what it holds again.
                 guard slot.phase == .active, !slot.catchingUp else {
                     trace(input, "held (\(slot.phase), catching up \(slot.catchingUp))")
-                    slot.hold(input, at: clock.now())
+                    guard slot.hold(input, at: clock.now()) else { return .refuse(input, Self.overloaded) }
                     return nil
                 }
                 guard behindOthers else {
@@ -216,7 +246,7 @@ public final class MUCService: Sendable {
                     return .process(input, box)
                 }
                 trace(input, "queued behind others")
-                slot.hold(input, at: clock.now())
+                guard slot.hold(input, at: clock.now()) else { return .refuse(input, Self.overloaded) }
                 slot.catchingUp = true
                 return .drain(box)
             }
@@ -240,6 +270,9 @@ public final class MUCService: Sendable {
         rooms[roomJID] = box
         return .activate(box)
     }
+
+    /// The error of input refused because the node cannot take more of it now.
+    static let overloaded = StanzaError(.resourceConstraint, type: .wait, text: "the room service is overloaded; try again shortly")
 
     func perform(_ next: Routed) {
         switch next {

@@ -69,18 +69,23 @@ final class RoomWriter: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Bytes of the changes queued and not yet written (roughly: their text), with the
+    /// marks between which the node slows the rooms' senders down.
+    let backlog: PressureGauge
     /// How many changes one write takes (what the store has shown it stores in time).
     let batching = WriteBatching()
     private let starts: AsyncStream<JID>
     private let startContinuation: AsyncStream<JID>.Continuation
 
-    init() {
+    init(backlog: PressureGauge = PressureGauge(high: 8 << 20, low: 4 << 20)) {
+        self.backlog = backlog
         (starts, startContinuation) = AsyncStream.makeStream(of: JID.self)
     }
 
     func push(_ item: Item, for room: JID) {
         let start = state.withLock { state -> Bool in
             guard !state.finished else { return false }
+            if case .change(_, let change) = item { backlog.add(change.approximateBytes) }
             if state.lanes[room] != nil {
                 state.lanes[room]!.items.append(item)
                 return false
@@ -142,10 +147,11 @@ final class RoomWriter: Sendable {
     private func drain(_ room: JID, store: @Sendable (JID, RoomFence, [StoredRoomChange]) async -> Outcome) async {
         // Changes refused for good since the last `.run` (per fence): that run fails.
         var failed: Set<RoomFence> = []
-        var group: (fence: RoomFence, changes: [StoredRoomChange])?
+        var group: (fence: RoomFence, changes: [StoredRoomChange], bytes: Int)?
         func storeGroup() async {
-            guard let (fence, changes) = group else { return }
+            guard let (fence, changes, bytes) = group else { return }
             group = nil
+            defer { backlog.add(-bytes) }
             guard !isStale(room, fence) else { return }
             switch await store(room, fence, changes) {
             case .stored: break
@@ -159,8 +165,9 @@ final class RoomWriter: Sendable {
                     if let current = group, current.fence != fence || current.changes.count >= batching.limit {
                         await storeGroup()
                     }
-                    if group == nil { group = (fence, []) }
+                    if group == nil { group = (fence, [], 0) }
                     group!.changes.append(change)
+                    group!.bytes += change.approximateBytes
                     continue
                 }
                 await storeGroup()
@@ -273,5 +280,22 @@ final class AsyncLimiter: Sendable {
             return state.waiting.removeFirst()
         }
         next?.resume()
+    }
+}
+
+extension StoredRoomChange {
+    /// About what the change takes in memory and on the wire to the store: its text.
+    var approximateBytes: Int {
+        switch self {
+        case .configuration(let json, _, _): 64 + json.utf8.count
+        case .occupant(let occupant):
+            64 + occupant.realJID.description.utf8.count + occupant.nick.utf8.count + occupant.presence.utf8.count
+                + occupant.homeNode.utf8.count
+        case .occupantLeft(let real): 64 + real.description.utf8.count
+        case .subject(let subject, let nick, _): 64 + subject.utf8.count + (nick?.utf8.count ?? 0)
+        case .affiliation(let jid, _, let reason, let nick): 64 + jid.description.utf8.count + (reason?.utf8.count ?? 0) + (nick?.utf8.count ?? 0)
+        case .history(let entry, _): 64 + entry.stanza.utf8.count + entry.nick.utf8.count + (entry.id?.utf8.count ?? 0)
+        case .deleted: 64
+        }
     }
 }

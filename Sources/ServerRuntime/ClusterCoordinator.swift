@@ -54,6 +54,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     /// Groupchat messages other nodes' rooms delivered here, to be told apart when their
     /// input is routed again (see `DeliveredMessages`).
     let delivered = DeliveredMessages()
+    /// Room input from peers parked while the rooms' writer is above its high-water mark.
+    let parked = ParkedRoomInput()
     /// Tickets of membership reads, in the order they started.
     private let membershipReads = Atomic<UInt64>(0)
 
@@ -77,6 +79,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         let router = self.router
         let me = self.me
         let delivered = self.delivered
+        let parked = self.parked
         let links = NodeLinks(
             name: nodeName, incarnation: 0, secret: secret, tls: linkTLS, options: linkOptions, group: group,
             clock: clock, logger: logger,
@@ -89,11 +92,11 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
                 case .room(let stanza, let real, let home, let hops):
                     var input = RoomInput(stanza: stanza, real: real, home: home, hops: hops)
                     input.receipt = receipt
-                    muc.withLock { $0 }?.handle(input)
+                    if let service = muc.withLock({ $0 }) { parked.handle(input, in: service) }
                 case .sessionEnded(let room, let real, let home, let hops, let token):
                     var input = RoomInput.sessionEnded(room: room, real: real, home: home, token: token, hops: hops)
                     input.receipt = receipt
-                    muc.withLock { $0 }?.handle(input)
+                    if let service = muc.withLock({ $0 }) { parked.handle(input, in: service) }
                 case .sessionLeft(let token):
                     router.withLock { $0 }?.sessionLeft(token: token)
                 case .membership(let room, let real, let entered):
@@ -286,6 +289,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
     func sessionBound(_ jid: JID) async { await directory.bound(jid) }
 
     func sessionEnded(_ jid: JID) async { await directory.ended(jid) }
+
+    func pressure(toward node: String) -> PressureGauge? { links.pressure(to: node) }
 
     // MARK: - Lifecycle
 
@@ -630,4 +635,6 @@ protocol RemoteRouting: Sendable {
     func sessionAvailability(_ jid: JID, available: Bool, priority: Int) async
     func sessionBound(_ jid: JID) async
     func sessionEnded(_ jid: JID) async
+    /// The queue of what this node sends `node`, with its marks (`nil`: no link to it).
+    func pressure(toward node: String) -> PressureGauge?
 }

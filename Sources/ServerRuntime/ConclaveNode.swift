@@ -121,6 +121,7 @@ public final class ConclaveNode: Service {
                 output: coordinator,
                 restrictRoomCreation: configuration.mucRestrictRoomCreation,
                 inputTimeout: .milliseconds(Int64(configuration.cluster.roomInputTimeoutSeconds * 1000)),
+                writerBacklogBytes: configuration.limits.roomWriterBacklogBytes,
                 logger: logger
             )
             coordinator.attach(muc: muc, router: router)
@@ -129,6 +130,8 @@ public final class ConclaveNode: Service {
             self.cluster.withLock { $0 = coordinator }
             async let writerDone: Void = muc.runWriter()
             group.addTask { await muc.runInputTimeouts() }
+            let memory = MemoryBudget(budget: configuration.limits.maxMemoryBytes)
+            group.addTask { await memory.run() }
             // Links first (their address goes into the membership), then the bus, then
             // membership: nothing committed after the registration is missed.
             let linkPort = try await coordinator.links.listen(
@@ -162,6 +165,7 @@ public final class ConclaveNode: Service {
             options.maxUnauthenticatedConnectionsPerAddress = configuration.limits.maxUnauthenticatedConnectionsPerAddress
             options.maxConnections = configuration.limits.maxConnections
             options.shaping = configuration.limits.shaping
+            options.admissionRefusal = { memory.overBudget }
             options.negotiationTimeout = .seconds(Int64(configuration.c2s.negotiationTimeoutSeconds))
             options.maxParallelAuthPerAddress = configuration.auth.maxParallelPerAddress
             options.authFailuresBeforeDelayPerAddress = configuration.auth.failuresBeforeDelayPerAddress
@@ -183,11 +187,16 @@ public final class ConclaveNode: Service {
                     },
                     readiness: { [logger, budget = options.maxConnections] in
                         var readiness = await Self.readiness(client: client, coordinator: coordinator, bus: bus, logger: logger)
+                        var problems: [String] = []
                         if budget > 0, c2sConfiguration.metrics.connectionsOpen >= budget {
                             // Full: serves its sessions, takes no new ones (a balancer steers away).
+                            problems.append("full: \(budget) client connections (limits.max_connections)")
+                        }
+                        if let memory = memory.overBudget { problems.append(memory) }
+                        problems += Self.overload(muc: muc, coordinator: coordinator)
+                        if !problems.isEmpty {
                             readiness.ready = false
-                            readiness.detail = (readiness.detail == "ready" ? "" : readiness.detail + "; ")
-                                + "full: \(budget) client connections (limits.max_connections)"
+                            readiness.detail = ([readiness.detail].filter { $0 != "ready" } + problems).joined(separator: "; ")
                         }
                         return readiness
                     },
@@ -250,6 +259,19 @@ public final class ConclaveNode: Service {
         }
     }
 
+    /// Why the node is overloaded now, if it is: queues above their high-water marks.
+    static func overload(muc: MUCService, coordinator: ClusterCoordinator) -> [String] {
+        var problems: [String] = []
+        let backlog = muc.writerBacklog
+        if backlog.isHigh {
+            problems.append("overloaded: \(backlog.level) bytes of room changes wait for PostgreSQL (limits.room_writer_backlog_bytes)")
+        }
+        for peer in coordinator.links.congestedPeers {
+            problems.append("overloaded: the queue to node \(peer) is above its high-water mark")
+        }
+        return problems
+    }
+
     static func readiness(client: PostgresClient, coordinator: ClusterCoordinator, bus: ControlBus, logger: Logger) async
         -> AdminHTTP.Readiness
     {
@@ -291,6 +313,10 @@ public final class ConclaveNode: Service {
             LinkEvent.allCases.map { ("event=\"\($0.rawValue)\"", Double(linkEvents[$0, default: 0])) }
         )
         text.add("conclave_notify_events_total", "counter", "Control-bus events handled.", Double(bus.eventsReceived))
+        text.add(
+            "conclave_bus_backlog_events", "gauge", "Control-bus events announced and not yet handled (they wait in PostgreSQL).",
+            Double(bus.backlog)
+        )
         text.add("conclave_bus_reconnects_total", "counter", "LISTEN connections re-established.", Double(bus.reconnects))
         text.add("conclave_room_activations_total", "counter", "Rooms claimed and loaded by this node.", Double(counters.activations))
         text.add("conclave_handovers_total", "counter", "Rooms handed over to another node.", Double(counters.handOvers))
@@ -324,6 +350,38 @@ public final class ConclaveNode: Service {
             "Room changes one write takes now (halved when a write runs out of time, doubled back while writes are quick).",
             Double(muc.writeBatchLimit)
         )
+        let backlog = muc.writerBacklog
+        text.add(
+            "conclave_room_writer_backlog_bytes", "gauge",
+            "Bytes of room changes queued for PostgreSQL and not yet written (high-water mark: limits.room_writer_backlog_bytes).",
+            Double(backlog.level)
+        )
+        text.add("conclave_room_writer_backlog_peak_bytes", "gauge", "The largest the writer's backlog has been.", Double(backlog.peak))
+        text.add(
+            "conclave_room_writer_backlog_highs_total", "counter",
+            "Times the writer's backlog reached its high-water mark (the rooms' senders were then not read).", Double(backlog.timesHigh)
+        )
+        text.add(
+            "conclave_room_input_shed_total", "counter",
+            "Messages and joins refused with resource-constraint: the writer's backlog above four times its mark, or a room holding too much input.",
+            Double(counters.shed)
+        )
+        text.add(
+            "conclave_room_input_parked", "gauge", "Room input from other nodes parked while the writer's backlog is high.",
+            Double(coordinator.parked.count)
+        )
+        text.add(
+            "conclave_room_input_parked_total", "counter", "Room input from other nodes parked so far.", Double(coordinator.parked.parkedTotal)
+        )
+        text.add(
+            "conclave_pressured_reads_total", "counter",
+            "Times a session's reading waited because the room queue its stanza went into (writer or link) was above its high-water mark.",
+            Double(router.pressuredReadCount)
+        )
+        text.add(
+            "conclave_link_queue_highs_total", "counter", "Times the queue to a peer reached its high-water mark (an eighth of cluster.link_queue_bytes).",
+            coordinator.links.queueHighs.sorted { $0.key < $1.key }.map { ("peer=\"\($0.key)\"", Double($0.value)) }
+        )
         text.add("conclave_room_inputs_forwarded_total", "counter", "Room input forwarded to the owner node.", Double(counters.forwarded))
         text.add(
             "conclave_fanout_deliveries_total", "counter", "Room stanza copies sent to occupants (one per recipient).",
@@ -352,6 +410,11 @@ public final class ConclaveNode: Service {
         text.add(
             "conclave_read_pauses_total", "counter",
             "Times reading from a client paused (its output backed up, or a step pending).", Double(c2s.readPauses)
+        )
+        text.add(
+            "conclave_connections_backed_up", "gauge",
+            "Client connections whose unsent output is above the channel's high-water mark now (ended above limits.max_unsent_bytes).",
+            Double(c2s.connectionsBackedUp)
         )
         text.add(
             "conclave_slow_consumers_ended_total", "counter", "Streams ended because the client left too much output unread.",

@@ -1,5 +1,6 @@
 public import Logging
 public import Storage
+import NIOCore
 import Synchronization
 public import XMPPCore
 public import XMPPStream
@@ -48,6 +49,7 @@ public final class LocalRouter: C2SDelegate {
     private let table = Mutex(Table())
     private let mucService = Mutex<MUCService?>(nil)
     private let remoteRouting = Mutex<(any RemoteRouting)?>(nil)
+    private let pressuredReads = Atomic<Int>(0)
     /// This node's name: where room output for its sessions is sent.
     public let nodeName: String
     /// The rooms each local session is in, as their owners said (`membership`).
@@ -281,6 +283,52 @@ public final class LocalRouter: C2SDelegate {
     }
 
     public func completion(ofRouting stanza: XMLElement, from session: C2SSession) -> (@Sendable () async -> Void)? {
+        if let pressure = roomPressure(of: stanza) {
+            // Backpressure: the queue this stanza went into (the rooms' writer here, or the
+            // link to the room's node) is above its high-water mark. The session is not
+            // read until it falls to its low mark, or for a second at most, so that a
+            // session is never stalled for good; what comes then is refused by the full
+            // queue with an error its sender sees.
+            pressuredReads.add(1, ordering: .relaxed)
+            let loop = session.eventLoop
+            return {
+                await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                    let once = Atomic<Bool>(false)
+                    let resume: @Sendable () -> Void = {
+                        if !once.exchange(true, ordering: .relaxed) { continuation.resume() }
+                    }
+                    let timer = loop.scheduleTask(in: Self.longestPressureWait) { resume() }
+                    pressure.whenRelieved {
+                        timer.cancel()
+                        resume()
+                    }
+                }
+            }
+        }
+        return presenceCompletion(ofRouting: stanza, from: session)
+    }
+
+    /// Longest a session's reading waits on one full queue.
+    static let longestPressureWait: TimeAmount = .seconds(1)
+
+    /// The queue a stanza to a room goes into, when it is high: the rooms' writer if this
+    /// node owns the room, the link to its owner otherwise.
+    private func roomPressure(of stanza: XMLElement) -> PressureGauge? {
+        guard let muc, let to = try? stanza.toJID(), to.domainpart == mucDomain.domainpart else { return nil }
+        let gauge: PressureGauge?
+        if let owner = muc.owner(of: to.bare), owner != muc.nodeName {
+            gauge = remote?.pressure(toward: owner)
+        } else {
+            gauge = muc.writerBacklog
+        }
+        guard let gauge, gauge.isHigh else { return nil }
+        return gauge
+    }
+
+    /// Times a session's reading waited on a full room queue (a metric).
+    public var pressuredReadCount: Int { pressuredReads.load(ordering: .relaxed) }
+
+    private func presenceCompletion(ofRouting stanza: XMLElement, from session: C2SSession) -> (@Sendable () async -> Void)? {
         guard stanza.name == "presence",
             let (priority, held) = table.withLock({ table -> (Int, XMLElement?)? in
                 guard let entry = table.sessions[session.jid], entry.session === session, entry.catchingUp else { return nil }

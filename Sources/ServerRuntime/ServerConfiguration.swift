@@ -83,6 +83,13 @@ public struct ServerConfiguration: Sendable, Hashable {
         public var sessionStanzasPerSecond = 1000
         public var sessionBurstStanzas = 2000
         public var sessionMaxHeldStanzas = 5000
+        /// Bytes of room changes waiting for PostgreSQL at which the node stops reading
+        /// the rooms' senders (until half of it is left), and reports itself overloaded;
+        /// at four times it, rooms refuse new messages and joins (`resource-constraint`).
+        public var roomWriterBacklogBytes = 8 << 20
+        /// The node's memory budget (resident set, bytes): past it, new streams get
+        /// `<resource-constraint/>` and `/readyz` says so. 0: no budget.
+        public var maxMemoryBytes = 0
         public init() {}
     }
 

@@ -83,6 +83,9 @@ public struct C2SConfiguration: Sendable {
         /// Connections open at once (the node's session budget); the next gets
         /// `<resource-constraint/>`. 0: no budget.
         public var maxConnections = 0
+        /// Asked for each new connection: a reason to refuse it with
+        /// `<resource-constraint/>` (the node past its memory budget), or `nil`.
+        public var admissionRefusal: (@Sendable () -> String?)?
         /// Bytes a connection may send before it has authenticated (the negotiation
         /// needs a few KiB); more gets `<policy-violation/>`.
         public var maxPreAuthBytes = 64 * 1024

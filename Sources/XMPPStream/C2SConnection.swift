@@ -104,6 +104,8 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         if options.maxConnections > 0, configuration.metrics.connectionsOpen > options.maxConnections {
             // This one counted already: past the budget means more than it.
             refusal = StreamError(.resourceConstraint, text: "this server is full; try again later or another server")
+        } else if options.admissionRefusal?() != nil {
+            refusal = StreamError(.resourceConstraint, text: "this server is full; try again later or another server")
         } else {
             refusal = admission.admit(address, options: options).map { StreamError(.policyViolation, text: $0) }
         }
@@ -133,6 +135,10 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         shapedRead = nil
         shapedStanza?.cancel()
         shapedStanza = nil
+        if outputBackedUp {
+            outputBackedUp = false
+            configuration.metrics.outputBackedUp(false)
+        }
         releaseAdmission()
         if let attempt = attempt.take() {
             // An attempt abandoned halfway counts as a failure.
@@ -264,7 +270,9 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        outputBackedUp = !context.channel.isWritable
+        let backedUp = !context.channel.isWritable
+        if backedUp != outputBackedUp { configuration.metrics.outputBackedUp(backedUp) }
+        outputBackedUp = backedUp
         updateReading()
         context.fireChannelWritabilityChanged()
     }

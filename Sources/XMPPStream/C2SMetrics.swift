@@ -24,6 +24,7 @@ public final class C2SMetrics: Sendable {
     private let delayedAuth = Atomic<Int>(0)
     private let released = Atomic<Int>(0)
     private let shaped = Atomic<Int>(0)
+    private let backedUp = Atomic<Int>(0)
     private let shapedEnded = Atomic<Int>(0)
 
     public init() {}
@@ -56,6 +57,10 @@ public final class C2SMetrics: Sendable {
     func authenticationDelayed() { delayedAuth.add(1, ordering: .relaxed) }
     func idleSessionReleased() { released.add(1, ordering: .relaxed) }
     func sessionShaped() { shaped.add(1, ordering: .relaxed) }
+    func outputBackedUp(_ now: Bool) { backedUp.add(now ? 1 : -1, ordering: .relaxed) }
+    /// Connections whose output is above the channel's high-water mark now (the client
+    /// reads slower than it is sent to; its reading is paused).
+    public var connectionsBackedUp: Int { backedUp.load(ordering: .relaxed) }
     func shapedSessionEnded() { shapedEnded.add(1, ordering: .relaxed) }
     /// Times a session's shaper delayed its reading or held its stanzas.
     public var shapingDelays: Int { shaped.load(ordering: .relaxed) }

@@ -1,0 +1,70 @@
+import Synchronization
+
+/// The depth of one queue (in bytes, or any unit) with a high-water and a low-water mark:
+/// it is *high* from when the depth reaches `high` until it falls to `low` or below.
+/// Producers that must slow down while it is high wait for `relief()`; nothing polls.
+public final class PressureGauge: Sendable {
+    public let high: Int
+    public let low: Int
+
+    private struct State {
+        var level = 0
+        var isHigh = false
+        var peak = 0
+        var highs = 0
+        var waiters: [@Sendable () -> Void] = []
+    }
+    private let state = Mutex(State())
+
+    /// `high`: the depth from which the queue is high; `low` (at most `high`): the depth
+    /// it must fall to before it is not.
+    public init(high: Int, low: Int) {
+        precondition(high > 0 && low >= 0 && low <= high)
+        self.high = high
+        self.low = low
+    }
+
+    /// Adds `delta` (negative: taken out) to the depth.
+    public func add(_ delta: Int) {
+        guard delta != 0 else { return }
+        let relieved = state.withLock { state -> [@Sendable () -> Void] in
+            state.level += delta
+            state.peak = max(state.peak, state.level)
+            if !state.isHigh, state.level >= high {
+                state.isHigh = true
+                state.highs += 1
+            } else if state.isHigh, state.level <= low {
+                state.isHigh = false
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            return []
+        }
+        for waiter in relieved { waiter() }
+    }
+
+    public var level: Int { state.withLock { $0.level } }
+    public var isHigh: Bool { state.withLock { $0.isHigh } }
+    /// The deepest the queue has been.
+    public var peak: Int { state.withLock { $0.peak } }
+    /// Times the queue became high.
+    public var timesHigh: Int { state.withLock { $0.highs } }
+
+    /// Returns once the queue is not high (at once if it is not now).
+    public func relief() async {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            whenRelieved { continuation.resume() }
+        }
+    }
+
+    /// Calls `body` once the queue is not high: at once if it is not now, otherwise where
+    /// the depth fell to the low mark.
+    public func whenRelieved(_ body: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
+            guard state.isHigh else { return true }
+            state.waiters.append(body)
+            return false
+        }
+        if now { body() }
+    }
+}
