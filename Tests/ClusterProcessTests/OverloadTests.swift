@@ -1,0 +1,104 @@
+import ClusterTestSupport
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import NIOPosix
+import PostgresNIO
+import Testing
+import XMPPCore
+
+extension ClusterProcessTests {
+    /// Backpressure across nodes: the owner of a room whose writes fall behind parks the
+    /// room input another node forwards, unacknowledged; that node's queue to the owner
+    /// fills past its mark, and it stops reading the client that sends — the client is
+    /// slowed, nothing is lost or doubled, and both nodes recover by themselves.
+    @Suite(.timeLimit(.minutes(3)))
+    struct Overload {
+        static func sample(_ name: String, in text: String) -> Double? {
+            for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+                return Double(line.dropFirst(name.count + 1))
+            }
+            return nil
+        }
+
+        static func readyz(_ cluster: Cluster, _ name: String) async throws -> (status: Int, body: String) {
+            guard let http = try cluster.node(name).http else { throw TestFailure("\(name) serves no HTTP") }
+            let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(http)/readyz")!)
+            return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+        }
+
+        @Test func anOwnerWhoseWritesFallBehindSlowsTheSendersOfAnotherNode() async throws {
+            try await Cluster.run(test: "overload-links", nodes: 0) { cluster in
+                // Small marks: the writer's at 64 KiB, the link queue's at 128 KiB (an eighth of 1 MiB).
+                let config = cluster.directory + "/overload.yaml"
+                try "limits:\n  room_writer_backlog_bytes: 65536\ncluster:\n  link_queue_bytes: 1048576\n  link_max_frame_bytes: 524288\n"
+                    .write(toFile: config, atomically: true, encoding: .utf8)
+                try await cluster.start("node1", arguments: ["--config", config])
+                try await cluster.start("node2", arguments: ["--config", config])
+                try await cluster.addUser("romeo@localhost")
+                let room = try await StaleOwner.room(named: "pressure", ownedBy: "node1", in: cluster)
+                let romeo = try await cluster.connect("romeo@localhost", to: "node2", resource: "r")
+                try await romeo.join(room, nick: "Romeo")
+                try await romeo.configure(room, [])
+                let big = String(repeating: "x", count: 100 * 1024)
+
+                // The room's writes take its ownership row FOR SHARE: held FOR UPDATE here,
+                // node1's writes of the room wait, as behind a PostgreSQL that stalls.
+                let lock = try await PostgresConnection.connect(
+                    on: MultiThreadedEventLoopGroup.singleton.next(), configuration: cluster.sql.url.configuration, id: 11,
+                    logger: ClusterTestEnvironment.logger
+                )
+                var mark = romeo.count
+                do {
+                    try await lock.query("BEGIN", logger: ClusterTestEnvironment.logger)
+                    try await lock.query("SELECT 1 FROM room_owners WHERE room = \(room) FOR UPDATE", logger: ClusterTestEnvironment.logger)
+                    // The first message is handled at once and takes node1's backlog past its mark.
+                    romeo.say(room, "big1" + big, id: "big1")
+                    try await romeo.waitFor("the echo of big1", after: mark) { $0.name == "message" && $0.id == "big1" }
+                    mark = romeo.count
+                    // The next ones are parked on node1, unacknowledged: node2's queue to node1
+                    // passes its mark, and node2 stops reading Romeo for a while after each.
+                    for index in 2...5 { romeo.say(room, "big\(index)" + big, id: "big\(index)") }
+                    try await eventually("node2 to slow Romeo down", timeout: .seconds(20)) { () -> Bool? in
+                        let metrics = try await cluster.metrics("node2")
+                        return (Self.sample("conclave_pressured_reads_total", in: metrics) ?? 0) >= 1 ? true : nil
+                    }
+                    let ready = try await Self.readyz(cluster, "node2")
+                    #expect(ready.status == 503 && ready.body.contains("overloaded: the queue to node node1"), "\(ready)")
+                    let owner = try await cluster.metrics("node1")
+                    #expect((Self.sample("conclave_room_input_parked", in: owner) ?? 0) >= 1, "\(owner)")
+                    #expect(try await Self.readyz(cluster, "node1").body.contains("room changes wait for PostgreSQL"))
+                    #expect(!romeo.elements(from: mark).contains { $0.element.name == "message" && $0.element.id == "big2" }, "parked, not handled")
+                    try await lock.query("ROLLBACK", logger: ClusterTestEnvironment.logger)
+                } catch {
+                    try? await lock.close()
+                    throw error
+                }
+                try await lock.close()
+
+                // The store answers again: the parked messages are handled, in order, once each.
+                var last = mark
+                for index in 2...5 {
+                    let echo = try await romeo.waitFor("the echo of big\(index)", after: mark, timeout: .seconds(30)) {
+                        $0.name == "message" && $0.id == "big\(index)"
+                    }
+                    #expect(echo.element.type == "groupchat", "\(echo.element)")
+                    #expect(echo.index >= last, "big\(index) in order")
+                    last = echo.index
+                }
+                for name in ["node1", "node2"] {
+                    try await eventually("\(name) to be ready again", timeout: .seconds(30)) { () -> Bool? in
+                        try await Self.readyz(cluster, name).status == 200 ? true : nil
+                    }
+                }
+                let history = try await cluster.sql.history(of: room)
+                let bodies = history.compactMap { stanza in (1...5).first { stanza.contains("<body>big\($0)x") } }
+                #expect(bodies == [1, 2, 3, 4, 5], "each message stored once, in order: \(bodies)")
+                let leases = try await cluster.node("node1").log + cluster.node("node2").log
+                #expect(!leases.contains("lease lost"), "both nodes kept their lease")
+                await romeo.disconnect()
+            }
+        }
+    }
+}
