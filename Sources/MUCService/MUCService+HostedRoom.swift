@@ -63,20 +63,6 @@ extension MUCService {
                 send([.left(token: token, node: input.home)], answering: nil, slot: &slot, box: box)
                 return
             }
-            if writes.backlog.level > writerShedBytes, Self.isShedUnderOverload(stanza) {
-                // The store is far behind: what would add to it most is refused, with an
-                // error the sender sees, until it catches up. Leaves, answers and the
-                // room's own business go on.
-                counterState.withLock { $0.shed += 1 }
-                var reply = stanza.errorReply(serviceError(Self.overloaded, answering: stanza))
-                if Self.isJoin(stanza) { reply.append(XMLElement("x", namespace: Namespace.muc)) }
-                answer(input, with: reply)
-                if slot.creating {
-                    slot.phase = .gone
-                    ended = true
-                }
-                return
-            }
             if slot.creating {
                 guard Self.isJoin(stanza) else {
                     // Only a join creates a room; anything before it finds none.
@@ -114,6 +100,22 @@ extension MUCService {
                 var effects = RoomEffects()
                 effects.broadcast(entry.message, to: room.occupants.map(\.realJID))
                 apply(effects, slot: &slot, box: box, request: input, occupantsChanged: false, replaying: entry.message.id)
+                return
+            }
+            if writes.backlog.level > writerShedBytes, Self.isShedUnderOverload(stanza),
+                stanza.stanzaKind == .message || room.occupant(real: input.real) == nil
+            {
+                // The store is far behind: what would add to it most (messages, newcomers)
+                // is refused, with an error the sender sees, until it catches up.
+                // Occupants' presence, leaves, answers and the room's own business go on.
+                counterState.withLock { $0.shed += 1 }
+                var reply = stanza.errorReply(serviceError(Self.overloaded, answering: stanza))
+                if Self.isJoin(stanza) { reply.append(XMLElement("x", namespace: Namespace.muc)) }
+                answer(input, with: reply)
+                if slot.creating {
+                    slot.phase = .gone
+                    ended = true
+                }
                 return
             }
             let isNew = slot.creating

@@ -264,6 +264,12 @@ public final class MUCService: Sendable {
             trace(input, sent ? "forwarded to \(owner)" : "not forwarded to \(owner); again")
             return sent ? nil : .retry(forwarded)
         }
+        if writes.backlog.level > writerShedBytes, Self.isShedUnderOverload(input.stanza) {
+            // Far behind the store: no room is activated (claimed, loaded) for a message
+            // or a join now.
+            counterState.withLock { $0.shed += 1 }
+            return .refuse(input, Self.overloaded)
+        }
         trace(input, "activates the room")
         let box = RoomBox(roomJID)
         box.state.withLock { $0.hold(input, at: clock.now()) }
@@ -438,7 +444,10 @@ public final class MUCService: Sendable {
             }
             return
         }
-        answer(input, with: input.stanza.errorReply(serviceError(error, answering: input.stanza)), keeping: input.receipt)
+        var reply = input.stanza.errorReply(serviceError(error, answering: input.stanza))
+        // A refused join says it answers a join (XEP-0045 §7.2), as the room's own refusals do.
+        if Self.isJoin(input.stanza), reply.child("x", namespace: Namespace.muc) == nil { reply.append(XMLElement("x", namespace: Namespace.muc)) }
+        answer(input, with: reply, keeping: input.receipt)
     }
 
     /// Sends `stanza` to the sender of `input` (its `to` is the sender's real JID).

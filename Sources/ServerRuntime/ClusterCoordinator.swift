@@ -466,6 +466,7 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
             logger.warning("lease lost: frames the node links still held were dropped", metadata: ["frames": "\(dropped)"])
         }
         service?.dropAll()
+        parked.discardAll()
         router.withLock { $0 }?.closeAll(with: StreamError(.reset, text: "this node rejoined the cluster; reconnect"))
         do {
             try await start(linkAddress: linkAddress, rejoining: true)

@@ -297,11 +297,17 @@ public final class LocalRouter: C2SDelegate {
                     let resume: @Sendable () -> Void = {
                         if !once.exchange(true, ordering: .relaxed) { continuation.resume() }
                     }
-                    let timer = loop.scheduleTask(in: Self.longestPressureWait) { resume() }
-                    pressure.whenRelieved {
+                    let token = Mutex<UInt64?>(nil)
+                    let timer = loop.scheduleTask(in: Self.longestPressureWait) {
+                        // Gave up waiting: the waiter goes, so none pile up while a queue stays high.
+                        if let token = token.withLock({ $0 }) { pressure.cancel(token) }
+                        resume()
+                    }
+                    let waiting = pressure.whenRelieved {
                         timer.cancel()
                         resume()
                     }
+                    token.withLock { $0 = waiting }
                 }
             }
         }

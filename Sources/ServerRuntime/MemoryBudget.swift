@@ -7,6 +7,9 @@ import Synchronization
 final class MemoryBudget: Sendable {
     let budget: Int
     private let resident = Atomic<Int>(0)
+    /// Past the budget: set when the resident set reaches it, cleared once it is below
+    /// 90 % of it (memory freed is not always returned at once: no flapping at the edge).
+    private let full = Atomic<Bool>(false)
 
     init(budget: Int) {
         self.budget = budget
@@ -17,9 +20,8 @@ final class MemoryBudget: Sendable {
 
     /// Why a new stream is refused, or `nil`.
     var overBudget: String? {
-        guard budget > 0 else { return nil }
+        guard budget > 0, full.load(ordering: .relaxed) else { return nil }
         let now = residentBytes
-        guard now >= budget else { return nil }
         return "full: \(now / (1 << 20)) MiB resident, the budget is \(budget / (1 << 20)) MiB (limits.max_memory_bytes)"
     }
 
@@ -27,7 +29,13 @@ final class MemoryBudget: Sendable {
     func run() async {
         guard budget > 0 else { return }
         while !Task.isCancelled {
-            resident.store(Self.readResident() ?? 0, ordering: .relaxed)
+            let now = Self.readResident() ?? 0
+            resident.store(now, ordering: .relaxed)
+            if now >= budget {
+                full.store(true, ordering: .relaxed)
+            } else if now < budget / 10 * 9 {
+                full.store(false, ordering: .relaxed)
+            }
             try? await Task.sleep(for: .seconds(1))
         }
     }

@@ -18,24 +18,37 @@ final class ParkedRoomInput: Sendable {
         /// A drain is waiting for relief or running: what arrives queues behind it.
         var draining = false
         var parkedSoFar = 0
+        /// Bumped by `discardAll`: a drain of what was discarded stops.
+        var epoch = 0
     }
     private let state = Mutex(State())
 
     /// Handles `input` at once, or parks it behind what is parked.
     func handle(_ input: RoomInput, in muc: MUCService) {
-        enum Decision { case direct, parked, first }
+        enum Decision { case direct, parked, first(Int) }
         let decision = state.withLock { state -> Decision in
             if !state.draining, !muc.writerBacklog.isHigh { return .direct }
             state.queue.append(input)
             state.parkedSoFar += 1
             if state.draining { return .parked }
             state.draining = true
-            return .first
+            return .first(state.epoch)
         }
         switch decision {
         case .direct: muc.handle(input)
         case .parked: break
-        case .first: muc.writerBacklog.whenRelieved { Task { self.drain(muc) } }
+        case .first(let epoch): muc.writerBacklog.whenRelieved { Task { self.drain(muc, epoch: epoch) } }
+        }
+    }
+
+    /// The node lost its lease: what is parked belongs to the run the others declared
+    /// gone (its senders route it again to the next run), and is dropped unhandled.
+    func discardAll() {
+        state.withLock { state in
+            state.queue = []
+            state.head = 0
+            state.draining = false
+            state.epoch += 1
         }
     }
 
@@ -44,9 +57,10 @@ final class ParkedRoomInput: Sendable {
     /// Input parked since the start (a metric).
     var parkedTotal: Int { state.withLock { $0.parkedSoFar } }
 
-    private func drain(_ muc: MUCService) {
+    private func drain(_ muc: MUCService, epoch: Int) {
         while true {
             let batch = state.withLock { state -> [RoomInput]? in
+                guard state.epoch == epoch else { return nil }
                 guard state.head < state.queue.count else {
                     state.queue = []
                     state.head = 0
@@ -66,7 +80,7 @@ final class ParkedRoomInput: Sendable {
             for input in batch { muc.handle(input) }
             if muc.writerBacklog.isHigh {
                 // High again: the rest waits for the next relief.
-                muc.writerBacklog.whenRelieved { Task { self.drain(muc) } }
+                muc.writerBacklog.whenRelieved { Task { self.drain(muc, epoch: epoch) } }
                 return
             }
         }

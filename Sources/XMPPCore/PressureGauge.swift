@@ -12,7 +12,8 @@ public final class PressureGauge: Sendable {
         var isHigh = false
         var peak = 0
         var highs = 0
-        var waiters: [@Sendable () -> Void] = []
+        var waiters: [UInt64: @Sendable () -> Void] = [:]
+        var nextWaiter: UInt64 = 0
     }
     private let state = Mutex(State())
 
@@ -27,7 +28,7 @@ public final class PressureGauge: Sendable {
     /// Adds `delta` (negative: taken out) to the depth.
     public func add(_ delta: Int) {
         guard delta != 0 else { return }
-        let relieved = state.withLock { state -> [@Sendable () -> Void] in
+        let relieved = state.withLock { state -> [UInt64: @Sendable () -> Void] in
             state.level += delta
             state.peak = max(state.peak, state.level)
             if !state.isHigh, state.level >= high {
@@ -35,12 +36,12 @@ public final class PressureGauge: Sendable {
                 state.highs += 1
             } else if state.isHigh, state.level <= low {
                 state.isHigh = false
-                defer { state.waiters = [] }
+                defer { state.waiters = [:] }
                 return state.waiters
             }
-            return []
+            return [:]
         }
-        for waiter in relieved { waiter() }
+        for waiter in relieved.sorted(by: { $0.key < $1.key }) { waiter.value() }
     }
 
     public var level: Int { state.withLock { $0.level } }
@@ -58,13 +59,24 @@ public final class PressureGauge: Sendable {
     }
 
     /// Calls `body` once the queue is not high: at once if it is not now, otherwise where
-    /// the depth fell to the low mark.
-    public func whenRelieved(_ body: @escaping @Sendable () -> Void) {
-        let now = state.withLock { state -> Bool in
-            guard state.isHigh else { return true }
-            state.waiters.append(body)
-            return false
+    /// the depth fell to the low mark. Returns a token for `cancel` while it waits.
+    @discardableResult
+    public func whenRelieved(_ body: @escaping @Sendable () -> Void) -> UInt64? {
+        let token = state.withLock { state -> UInt64? in
+            guard state.isHigh else { return nil }
+            state.nextWaiter += 1
+            state.waiters[state.nextWaiter] = body
+            return state.nextWaiter
         }
-        if now { body() }
+        if token == nil { body() }
+        return token
     }
+
+    /// Forgets a waiter that gave up (its `body` is not called).
+    public func cancel(_ token: UInt64) {
+        _ = state.withLock { $0.waiters.removeValue(forKey: token) }
+    }
+
+    /// Waiters now (a waiter that gave up and was cancelled is not one).
+    public var waiting: Int { state.withLock { $0.waiters.count } }
 }

@@ -272,6 +272,10 @@ public final class XMPPClient: Sendable {
     /// Sends text as it is: for tests that send broken XML on purpose.
     /// Stops or resumes reading from the server, as a stalled or slow client would (for
     /// tests and load generation); what the server sends meanwhile waits in the kernel.
+    /// Whether the connection takes more output now (what was sent is below the
+    /// channel's high-water mark; above it, the server is not reading as fast).
+    public var isWritable: Bool { channel.isWritable }
+
     public func setReading(_ reading: Bool) async throws {
         try await channel.setOption(ChannelOptions.autoRead, value: reading)
     }

@@ -48,6 +48,14 @@ struct Fanout: AsyncParsableCommand {
     var search = false
     @Option(help: "With --search: the p99 time to deliver (ms) a sustained rate stays under.") var p99Limit = 100.0
     @Option(help: "With --search: bisection steps after the first failure.") var searchSteps = 3
+    @Option(
+        name: .customLong("then"),
+        help: "Another phase right after the measured one, on the same sessions and rooms, with no pause: RATE:SECONDS (repeatable). Each phase is reported on its own (by send time), with the time to deliver of what was sent from 5 s into it and the servers' peak memory."
+    )
+    var then: [String] = []
+    @Option(help: "With --then: the phase --during runs in (0: the first).") var duringPhase = 0
+    @Option(help: "A message due while the server does not read its sender (the socket is full): queue (wait in the client) or drop (not sent, counted as held back).")
+    var backpressure: String = "queue"
 
     func validate() throws {
         guard rooms >= 1, roomSize >= 1, rate > 0, duration > 0, warmup >= 0, drain >= 0 else {
@@ -57,6 +65,9 @@ struct Fanout: AsyncParsableCommand {
         if during != nil, search { throw ValidationError("--during runs in one measured window: not with --search") }
         guard processes >= 1 else { throw ValidationError("--processes must be at least 1") }
         if processes > 1, search || during != nil { throw ValidationError("--processes runs one window: not with --search or --during") }
+        guard SenderBackpressure(rawValue: backpressure) != nil else { throw ValidationError("--backpressure is queue or drop") }
+        if !then.isEmpty, search || processes > 1 { throw ValidationError("--then runs phases on one set of sessions: not with --search or --processes") }
+        for phase in then { _ = try TrafficPhase(parsing: phase) }
     }
 
     func run() async throws {
@@ -87,6 +98,15 @@ struct Fanout: AsyncParsableCommand {
             }
             if let json { try encoder.encode(SearchResult(best: best, half: half, tried: tried)).write(to: URL(fileURLWithPath: json)) }
             if best == nil { throw ExitCode(2) }
+            return
+        }
+        if !then.isEmpty || backpressure != "queue" {
+            let phases = [TrafficPhase(rate: rate, seconds: duration)] + (try then.map(TrafficPhase.init(parsing:)))
+            let results = try await run.executePhases(
+                phases, backpressure: SenderBackpressure(rawValue: backpressure) ?? .queue, duringPhase: duringPhase)
+            for result in results { print(result.table) }
+            if let json { try encoder.encode(results).write(to: URL(fileURLWithPath: json)) }
+            if results.contains(where: { $0.lost > 0 || $0.failedJoins > 0 || $0.sessionsEnded > 0 }) { throw ExitCode(2) }
             return
         }
         let result = try await run.execute()
@@ -156,6 +176,15 @@ struct FanoutResult: Codable, Sendable {
     var during: During?
     /// With --processes: how many child processes shared the rooms.
     var processes: Int?
+    /// With --then: the phase (0: the first), what it offered (rate × room size × rooms),
+    /// the messages not sent because the server did not read their sender
+    /// (--backpressure drop), the time to deliver from 5 s into the phase, and the
+    /// servers' peak resident memory in it.
+    var phase: Int?
+    var offeredDeliveriesPerSecond: Double?
+    var heldBack: Int?
+    var settledLatencyMilliseconds: [String: Double]?
+    var serverPeakRSSKiB: Int?
     var machine: String
 
     var table: String {
@@ -178,6 +207,15 @@ struct FanoutResult: Codable, Sendable {
                 String(format: "  during           at %.1f s: exit %d after %.0f ms: ", during.atSeconds, during.status, during.tookMilliseconds)
                     + during.command
             )
+        }
+        if let phase, let offered = offeredDeliveriesPerSecond {
+            lines.append(
+                "  phase \(phase)          offered \(String(format: "%.0f", offered)) deliveries/s"
+                    + (heldBack.map { ", \($0) message(s) held back by backpressure" } ?? "")
+                    + (serverPeakRSSKiB.map { ", peak server RSS \($0) KiB" } ?? ""))
+        }
+        if let settled = settledLatencyMilliseconds {
+            lines.append("  from 5 s in      p50 \(ms("p50", settled)) ms, p99 \(ms("p99", settled)) ms, max \(ms("max", settled)) ms")
         }
         if sessionsEnded > 0 { lines.append("  sessions ended by the server during the run: \(sessionsEnded)") }
         if let cpu = serverCPUSeconds, let perDelivery = serverCPUMicrosecondsPerDelivery {

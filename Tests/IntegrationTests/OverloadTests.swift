@@ -43,6 +43,7 @@ struct OverloadTests {
             #expect(unlocked.type == "result")
             #expect(try await AdminHTTPTests.get("/readyz", port: http).status == 200)
 
+            let other = "overload\(UInt32.random(in: 0...UInt32.max))@conference.localhost"
             var accepted: [String] = []
             var refused: [XMLElement] = []
             try await client.withConnection { holder in
@@ -69,6 +70,20 @@ struct OverloadTests {
                 #expect(try await metric("conclave_room_writer_backlog_bytes", node) > 256 * 1024)
                 #expect(try await metric("conclave_pressured_reads_total", node) >= 1)
                 #expect(try await metric("conclave_room_input_shed_total", node) >= 2)
+                // Far behind: a join that would create a room is refused as a join, and no
+                // room is made; an occupant's presence update still goes through.
+                sender.send(
+                    XMLElement(
+                        "presence", namespace: Namespace.client, ["to": "\(other)/Romeo"], children: [XMLElement("x", namespace: Namespace.muc)]))
+                let joinRefused = try await sender.receive { $0.name == "presence" && $0[attribute: "from"] == "\(other)/Romeo" }
+                #expect(joinRefused.type == "error" && joinRefused.stanzaError?.condition == .resourceConstraint, "\(joinRefused)")
+                #expect(joinRefused.child("x", namespace: Namespace.muc) != nil, "a refused join says so: \(joinRefused)")
+                sender.send(
+                    XMLElement(
+                        "presence", namespace: Namespace.client, ["to": "\(room)/Romeo"],
+                        children: [XMLElement("x", namespace: Namespace.muc), XMLElement("show", namespace: Namespace.client, text: "away")]))
+                let away = try await sender.receive { $0.name == "presence" && $0[attribute: "from"] == "\(room)/Romeo" }
+                #expect(away.type == nil && away.child("show")?.text == "away", "\(away)")
                 // The node still serves its sessions: a ping is answered.
                 #expect(try await sender.ping().type == "result")
                 _ = try await holder.query("ROLLBACK", logger: logger).collect()
@@ -87,6 +102,8 @@ struct OverloadTests {
             say(sender, id: "after", bytes: 10)
             #expect(try await sender.receive { $0.name == "message" && $0.id == "after" }.type == "groupchat")
 
+            let roomsMade = try await client.query("SELECT count(*)::int8 FROM rooms WHERE jid = \(other)", logger: logger).decode(Int64.self)
+            for try await count in roomsMade { #expect(count == 0, "no room was made by the refused join") }
             // Every accepted message is in the stored history once; the refused ones are not.
             var stanzas: [String] = []
             for try await (stanza) in try await client.query("SELECT stanza FROM room_history WHERE room = \(room)", logger: logger)

@@ -37,6 +37,19 @@ struct PressureGaugeTests {
         #expect(told.load(ordering: .relaxed) == 3)
     }
 
+    @Test func aWaiterThatGaveUpIsForgottenAndNotCalled() {
+        let gauge = PressureGauge(high: 10, low: 5)
+        gauge.add(10)
+        let told = Atomic<Int>(0)
+        let token = gauge.whenRelieved { told.add(1, ordering: .relaxed) }
+        gauge.whenRelieved { told.add(10, ordering: .relaxed) }
+        #expect(gauge.waiting == 2)
+        gauge.cancel(try! #require(token))
+        #expect(gauge.waiting == 1, "nothing piles up while the queue stays high")
+        gauge.add(-10)
+        #expect(told.load(ordering: .relaxed) == 10)
+    }
+
     @Test func reliefReturnsOnceTheQueueDrains() async {
         let gauge = PressureGauge(high: 2, low: 0)
         gauge.add(2)
