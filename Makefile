@@ -5,7 +5,7 @@ TEST_DB := conclave_test
 
 NODES ?= 3
 
-.PHONY: diff-prosody diff-record chaos fuzz fuzz-build bench-alloc bench-compare bench-scale bench-logins certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
+.PHONY: diff-prosody diff-record chaos fuzz fuzz-build bench-alloc bench-compare bench-scale bench-logins bench-overload certs cluster-dns cluster-dns-stop dns-test run test build build-tests db-start db-stop db-status cluster-up cluster-down cluster-status spec spec-prosody clean-state format help
 
 help:
 	@echo "make run             build and run one node (embedded PostgreSQL under .conclave/)"
@@ -104,6 +104,14 @@ bench-scale:
 bench-logins:
 	$(SWIFT) build -c release
 	./deploy/bench/logins.sh
+
+# A node and a 3-node cluster offered 0.5–4 times what they sustain: the overload curve
+# (offered vs delivered, p99, what senders held back), then 3× for 30 s followed by half
+# the sustained rate with the seed run 5 s in (deploy/bench/overload.sh; BENCH_SERVER_BIN
+# measures another build, e.g. an older one, for "before").
+bench-overload:
+	$(SWIFT) build -c release
+	./deploy/bench/overload.sh
 
 # A local CA and one certificate per node, signed by it (deploy/local/certs.sh).
 certs:

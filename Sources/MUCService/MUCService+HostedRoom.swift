@@ -102,7 +102,7 @@ extension MUCService {
                 apply(effects, slot: &slot, box: box, request: input, occupantsChanged: false, replaying: entry.message.id)
                 return
             }
-            if writes.backlog.level > writerShedBytes, Self.isShedUnderOverload(stanza),
+            if Self.isShedUnderOverload(stanza), isShedding(box.jid),
                 stanza.stanzaKind == .message || room.occupant(real: input.real) == nil
             {
                 // The store is far behind: what would add to it most (messages, newcomers)

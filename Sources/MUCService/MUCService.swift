@@ -169,6 +169,21 @@ public final class MUCService: Sendable {
     /// and joins.
     public var writerBacklog: PressureGauge { writes.backlog }
 
+    /// The queue a stanza to `room` (served here) adds to, when it is above its mark: the
+    /// room's own part of the writer's backlog, or the whole backlog.
+    public func writerPressure(for room: JID) -> PressureGauge? {
+        if writes.backlog.isHigh { return writes.backlog }
+        if let own = writes.backlog(of: room), own.isHigh { return own }
+        return nil
+    }
+
+    /// Whether new messages and joins to `room` are refused now: the writer's backlog is
+    /// above four times its mark, or the room's own part above four times the room's.
+    func isShedding(_ room: JID) -> Bool {
+        if writes.backlog.level > writerShedBytes { return true }
+        return (writes.backlog(of: room)?.level ?? 0) > writes.roomHigh * 4
+    }
+
     /// The node that owns `room` now (by the ring), if any.
     public func owner(of room: JID) -> String? { placement.owner(of: room) }
 
@@ -264,7 +279,7 @@ public final class MUCService: Sendable {
             trace(input, sent ? "forwarded to \(owner)" : "not forwarded to \(owner); again")
             return sent ? nil : .retry(forwarded)
         }
-        if writes.backlog.level > writerShedBytes, Self.isShedUnderOverload(input.stanza) {
+        if Self.isShedUnderOverload(input.stanza), isShedding(roomJID) {
             // Far behind the store: no room is activated (claimed, loaded) for a message
             // or a join now.
             counterState.withLock { $0.shed += 1 }

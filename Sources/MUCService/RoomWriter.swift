@@ -65,6 +65,8 @@ final class RoomWriter: Sendable {
         var lanes: [JID: Lane] = [:]
         /// Fences the store refused: what else comes under them is dropped.
         var stale: Set<Fenced> = []
+        /// Each room's part of the backlog (queued or being written), while it has one.
+        var roomBacklogs: [JID: PressureGauge] = [:]
         var finished = false
     }
 
@@ -77,15 +79,27 @@ final class RoomWriter: Sendable {
     private let starts: AsyncStream<JID>
     private let startContinuation: AsyncStream<JID>.Continuation
 
+    /// The marks of one room's part of the backlog: a room whose writes fall behind (its
+    /// rows locked, its store slow for it) slows and sheds its own senders long before
+    /// the node's backlog slows everyone's.
+    let roomHigh: Int
+
     init(backlog: PressureGauge = PressureGauge(high: 8 << 20, low: 4 << 20)) {
         self.backlog = backlog
+        roomHigh = max(64 * 1024, backlog.high / 8)
         (starts, startContinuation) = AsyncStream.makeStream(of: JID.self)
     }
 
     func push(_ item: Item, for room: JID) {
         let start = state.withLock { state -> Bool in
             guard !state.finished else { return false }
-            if case .change(_, let change) = item { backlog.add(change.approximateBytes) }
+            if case .change(_, let change) = item {
+                let bytes = change.approximateBytes
+                backlog.add(bytes)
+                let gauge = state.roomBacklogs[room] ?? PressureGauge(high: roomHigh, low: roomHigh / 2)
+                state.roomBacklogs[room] = gauge
+                gauge.add(bytes)
+            }
             if state.lanes[room] != nil {
                 state.lanes[room]!.items.append(item)
                 return false
@@ -128,6 +142,20 @@ final class RoomWriter: Sendable {
         }
     }
 
+    /// `bytes` of `room`'s changes are written (or dropped): out of the backlogs.
+    private func stored(_ bytes: Int, of room: JID) {
+        backlog.add(-bytes)
+        let gauge = state.withLock { state -> PressureGauge? in
+            guard let gauge = state.roomBacklogs[room] else { return nil }
+            if gauge.level - bytes <= 0, gauge.waiting == 0 { state.roomBacklogs[room] = nil }
+            return gauge
+        }
+        gauge?.add(-bytes)
+    }
+
+    /// `room`'s part of the backlog, while it has one.
+    func backlog(of room: JID) -> PressureGauge? { state.withLock { $0.roomBacklogs[room] } }
+
     private func take(_ room: JID) -> [Item]? {
         state.withLock { state in
             guard let lane = state.lanes[room] else { return nil }
@@ -151,7 +179,7 @@ final class RoomWriter: Sendable {
         func storeGroup() async {
             guard let (fence, changes, bytes) = group else { return }
             group = nil
-            defer { backlog.add(-bytes) }
+            defer { stored(bytes, of: room) }
             guard !isStale(room, fence) else { return }
             switch await store(room, fence, changes) {
             case .stored: break

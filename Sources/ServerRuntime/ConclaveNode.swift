@@ -37,6 +37,11 @@ public final class ConclaveNode: Service {
     private let readyStream: AsyncStream<BoundPorts>
     private let readyContinuation: AsyncStream<BoundPorts>.Continuation
 
+    /// The database's I/O runs on a thread of its own: when clients give the event loops
+    /// more than they can do, the store's answers (room writes, logins) do not wait
+    /// behind them.
+    static let databaseLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
     public init(configuration: ServerConfiguration, logger: Logger) throws {
         self.configuration = configuration
         var logger = logger
@@ -44,6 +49,7 @@ public final class ConclaveNode: Service {
         self.logger = logger
         self.database = PostgresClient(
             configuration: try DatabaseURL.configuration(try configuration.resolvedDatabaseURL()),
+            eventLoopGroup: Self.databaseLoops,
             backgroundLogger: logger
         )
         (readyStream, readyContinuation) = AsyncStream.makeStream(of: BoundPorts.self)
@@ -415,6 +421,11 @@ public final class ConclaveNode: Service {
             "conclave_connections_backed_up", "gauge",
             "Client connections whose unsent output is above the channel's high-water mark now (ended above limits.max_unsent_bytes).",
             Double(c2s.connectionsBackedUp)
+        )
+        text.add(
+            "conclave_load_yields_total", "counter",
+            "Times a session that read a lot paused its reading because its event loop ran late (sessions sending little go first).",
+            Double(c2s.loadYields)
         )
         text.add(
             "conclave_slow_consumers_ended_total", "counter", "Streams ended because the client left too much output unread.",

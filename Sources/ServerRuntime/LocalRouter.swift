@@ -325,7 +325,7 @@ public final class LocalRouter: C2SDelegate {
         if let owner = muc.owner(of: to.bare), owner != muc.nodeName {
             gauge = remote?.pressure(toward: owner)
         } else {
-            gauge = muc.writerBacklog
+            gauge = muc.writerPressure(for: to.bare)
         }
         guard let gauge, gauge.isHigh else { return nil }
         return gauge

@@ -95,6 +95,10 @@ public struct C2SConfiguration: Sendable {
         public var maxUnsentBytes = 4 * 1024 * 1024
         /// Traffic shaping of each bound session's input (`SessionShaper`).
         public var shaping = SessionShaper.Limits()
+        /// While the event loop runs late (given more than it can do), a session that read
+        /// more than this many bytes in 100 ms pauses reading for as long as the loop is
+        /// late (20–200 ms), so that sessions sending little are served first. 0: never.
+        public var yieldAfterBytes = 16 * 1024
         /// Authentication attempts in flight at once from one address; beyond them an
         /// attempt gets `<temporary-auth-failure/>`.
         public var maxParallelAuthPerAddress = 64

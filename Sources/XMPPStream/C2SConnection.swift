@@ -67,6 +67,14 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var shaper: SessionShaper
     private var shapedRead: Scheduled<Void>?
     private var shapedStanza: Scheduled<Void>?
+    /// The loop's lag, and the bytes this session read in the current window: while the
+    /// loop lags, a session that read more than `yieldAfterBytes` in the window yields.
+    private var loopLag: LoopLag?
+    private var windowStart: NIODeadline = .uptimeNanoseconds(0)
+    private var bytesInWindow = 0
+    /// Set while reading yields to a late loop; `yields` tells one yield from the next.
+    private var yielding: Scheduled<Void>?
+    private var yields = 0
     /// Bumped on every parser reset, so events of the old stream are dropped.
     private var generation = 0
 
@@ -135,6 +143,8 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         shapedRead = nil
         shapedStanza?.cancel()
         shapedStanza = nil
+        yielding?.cancel()
+        yielding = nil
         if outputBackedUp {
             outputBackedUp = false
             configuration.metrics.outputBackedUp(false)
@@ -195,8 +205,13 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
             fail(StreamError(.internalServerError))
             return
         }
-        if session != nil, let wait = shaper.read(buffer.readableBytes, now: context.eventLoop.now) {
-            delayReading(by: wait, context: context)
+        if session != nil {
+            let now = context.eventLoop.now
+            if let wait = shaper.read(buffer.readableBytes, now: now) {
+                delayReading(by: wait, context: context)
+            } else if let lag = loadYield(buffer.readableBytes, now: now) {
+                yield(to: lag, context: context)
+            }
         }
         enqueue(events)
         if session != nil, idleCheck == nil { scheduleIdleCheck() }
@@ -234,6 +249,41 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         return shaper.stanza(now: context.eventLoop.now)
     }
 
+    /// While the loop lags (it is given more than it can do), a session that read more
+    /// than `yieldAfterBytes` in the current 100 ms pauses its reading for a while, so that
+    /// sessions that send little go first; the flood waits in its sender's socket.
+    private func loadYield(_ bytes: Int, now: NIODeadline) -> LoopLag? {
+        let threshold = configuration.options.yieldAfterBytes
+        guard threshold > 0, let context else { return nil }
+        if now - windowStart > .milliseconds(100) {
+            windowStart = now
+            bytesInWindow = 0
+        }
+        bytesInWindow += bytes
+        guard bytesInWindow > threshold else { return nil }
+        let lag = loopLag ?? LoopLag.of(context.eventLoop)
+        loopLag = lag
+        return lag.isLagging ? lag : nil
+    }
+
+    /// Pauses reading until the loop runs on time again (a second at most).
+    private func yield(to lag: LoopLag, context: ChannelHandlerContext) {
+        guard yielding == nil else { return }
+        configuration.metrics.yielded()
+        let generation = yields + 1
+        yields = generation
+        let resume = { [self] in
+            guard yields == generation, let pending = yielding else { return }
+            pending.cancel()
+            yielding = nil
+            bytesInWindow = 0
+            updateReading()
+        }
+        yielding = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { resume() }
+        lag.whenCaughtUp(resume)
+        updateReading()
+    }
+
     /// The bytes read put the session's shaper in debt: the next read waits it off.
     private func delayReading(by wait: TimeAmount, context: ChannelHandlerContext) {
         guard shapedRead == nil else { return }
@@ -262,7 +312,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     /// (what was read meanwhile waits in `pending`, bounded by one read).
     private func updateReading() {
         guard let context, !isClosed else { return }
-        let pause = outputBackedUp || held || shapedRead != nil
+        let pause = outputBackedUp || held || shapedRead != nil || yielding != nil
         guard pause != readingPaused else { return }
         readingPaused = pause
         if pause { configuration.metrics.readingPaused() }

@@ -25,6 +25,7 @@ public final class C2SMetrics: Sendable {
     private let released = Atomic<Int>(0)
     private let shaped = Atomic<Int>(0)
     private let backedUp = Atomic<Int>(0)
+    private let yields = Atomic<Int>(0)
     private let shapedEnded = Atomic<Int>(0)
 
     public init() {}
@@ -57,6 +58,9 @@ public final class C2SMetrics: Sendable {
     func authenticationDelayed() { delayedAuth.add(1, ordering: .relaxed) }
     func idleSessionReleased() { released.add(1, ordering: .relaxed) }
     func sessionShaped() { shaped.add(1, ordering: .relaxed) }
+    func yielded() { yields.add(1, ordering: .relaxed) }
+    /// Times a session that read a lot paused its reading because its event loop ran late.
+    public var loadYields: Int { yields.load(ordering: .relaxed) }
     func outputBackedUp(_ now: Bool) { backedUp.add(now ? 1 : -1, ordering: .relaxed) }
     /// Connections whose output is above the channel's high-water mark now (the client
     /// reads slower than it is sent to; its reading is paused).

@@ -56,6 +56,13 @@ public final class C2SServer: Sendable {
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // At most 16 KiB and one read per connection per turn of the loop: a sender
+            // with a backlog cannot make the loop's turn long for everyone else.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
+            // The kernel's share of a client's unread input is bounded too (autotuned, it
+            // grows to megabytes: a hidden queue the node would work through after an overload).
+            .childChannelOption(.socketOption(.so_rcvbuf), value: 128 * 1024)
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 16 * 1024))
             .childChannelInitializer { [weak self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     var connectionLogger = logger

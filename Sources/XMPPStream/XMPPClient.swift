@@ -36,6 +36,9 @@ public final class XMPPClient: Sendable {
         public var timeout: TimeAmount = .seconds(10)
         /// The local address to connect from (e.g. 127.0.0.2, for more source ports).
         public var sourceAddress: String?
+        /// The socket's send buffer (SO_SNDBUF), when set: small, the client sees at once
+        /// (`isWritable`) that the server does not read it.
+        public var sendBufferBytes: Int?
         public init() {}
     }
 
@@ -86,6 +89,7 @@ public final class XMPPClient: Sendable {
         let tlsContext = try makeTLSContext(options.trust)
         var bootstrap = ClientBootstrap(group: group)
         if let source = options.sourceAddress { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
+        if let size = options.sendBufferBytes { bootstrap = bootstrap.channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(size)) }
         let channel = try await bootstrap
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(options.timeout)

@@ -71,7 +71,11 @@ struct Fanout: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let run = FanoutRun(command: self, clientOptions: try connection.clientOptions())
+        var clientOptions = try connection.clientOptions()
+        // Dropping what the server does not take needs to see at once that it does not:
+        // a small send buffer (the kernel's would otherwise hold megabytes first).
+        if backpressure == SenderBackpressure.drop.rawValue { clientOptions.sendBufferBytes = 32 * 1024 }
+        let run = FanoutRun(command: self, clientOptions: clientOptions)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         if let childSync { return try await ProcessSplit.child(run, sync: childSync, firstRoom: firstRoom) }

@@ -1,0 +1,62 @@
+import NIOCore
+import Synchronization
+
+/// How late an event loop runs what it is given: a probe every 20 ms (on the loop's own
+/// clock) notes how late it ran. While the last probe was more than 20 ms late the loop
+/// is *lagging*: it is given more than it can do, and client connections that read a lot
+/// yield to the others (`C2SConnection`), so that a session that sends little — a user
+/// typing, a client logging in — is served at once while floods wait in their senders.
+final class LoopLag: @unchecked Sendable {
+    /// The probe's period, and the lateness from which the loop counts as lagging.
+    static let period: TimeAmount = .milliseconds(20)
+
+    private static let registry = Mutex<[ObjectIdentifier: LoopLag]>([:])
+
+    /// The loop's detector, started on first use (one per loop, for the process's life).
+    static func of(_ loop: any EventLoop) -> LoopLag {
+        let (lag, isNew) = registry.withLock { registry -> (LoopLag, Bool) in
+            if let known = registry[ObjectIdentifier(loop)] { return (known, false) }
+            let lag = LoopLag()
+            registry[ObjectIdentifier(loop)] = lag
+            return (lag, true)
+        }
+        if isNew { lag.start(on: loop) }
+        return lag
+    }
+
+    /// Read and written on the loop only (set by its probe, read by its connections);
+    /// atomics so that a test or a metric may look from elsewhere.
+    private let lateness = Atomic<Int64>(0)
+    private let lags = Atomic<Int>(0)
+    /// What waits for the loop to catch up (touched on the loop only).
+    private var waiters: [() -> Void] = []
+
+    /// Runs `body` (on the loop) at the first probe that runs on time. Call on the loop.
+    func whenCaughtUp(_ body: @escaping () -> Void) { waiters.append(body) }
+
+    /// Whether the last probe ran more than a period late.
+    var isLagging: Bool { lateness.load(ordering: .relaxed) > LoopLag.period.nanoseconds }
+    /// How late the last probe ran.
+    var lastLateness: TimeAmount { .nanoseconds(lateness.load(ordering: .relaxed)) }
+    /// Probes that ran late, so far.
+    var lateProbes: Int { lags.load(ordering: .relaxed) }
+
+    private func start(on loop: any EventLoop) {
+        loop.execute { [self] in
+            var expected = loop.now + LoopLag.period
+            loop.scheduleRepeatedTask(initialDelay: LoopLag.period, delay: LoopLag.period) { [self] _ in
+                let now = loop.now
+                let late = max(0, (now - expected).nanoseconds)
+                lateness.store(late, ordering: .relaxed)
+                expected = now + LoopLag.period
+                if late > LoopLag.period.nanoseconds {
+                    lags.add(1, ordering: .relaxed)
+                } else if !waiters.isEmpty {
+                    let ready = waiters
+                    waiters = []
+                    for body in ready { body() }
+                }
+            }
+        }
+    }
+}
