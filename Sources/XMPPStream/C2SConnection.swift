@@ -260,7 +260,9 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
             bytesInWindow = 0
         }
         bytesInWindow += bytes
-        guard bytesInWindow > threshold else { return nil }
+        // A read of a quarter of the threshold counts on its own: when the loop's turns
+        // are long, a window holds one read per connection.
+        guard bytesInWindow > threshold || bytes >= threshold / 4 else { return nil }
         let lag = loopLag ?? LoopLag.of(context.eventLoop)
         loopLag = lag
         return lag.isLagging ? lag : nil

@@ -49,7 +49,9 @@ extension ClusterProcessTests {
                         "--join-probes", "0", "--quiet", "--label", "overload", "--json", json,
                         "--server", node.address, "--server-pid", "\(node.pid)",
                         "--during-phase", "1", "--during-at", "5",
-                        "--during", "\(ClusterTestEnvironment.conclaveSpec) --node \(node.address) --no-tls \(seed) > \(seedLog) 2>&1",
+                        // A debug build is several times slower than a release one: the seed's steps get
+                        // 15 s each (`make bench-overload` runs it on a release build with the default 5 s).
+                        "--during", "\(ClusterTestEnvironment.conclaveSpec) --node \(node.address) --no-tls --timeout 15 \(seed) > \(seedLog) 2>&1",
                     ],
                     directory: cluster.directory, timeout: .seconds(120)
                 )
