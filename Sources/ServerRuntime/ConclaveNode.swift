@@ -172,6 +172,7 @@ public final class ConclaveNode: Service {
             options.maxConnections = configuration.limits.maxConnections
             options.shaping = configuration.limits.shaping
             options.admissionRefusal = { memory.overBudget }
+            options.yieldAfterBytes = configuration.limits.yieldAfterBytes
             options.negotiationTimeout = .seconds(Int64(configuration.c2s.negotiationTimeoutSeconds))
             options.maxParallelAuthPerAddress = configuration.auth.maxParallelPerAddress
             options.authFailuresBeforeDelayPerAddress = configuration.auth.failuresBeforeDelayPerAddress

@@ -320,7 +320,8 @@ public final class LocalRouter: C2SDelegate {
     /// The queue a stanza to a room goes into, when it is high: the rooms' writer if this
     /// node owns the room, the link to its owner otherwise.
     private func roomPressure(of stanza: XMLElement) -> PressureGauge? {
-        guard let muc, let to = try? stanza.toJID(), to.domainpart == mucDomain.domainpart else { return nil }
+        // Nearly always nothing is high: no address parsed, no owner looked up.
+        guard PressureGauge.anyHigh, let muc, let to = try? stanza.toJID(), to.domainpart == mucDomain.domainpart else { return nil }
         let gauge: PressureGauge?
         if let owner = muc.owner(of: to.bare), owner != muc.nodeName {
             gauge = remote?.pressure(toward: owner)

@@ -104,6 +104,7 @@ extension ServerConfiguration {
             var session_max_held_stanzas: Int?
             var room_writer_backlog_bytes: Int?
             var max_memory_bytes: Int?
+            var yield_after_bytes: Int?
         }
         struct AuthFile: Decodable {
             var max_failures_per_connection: Int?
@@ -229,6 +230,7 @@ extension ServerConfiguration {
             if let value = limits.session_max_held_stanzas { self.limits.sessionMaxHeldStanzas = value }
             if let value = limits.room_writer_backlog_bytes { self.limits.roomWriterBacklogBytes = value }
             if let value = limits.max_memory_bytes { self.limits.maxMemoryBytes = value }
+            if let value = limits.yield_after_bytes { self.limits.yieldAfterBytes = value }
         }
         if let auth = file.auth {
             if let value = auth.max_failures_per_connection { self.auth.maxFailuresPerConnection = value }
@@ -293,6 +295,9 @@ extension ServerConfiguration {
         }
         guard limits.roomWriterBacklogBytes >= 64 * 1024 else {
             throw ConfigurationError("limits.room_writer_backlog_bytes must be at least 65536")
+        }
+        guard limits.yieldAfterBytes >= 0 else {
+            throw ConfigurationError("limits.yield_after_bytes must not be negative (0: never yield)")
         }
         guard limits.maxMemoryBytes >= 0 else {
             throw ConfigurationError("limits.max_memory_bytes must not be negative (0: no budget)")
@@ -400,6 +405,7 @@ extension ServerConfiguration {
         if let value = try int("CONCLAVE_LIMITS_SESSION_MAX_HELD_STANZAS") { limits.sessionMaxHeldStanzas = value }
         if let value = try int("CONCLAVE_LIMITS_ROOM_WRITER_BACKLOG_BYTES") { limits.roomWriterBacklogBytes = value }
         if let value = try int("CONCLAVE_LIMITS_MAX_MEMORY_BYTES") { limits.maxMemoryBytes = value }
+        if let value = try int("CONCLAVE_LIMITS_YIELD_AFTER_BYTES") { limits.yieldAfterBytes = value }
         if let value = try int("CONCLAVE_C2S_NEGOTIATION_TIMEOUT_SECONDS") { c2s.negotiationTimeoutSeconds = value }
         if let value = try int("CONCLAVE_AUTH_MAX_PARALLEL_PER_ADDRESS") { auth.maxParallelPerAddress = value }
         if let value = try int("CONCLAVE_AUTH_FAILURES_BEFORE_DELAY_PER_ADDRESS") { auth.failuresBeforeDelayPerAddress = value }

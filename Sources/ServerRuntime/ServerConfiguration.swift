@@ -90,6 +90,9 @@ public struct ServerConfiguration: Sendable, Hashable {
         /// The node's memory budget (resident set, bytes): past it, new streams get
         /// `<resource-constraint/>` and `/readyz` says so. 0: no budget.
         public var maxMemoryBytes = 0
+        /// While an event loop runs late, a session that read more than this in 100 ms (or
+        /// a quarter of it at once) yields until the loop is on time. 0: never.
+        public var yieldAfterBytes = 16 * 1024
         public init() {}
     }
 

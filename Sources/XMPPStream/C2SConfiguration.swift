@@ -97,7 +97,7 @@ public struct C2SConfiguration: Sendable {
         public var shaping = SessionShaper.Limits()
         /// While the event loop runs late (given more than it can do), a session that read
         /// more than this many bytes in 100 ms, or a quarter of it at once, pauses reading
-        /// until the loop is on time again (a second at most), so that sessions sending
+        /// until the loop is on time again (250 ms at most), so that sessions sending
         /// little are served first. 0: never.
         public var yieldAfterBytes = 16 * 1024
         /// Authentication attempts in flight at once from one address; beyond them an

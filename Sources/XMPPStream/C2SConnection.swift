@@ -268,7 +268,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         return lag.isLagging ? lag : nil
     }
 
-    /// Pauses reading until the loop runs on time again (a second at most).
+    /// Pauses reading until the loop runs on time again (250 ms at most).
     private func yield(to lag: LoopLag, context: ChannelHandlerContext) {
         guard yielding == nil else { return }
         configuration.metrics.yielded()
@@ -281,7 +281,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
             bytesInWindow = 0
             updateReading()
         }
-        yielding = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { resume() }
+        yielding = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(250)) { resume() }
         lag.whenCaughtUp(resume)
         updateReading()
     }

@@ -2,13 +2,16 @@ import NIOCore
 import Synchronization
 
 /// How late an event loop runs what it is given: a probe every 20 ms (on the loop's own
-/// clock) notes how late it ran. While the last probe was more than 20 ms late the loop
+/// clock) notes how late it ran. While the last probe was more than 50 ms late the loop
 /// is *lagging*: it is given more than it can do, and client connections that read a lot
 /// yield to the others (`C2SConnection`), so that a session that sends little — a user
 /// typing, a client logging in — is served at once while floods wait in their senders.
 final class LoopLag: @unchecked Sendable {
     /// The probe's period, and the lateness from which the loop counts as lagging.
     static let period: TimeAmount = .milliseconds(20)
+    /// How late a probe must run for the loop to count as lagging: more than the hiccups of
+    /// a machine whose cores are shared (a thread descheduled for a few ms).
+    static let lagging: TimeAmount = .milliseconds(50)
     /// Connections that yielded and go on reading at each probe that runs on time.
     static let resumedPerProbe = 4
 
@@ -36,8 +39,8 @@ final class LoopLag: @unchecked Sendable {
     /// Runs `body` (on the loop) at the first probe that runs on time. Call on the loop.
     func whenCaughtUp(_ body: @escaping () -> Void) { waiters.append(body) }
 
-    /// Whether the last probe ran more than a period late.
-    var isLagging: Bool { lateness.load(ordering: .relaxed) > LoopLag.period.nanoseconds }
+    /// Whether the last probe ran more than `lagging` late.
+    var isLagging: Bool { lateness.load(ordering: .relaxed) > LoopLag.lagging.nanoseconds }
     /// How late the last probe ran.
     var lastLateness: TimeAmount { .nanoseconds(lateness.load(ordering: .relaxed)) }
     /// Probes that ran late, so far.
@@ -51,7 +54,7 @@ final class LoopLag: @unchecked Sendable {
                 let late = max(0, (now - expected).nanoseconds)
                 lateness.store(late, ordering: .relaxed)
                 expected = now + LoopLag.period
-                if late > LoopLag.period.nanoseconds {
+                if late > LoopLag.lagging.nanoseconds {
                     lags.add(1, ordering: .relaxed)
                 } else if !waiters.isEmpty {
                     // A few at a time, one probe apart: all at once, they would make the

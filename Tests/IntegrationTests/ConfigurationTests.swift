@@ -161,6 +161,9 @@ import Testing
         ("limits:\n  session_stanzas_per_second: -1\n", [:]),
         ("limits:\n  session_bytes_per_second: 100\n  session_burst_bytes: 0\n", [:]),
         ("", ["CONCLAVE_LIMITS_SESSION_MAX_HELD_STANZAS": "0"]),
+        ("limits:\n  yield_after_bytes: -1\n", [:]),
+        ("limits:\n  room_writer_backlog_bytes: 1000\n", [:]),
+        ("", ["CONCLAVE_LIMITS_MAX_MEMORY_BYTES": "-1"]),
     ])
     func badValuesAreRefusedWithTheirName(yaml: String, environment: [String: String]) throws {
         let path = try file(yaml)
@@ -188,6 +191,9 @@ import Testing
         let loaded = try ServerConfiguration.load(path: path, environment: ["CONCLAVE_LIMITS_SESSION_BURST_STANZAS": "60"]).limits
         #expect(loaded.sessionBytesPerSecond == 0 && loaded.sessionStanzasPerSecond == 20)
         #expect(loaded.sessionBurstStanzas == 60 && loaded.sessionMaxHeldStanzas == 100)
+        #expect(defaults.yieldAfterBytes == 16384 && defaults.roomWriterBacklogBytes == 8 << 20 && defaults.maxMemoryBytes == 0)
+        let off = try ServerConfiguration.load(path: nil, environment: ["CONCLAVE_LIMITS_YIELD_AFTER_BYTES": "0"]).limits
+        #expect(off.yieldAfterBytes == 0)
     }
 
     @Test func aMissingFileIsAnError() {
