@@ -145,12 +145,12 @@ final class RoomWriter: Sendable {
     /// `bytes` of `room`'s changes are written (or dropped): out of the backlogs.
     private func stored(_ bytes: Int, of room: JID) {
         backlog.add(-bytes)
-        let gauge = state.withLock { state -> PressureGauge? in
-            guard let gauge = state.roomBacklogs[room] else { return nil }
-            if gauge.level - bytes <= 0, gauge.waiting == 0 { state.roomBacklogs[room] = nil }
-            return gauge
-        }
+        let gauge = state.withLock { $0.roomBacklogs[room] }
         gauge?.add(-bytes)
+        // Gone once empty and nobody waits on it (decided under the lock that `push` adds under).
+        state.withLock { state in
+            if let gauge, state.roomBacklogs[room] === gauge, gauge.level <= 0, gauge.waiting == 0 { state.roomBacklogs[room] = nil }
+        }
     }
 
     /// `room`'s part of the backlog, while it has one.

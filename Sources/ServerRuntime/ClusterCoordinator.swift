@@ -465,8 +465,8 @@ final class ClusterCoordinator: RoomPlacement, RoomOutput, RemoteRouting, Sendab
         if dropped > 0 {
             logger.warning("lease lost: frames the node links still held were dropped", metadata: ["frames": "\(dropped)"])
         }
-        service?.dropAll()
         parked.discardAll()
+        service?.dropAll()
         router.withLock { $0 }?.closeAll(with: StreamError(.reset, text: "this node rejoined the cluster; reconnect"))
         do {
             try await start(linkAddress: linkAddress, rejoining: true)

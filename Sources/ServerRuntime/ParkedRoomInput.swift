@@ -77,7 +77,11 @@ final class ParkedRoomInput: Sendable {
                 return batch
             }
             guard let batch else { return }
-            for input in batch { muc.handle(input) }
+            for input in batch {
+                // Discarded meanwhile (the lease was lost): not one more is handled.
+                guard state.withLock({ $0.epoch == epoch }) else { return }
+                muc.handle(input)
+            }
             if muc.writerBacklog.isHigh {
                 // High again: the rest waits for the next relief.
                 muc.writerBacklog.whenRelieved { Task { self.drain(muc, epoch: epoch) } }

@@ -74,7 +74,8 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var bytesInWindow = 0
     /// Set while reading yields to a late loop; `yields` tells one yield from the next.
     private var yielding: Scheduled<Void>?
-    private var yields = 0
+    /// This connection has a waiter with the loop's `LoopLag`.
+    private var awaitingCatchUp = false
     /// Bumped on every parser reset, so events of the old stream are dropped.
     private var generation = 0
 
@@ -268,21 +269,33 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
         return lag.isLagging ? lag : nil
     }
 
-    /// Pauses reading until the loop runs on time again (250 ms at most).
+    /// Pauses reading until the loop runs on time again (250 ms at most). One waiter per
+    /// connection stays with the loop while it runs late, and resumes whatever yield is
+    /// current when its turn comes.
     private func yield(to lag: LoopLag, context: ChannelHandlerContext) {
         guard yielding == nil else { return }
         configuration.metrics.yielded()
-        let generation = yields + 1
-        yields = generation
-        let resume = { [self] in
-            guard yields == generation, let pending = yielding else { return }
-            pending.cancel()
+        yielding = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(250)) { [self] in
             yielding = nil
-            bytesInWindow = 0
-            updateReading()
+            endYield()
         }
-        yielding = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(250)) { resume() }
-        lag.whenCaughtUp(resume)
+        if !awaitingCatchUp {
+            awaitingCatchUp = true
+            lag.whenCaughtUp { [weak self] in
+                guard let self else { return false }
+                awaitingCatchUp = false
+                guard let pending = yielding else { return false }
+                pending.cancel()
+                yielding = nil
+                endYield()
+                return true
+            }
+        }
+        updateReading()
+    }
+
+    private func endYield() {
+        bytesInWindow = 0
         updateReading()
     }
 

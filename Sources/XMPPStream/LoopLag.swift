@@ -34,10 +34,12 @@ final class LoopLag: @unchecked Sendable {
     private let lateness = Atomic<Int64>(0)
     private let lags = Atomic<Int>(0)
     /// What waits for the loop to catch up (touched on the loop only).
-    private var waiters: [() -> Void] = []
+    private var waiters: [() -> Bool] = []
 
-    /// Runs `body` (on the loop) at the first probe that runs on time. Call on the loop.
-    func whenCaughtUp(_ body: @escaping () -> Void) { waiters.append(body) }
+    /// Runs `body` (on the loop) at a probe that runs on time. `body` says whether it
+    /// resumed a connection (`false`: nothing was waiting any more: it does not count
+    /// among the few resumed per probe). Call on the loop.
+    func whenCaughtUp(_ body: @escaping () -> Bool) { waiters.append(body) }
 
     /// Whether the last probe ran more than `lagging` late.
     var isLagging: Bool { lateness.load(ordering: .relaxed) > LoopLag.lagging.nanoseconds }
@@ -59,9 +61,13 @@ final class LoopLag: @unchecked Sendable {
                 } else if !waiters.isEmpty {
                     // A few at a time, one probe apart: all at once, they would make the
                     // next turn as long as the one they yielded from.
-                    let ready = waiters.prefix(LoopLag.resumedPerProbe)
-                    waiters.removeFirst(ready.count)
-                    for body in ready { body() }
+                    var resumed = 0
+                    var taken = 0
+                    while taken < waiters.count, resumed < LoopLag.resumedPerProbe {
+                        if waiters[taken]() { resumed += 1 }
+                        taken += 1
+                    }
+                    waiters.removeFirst(taken)
                 }
             }
         }

@@ -45,13 +45,31 @@ up() {
     done
 }
 
-leases() { grep -h "lease lost" "$root/$cluster_dir"/node*.log 2>/dev/null | wc -l; }
+# "lease lost" lines in the logs of this run's nodes (node1 … node$nodes).
+leases() {
+    local i c n=0
+    for ((i = 1; i <= nodes; i++)); do
+        c=$(grep -c "lease lost" "$root/$cluster_dir/node$i.log" 2>/dev/null)
+        n=$((n + ${c:-0}))
+    done
+    echo "$n"
+}
+
+# conclave-bench exits 2 when copies were lost or sessions ended (a result all the same);
+# anything else, or no result file, ends the script rather than print an older result.
+bench_ok() {
+    local status=$1 file=$2
+    if [ "$status" != 0 ] && [ "$status" != 2 ]; then echo "conclave-bench failed (status $status)" >&2; exit 1; fi
+    [ -s "$file" ] || { echo "conclave-bench wrote no $file" >&2; exit 1; }
+}
 
 for nodes in $node_counts; do
     up "$nodes" || { echo "== $nodes node(s): could not start" >&2; exit 1; }
     echo "== $label, $nodes node(s), $rooms rooms of $size: the sustained rate"
+    rm -f "$out/overload-$label-$nodes-search.json"
     "$bench" fanout "${args[@]}" --rooms $rooms --room-size $size --rate 2 --duration 5 --warmup 1 --drain 1 --search --search-steps 2 \
         --join-probes 0 --quiet --label "$label-$nodes" --json "$out/overload-$label-$nodes-search.json" >/dev/null
+    bench_ok $? "$out/overload-$label-$nodes-search.json"
     rate=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r['best']['ratePerRoom'] if r.get('best') else '')" \
         "$out/overload-$label-$nodes-search.json")
     [ -n "$rate" ] || { echo "no sustained rate found" >&2; exit 1; }
@@ -59,9 +77,11 @@ for nodes in $node_counts; do
     for factor in $factors; do
         up "$nodes" || exit 1
         r=$(python3 -c "print($rate * $factor)")
+        rm -f "$out/overload-$label-$nodes-x$factor.json"
         "$bench" fanout "${args[@]}" --rooms $rooms --room-size $size --rate "$r" --duration "$duration" --warmup 1 --drain 3 \
             --backpressure drop --join-probes 0 --quiet --label "$label-$nodes-x$factor" \
             --json "$out/overload-$label-$nodes-x$factor.json" >/dev/null
+        bench_ok $? "$out/overload-$label-$nodes-x$factor.json"
         python3 "$root/deploy/bench/overload_table.py" --factor "$factor" "$out/overload-$label-$nodes-x$factor.json" --leases "$(leases)"
     done
     up "$nodes" || exit 1
@@ -70,11 +90,13 @@ for nodes in $node_counts; do
     "$release/conclave" user add-from-scripts "$seed" --database-url "$url" --log-level warning >/dev/null || exit 1
     spec="$release/conclave-spec"
     [ -x "$spec" ] || spec="$root/.build/debug/conclave-spec"
+    rm -f "$out/overload-$label-$nodes-recovery.json"
     "$bench" fanout "${args[@]}" --rooms $rooms --room-size $size --rate "$(python3 -c "print($rate * 3)")" --duration 30 --warmup 1 --drain 5 \
         --then "$(python3 -c "print($rate / 2)"):10" --backpressure drop --join-probes 0 --quiet --label "$label-$nodes-recovery" \
         --during-phase 1 --during-at 5 \
-        --during "$spec --node 127.0.0.1:17222 $seed >$out/overload-$label-$nodes-seed.log 2>&1" \
+        --during "'$spec' --node 127.0.0.1:17222 '$seed' >'$out/overload-$label-$nodes-seed.log' 2>&1" \
         --json "$out/overload-$label-$nodes-recovery.json" >/dev/null
+    bench_ok $? "$out/overload-$label-$nodes-recovery.json"
     python3 "$root/deploy/bench/overload_table.py" --recovery "$out/overload-$label-$nodes-recovery.json" --leases "$(leases)"
     curl -s "127.0.0.1:17225/metrics" | grep -E "^conclave_room_writer_backlog_(bytes|peak_bytes)|^conclave_room_write_batch_limit|^conclave_pressured_reads_total|^conclave_room_input_shed_total" || true
 done
