@@ -2,7 +2,7 @@ import Synchronization
 
 /// The depth of one queue (in bytes, or any unit) with a high-water and a low-water mark:
 /// it is *high* from when the depth reaches `high` until it falls to `low` or below.
-/// Producers that must slow down while it is high wait for `relief()`; nothing polls.
+/// Producers that must slow down while it is high ask `whenRelieved`; nothing polls.
 public final class PressureGauge: Sendable {
     public let high: Int
     public let low: Int
@@ -60,13 +60,6 @@ public final class PressureGauge: Sendable {
     public var peak: Int { state.withLock { $0.peak } }
     /// Times the queue became high.
     public var timesHigh: Int { state.withLock { $0.highs } }
-
-    /// Returns once the queue is not high (at once if it is not now).
-    public func relief() async {
-        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            whenRelieved { continuation.resume() }
-        }
-    }
 
     /// Calls `body` once the queue is not high: at once if it is not now, otherwise where
     /// the depth fell to the low mark. Returns a token for `cancel` while it waits.

@@ -32,7 +32,6 @@ final class LoopLag: @unchecked Sendable {
     /// Read and written on the loop only (set by its probe, read by its connections);
     /// atomics so that a test or a metric may look from elsewhere.
     private let lateness = Atomic<Int64>(0)
-    private let lags = Atomic<Int>(0)
     /// What waits for the loop to catch up (touched on the loop only).
     private var waiters: [() -> Bool] = []
 
@@ -43,10 +42,6 @@ final class LoopLag: @unchecked Sendable {
 
     /// Whether the last probe ran more than `lagging` late.
     var isLagging: Bool { lateness.load(ordering: .relaxed) > LoopLag.lagging.nanoseconds }
-    /// How late the last probe ran.
-    var lastLateness: TimeAmount { .nanoseconds(lateness.load(ordering: .relaxed)) }
-    /// Probes that ran late, so far.
-    var lateProbes: Int { lags.load(ordering: .relaxed) }
 
     private func start(on loop: any EventLoop) {
         loop.execute { [self] in
@@ -56,9 +51,7 @@ final class LoopLag: @unchecked Sendable {
                 let late = max(0, (now - expected).nanoseconds)
                 lateness.store(late, ordering: .relaxed)
                 expected = now + LoopLag.period
-                if late > LoopLag.lagging.nanoseconds {
-                    lags.add(1, ordering: .relaxed)
-                } else if !waiters.isEmpty {
+                if late <= LoopLag.lagging.nanoseconds, !waiters.isEmpty {
                     // A few at a time, one probe apart: all at once, they would make the
                     // next turn as long as the one they yielded from.
                     var resumed = 0

@@ -62,11 +62,14 @@ extension FanoutRun {
         var after: ProcessSample?
         var peakRSSKiB = 0
         var during: During?
+        /// Sessions the server ended while this phase was measured (or, for the last
+        /// phase, during the drain after it).
+        var ended = 0
     }
 
     /// Runs the phases back to back after a warm-up at the first one's rate.
     func phasedTraffic(_ setup: Setup, phases: [TrafficPhase], backpressure: SenderBackpressure, duringPhase: Int) async -> (
-        [PhaseTraffic], ended: Int
+        [PhaseTraffic]
     ) {
         let start = monotonicNanoseconds() + 200_000_000
         var built: [Window] = []
@@ -81,14 +84,13 @@ extension FanoutRun {
         let stopReading = measureEnd + UInt64(drain * 1e9)
         let all = PhaseWindows(windows: windows)
         var results = zip(phases, windows).map { PhaseTraffic(phase: $0, window: $1) }
-        var ended = 0
         let (roomSize, senders, serverPIDs, live) = (self.roomSize, self.senders, self.serverPIDs, self.live)
         // The rate in force at a time: the first phase's during the warm-up.
         let schedule: [(start: UInt64, rate: Double)] =
             [(start: start, rate: phases[0].rate)] + zip(windows, phases).dropFirst().map { (start: $0.start, rate: $1.rate) }
 
         enum PhaseOutcome: Sendable {
-            case received([[UInt64]], [[UInt64]], Bool)
+            case received([[UInt64]], [[UInt64]], endedAt: UInt64?)
             case sent([Int], [Int])
             case sample(Int, ProcessSample?)
             case peak([Int])
@@ -99,12 +101,12 @@ extension FanoutRun {
                 group.addTask {
                     var latencies = Array(repeating: [UInt64](), count: windows.count)
                     var settled = latencies
-                    var ended = false
+                    var endedAt: UInt64?
                     while true {
                         let now = monotonicNanoseconds()
                         guard now < stopReading, let event = await client.next(timeout: .nanoseconds(Int64(stopReading - now))) else { break }
                         if event == .streamClosed || event == .disconnected {
-                            ended = true
+                            endedAt = monotonicNanoseconds()
                             break
                         }
                         guard case .element(let element) = event, element.name == "message",
@@ -117,7 +119,7 @@ extension FanoutRun {
                         latencies[index].append(arrived - sent)
                         if sent >= windows[index].start + 5_000_000_000 { settled[index].append(arrived - sent) }
                     }
-                    return .received(latencies, settled, ended)
+                    return .received(latencies, settled, endedAt: endedAt)
                 }
             }
             for room in 0..<setup.roomJIDs.count {
@@ -193,12 +195,16 @@ extension FanoutRun {
             }
             for await outcome in group {
                 switch outcome {
-                case .received(let latencies, let settled, let wasEnded):
+                case .received(let latencies, let settled, let endedAt):
                     for index in results.indices {
                         results[index].latencies += latencies[index]
                         results[index].settled += settled[index]
                     }
-                    if wasEnded { ended += 1 }
+                    if let endedAt {
+                        // Before the first window: the first phase; after the last: the last.
+                        let index = all.phase(of: endedAt) ?? (endedAt < windows[0].start ? 0 : windows.count - 1)
+                        results[index].ended += 1
+                    }
                 case .sent(let sent, let held):
                     for index in results.indices {
                         results[index].sent += sent[index]
@@ -213,7 +219,7 @@ extension FanoutRun {
                 }
             }
         }
-        return (results, ended)
+        return results
     }
 
     /// The phases measured, each as a result of its own.
@@ -222,14 +228,13 @@ extension FanoutRun {
         defer { progress?.cancel() }
         let setup = try await setUp()
         defer { Task { await Logins.closeAll(setup.clients) } }
-        let (measured, ended) = await phasedTraffic(setup, phases: phases, backpressure: backpressure, duringPhase: duringPhase)
+        let measured = await phasedTraffic(setup, phases: phases, backpressure: backpressure, duringPhase: duringPhase)
         return measured.enumerated().map { index, phase in
             var traffic = Traffic(rate: phase.phase.rate, sent: phase.sent, latencies: phase.latencies)
             traffic.before = phase.before
             traffic.after = phase.after
             traffic.during = phase.during
-            // Sessions ended are counted once, with the last phase.
-            traffic.ended = index == measured.count - 1 ? ended : 0
+            traffic.ended = phase.ended
             var outcome = result(setup, traffic)
             outcome.durationSeconds = phase.phase.seconds
             outcome.deliveriesPerSecond = Double(phase.latencies.count) / phase.phase.seconds

@@ -29,12 +29,13 @@ conclave_database() {
     echo "$url"
 }
 
-# Starts NODES Conclave nodes on ports 17222, 17232, ...; sets servers, pids and url.
+# Starts NODES Conclave nodes on ports 17222, 17232, ... ($server_bin if set, else the
+# release build); sets servers, pids and url.
 conclave_up() {
     local nodes=$1 i
     cluster_ down >/dev/null 2>&1
     url=$(conclave_database) || return 1
-    CONCLAVE_BIN="$release/conclave" CONCLAVE_CLUSTER_DIR=$cluster_dir CONCLAVE_CLUSTER_BASE_PORT=17222 \
+    CONCLAVE_BIN="${server_bin:-$release/conclave}" CONCLAVE_CLUSTER_DIR=$cluster_dir CONCLAVE_CLUSTER_BASE_PORT=17222 \
         CONCLAVE_CLUSTER_DATABASE_URL="$url" "$cluster" up "$nodes" >/dev/null || return 1
     servers="" pids=""
     for ((i = 0; i < nodes; i++)); do

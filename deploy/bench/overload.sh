@@ -33,16 +33,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 "$root/deploy/local/certs.sh" 3 >/dev/null || exit 1
 
+# conclave_up (lib.sh), and its servers and pids as conclave-bench arguments.
 up() {
-    local nodes=$1 i
-    cluster_ down >/dev/null 2>&1
-    url=$(conclave_database) || return 1
-    CONCLAVE_BIN="$server_bin" CONCLAVE_CLUSTER_DIR=$cluster_dir CONCLAVE_CLUSTER_BASE_PORT=17222 \
-        CONCLAVE_CLUSTER_DATABASE_URL="$url" "$cluster" up "$nodes" >/dev/null || return 1
+    local server pid
+    conclave_up "$1" || return 1
     args=()
-    for ((i = 0; i < nodes; i++)); do
-        args+=(--server "127.0.0.1:$((17222 + 10 * i))" --server-pid "$(cat "$root/$cluster_dir/node$((i + 1)).pid")")
-    done
+    for server in $servers; do args+=(--server "$server"); done
+    for pid in $pids; do args+=(--server-pid "$pid"); done
 }
 
 # "lease lost" lines in the logs of this run's nodes (node1 … node$nodes).
