@@ -427,7 +427,9 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error: \(error)")
-        if error is NIOSSLError || error is BoringSSLError {
+        // TLS failing, or the socket (a client gone: reset, broken pipe): nothing can be
+        // said on this connection any more, and it is not the server's error.
+        if error is NIOSSLError || error is BoringSSLError || error is IOError {
             context.close(promise: nil)
         } else {
             fail(StreamError(.internalServerError))

@@ -39,6 +39,10 @@ public final class XMPPClient: Sendable {
         /// The socket's send buffer (SO_SNDBUF), when set: small, the client sees at once
         /// (`isWritable`) that the server does not read it.
         public var sendBufferBytes: Int?
+        /// The socket's receive buffer (SO_RCVBUF), when set before connecting: small, a
+        /// client that stops reading stops the server's writes soon (a slow link), instead
+        /// of the kernel taking megabytes first.
+        public var receiveBufferBytes: Int?
         public init() {}
     }
 
@@ -90,6 +94,7 @@ public final class XMPPClient: Sendable {
         var bootstrap = ClientBootstrap(group: group)
         if let source = options.sourceAddress { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
         if let size = options.sendBufferBytes { bootstrap = bootstrap.channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(size)) }
+        if let size = options.receiveBufferBytes { bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(size)) }
         let channel = try await bootstrap
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(options.timeout)

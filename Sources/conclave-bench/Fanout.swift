@@ -56,6 +56,14 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: "With --then: the phase --during runs in (0: the first).") var duringPhase = 0
     @Option(help: "A message due while the server does not read its sender (the socket is full): queue (wait in the client) or drop (not sent, counted as held back).")
     var backpressure: String = "queue"
+    @Option(help: "The last N occupants of the first room (not senders; sockets with a 16 KiB receive buffer, a slow link) stop reading when the first phase starts. Reported: how many the server ended, and when the room's other occupants saw each leave. Their copies are not expected.")
+    var stall = 0
+    @Flag(help: "One more user, alone in a room of its own, sends into it as fast as its socket takes during the first phase. Reported: the messages a second the server took from it; the other rooms' time to deliver shows whether it delays them.")
+    var bigSender = false
+
+    /// Phases, --backpressure, --stall and --big-sender run on one set of sessions, with
+    /// the per-phase report.
+    var phased: Bool { !then.isEmpty || backpressure != "queue" || stall > 0 || bigSender }
 
     func validate() throws {
         guard rooms >= 1, roomSize >= 1, rate > 0, duration > 0, warmup >= 0, drain >= 0 else {
@@ -66,7 +74,10 @@ struct Fanout: AsyncParsableCommand {
         guard processes >= 1 else { throw ValidationError("--processes must be at least 1") }
         if processes > 1, search || during != nil { throw ValidationError("--processes runs one window: not with --search or --during") }
         guard SenderBackpressure(rawValue: backpressure) != nil else { throw ValidationError("--backpressure is queue or drop") }
-        if !then.isEmpty, search || processes > 1 { throw ValidationError("--then runs phases on one set of sessions: not with --search or --processes") }
+        if phased, search || processes > 1 {
+            throw ValidationError("--then, --backpressure, --stall and --big-sender run on one set of sessions: not with --search or --processes")
+        }
+        guard (0...(roomSize - senders)).contains(stall) else { throw ValidationError("--stall is at most --room-size minus --senders") }
         for phase in then { _ = try TrafficPhase(parsing: phase) }
     }
 
@@ -104,7 +115,7 @@ struct Fanout: AsyncParsableCommand {
             if best == nil { throw ExitCode(2) }
             return
         }
-        if !then.isEmpty || backpressure != "queue" {
+        if phased {
             let phases = [TrafficPhase(rate: rate, seconds: duration)] + (try then.map(TrafficPhase.init(parsing:)))
             let results = try await run.executePhases(
                 phases, backpressure: SenderBackpressure(rawValue: backpressure) ?? .queue, duringPhase: duringPhase)
@@ -189,6 +200,16 @@ struct FanoutResult: Codable, Sendable {
     var heldBack: Int?
     var settledLatencyMilliseconds: [String: Double]?
     var serverPeakRSSKiB: Int?
+    /// With --stall (first phase): occupants that stopped reading, how many of them the
+    /// server ended, and the seconds from the stall to the others' seeing each leave.
+    var stalled: Int?
+    var stalledEnded: Int?
+    var stalledLeftAfterSeconds: [Double]?
+    /// With --big-sender (first phase): what it wrote, the copies of it the server
+    /// delivered a second during the phase, and whether the server ended its session.
+    var bigSenderSent: Int?
+    var bigSenderTakenPerSecond: Double?
+    var bigSenderEnded: Bool?
     var machine: String
 
     var table: String {
@@ -222,6 +243,16 @@ struct FanoutResult: Codable, Sendable {
             lines.append("  from 5 s in      p50 \(ms("p50", settled)) ms, p99 \(ms("p99", settled)) ms, max \(ms("max", settled)) ms")
         }
         if sessionsEnded > 0 { lines.append("  sessions ended by the server during the run: \(sessionsEnded)") }
+        if let stalled, let ended = stalledEnded {
+            lines.append(
+                "  stalled          \(stalled) occupant(s) stopped reading; \(ended) ended by the server"
+                    + (stalledLeftAfterSeconds.map { $0.isEmpty ? "" : ", seen leaving " + $0.map { String(format: "%.1f s", $0) }.joined(separator: ", ") + " after the stall" } ?? ""))
+        }
+        if let sent = bigSenderSent, let taken = bigSenderTakenPerSecond {
+            lines.append(
+                "  big sender       handed \(sent) message(s) to its socket; the server took \(String(format: "%.0f", taken))/s (its burst included)"
+                    + (bigSenderEnded == true ? "; its session was ENDED" : ""))
+        }
         if let cpu = serverCPUSeconds, let perDelivery = serverCPUMicrosecondsPerDelivery {
             lines.append("  server CPU       \(String(format: "%.2f", cpu)) s, \(String(format: "%.2f", perDelivery)) µs per delivery")
         }
@@ -291,6 +322,8 @@ struct FanoutRun: Sendable {
     let during: String?
     let duringAt: Double
     let serverPIDs: [Int32]
+    let stall: Int
+    let bigSender: Bool
     let label: String
     let quiet: Bool
     let connection: ConnectionOptions
@@ -311,6 +344,8 @@ struct FanoutRun: Sendable {
         during = command.during
         duringAt = command.duringAt
         serverPIDs = command.serverPIDs
+        stall = command.stall
+        bigSender = command.bigSender
         label = command.label
         quiet = command.quiet
         connection = command.connection
@@ -346,7 +381,8 @@ struct FanoutRun: Sendable {
     func setUp() async throws -> Setup {
         let sessions = rooms * roomSize
         let baseline = ProcessSample.total(serverPIDs)
-        let logins = Logins(connection: connection, options: clientOptions)
+        var logins = Logins(connection: connection, options: clientOptions)
+        for index in (roomSize - stall)..<roomSize { logins.receiveBufferBytes[firstRoom * roomSize + index] = 16 * 1024 }
         let clients = try await logins.all(count: sessions, firstUser: firstRoom * roomSize, counters: live)
         if idleWait > 0 { try await Task.sleep(for: .seconds(idleWait)) }  // a measured pause, not a synchronisation
         let idle = ProcessSample.total(serverPIDs)
@@ -376,8 +412,9 @@ struct FanoutRun: Sendable {
         // room of this size (the occupant list it receives, the presence to everyone).
         var rejoinTimes: [UInt64] = []
         var probeFailures = 0
-        let prober = clients[roomSize - 1]
-        let nick = "o\(roomSize - 1)"
+        // (Not a --stall occupant: they have small receive buffers.)
+        let prober = clients[roomSize - 1 - stall]
+        let nick = "o\(roomSize - 1 - stall)"
         for _ in 0..<(roomSize > 1 ? joinProbes : 0) {
             guard await Joins.leave(prober, room: roomJIDs[0], nick: nick) else {
                 probeFailures += 1

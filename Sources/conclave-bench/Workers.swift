@@ -10,6 +10,9 @@ import XMPPStream
 struct Logins: Sendable {
     let connection: ConnectionOptions
     let options: XMPPClient.Options
+    /// Users (by index from 0, as in `all`'s `firstUser + index`) whose socket gets this
+    /// receive buffer (`--stall`: a client on a slow link).
+    var receiveBufferBytes: [Int: Int] = [:]
 
     struct Server: Sendable {
         var host: String
@@ -55,6 +58,7 @@ struct Logins: Sendable {
 
     private func login(_ index: Int, servers: [Server], finder: EndpointFinder?, mechanisms: [String]) async throws -> XMPPClient {
         var options = self.options
+        if let size = receiveBufferBytes[index] { options.receiveBufferBytes = size }
         if !connection.sources.isEmpty { options.sourceAddress = connection.sources[index % connection.sources.count] }
         let user = "\(connection.userPrefix)\(index + 1)"
         let client: XMPPClient

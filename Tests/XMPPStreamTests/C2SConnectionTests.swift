@@ -475,4 +475,13 @@ struct C2SConnectionTests {
         try await client.channel.close()
         #expect(await client.node.nextEnded()?.description == "romeo@localhost/r")
     }
+
+    @Test func aConnectionResetByTheClientEndsTheSessionWithoutAStreamError() async throws {
+        let client = try await Client(node: Self.node())
+        _ = try await client.logIn("romeo", "secret", resource: "r")
+        client.channel.pipeline.fireErrorCaught(IOError(errnoCode: 104, reason: "read"))  // 104: ECONNRESET
+        #expect(await client.node.nextEnded()?.description == "romeo@localhost/r")
+        // Nothing was written to a connection that is gone: no internal-server-error.
+        #expect(try await client.channel.readOutbound(as: ByteBuffer.self) == nil)
+    }
 }
