@@ -266,6 +266,7 @@ let package = Package(
                 "XMPPStream", "XMPPCore", "XMPPXMLParser", "Storage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: upcoming

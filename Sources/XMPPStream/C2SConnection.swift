@@ -72,7 +72,7 @@ final class C2SConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var loopLag: LoopLag?
     private var windowStart: NIODeadline = .uptimeNanoseconds(0)
     private var bytesInWindow = 0
-    /// Set while reading yields to a late loop; `yields` tells one yield from the next.
+    /// Set while reading yields to a late loop (its end at the latest).
     private var yielding: Scheduled<Void>?
     /// This connection has a waiter with the loop's `LoopLag`.
     private var awaitingCatchUp = false

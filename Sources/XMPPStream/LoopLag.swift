@@ -7,7 +7,7 @@ import Synchronization
 /// yield to the others (`C2SConnection`), so that a session that sends little — a user
 /// typing, a client logging in — is served at once while floods wait in their senders.
 final class LoopLag: @unchecked Sendable {
-    /// The probe's period, and the lateness from which the loop counts as lagging.
+    /// The probe's period.
     static let period: TimeAmount = .milliseconds(20)
     /// How late a probe must run for the loop to count as lagging: more than the hiccups of
     /// a machine whose cores are shared (a thread descheduled for a few ms).
@@ -15,14 +15,16 @@ final class LoopLag: @unchecked Sendable {
     /// Connections that yielded and go on reading at each probe that runs on time.
     static let resumedPerProbe = 4
 
-    private static let registry = Mutex<[ObjectIdentifier: LoopLag]>([:])
+    /// Each loop's detector, with the loop itself: kept, its identity cannot be taken by
+    /// another loop later (a test's loops come and go).
+    private static let registry = Mutex<[ObjectIdentifier: (loop: any EventLoop, lag: LoopLag)]>([:])
 
     /// The loop's detector, started on first use (one per loop, for the process's life).
     static func of(_ loop: any EventLoop) -> LoopLag {
         let (lag, isNew) = registry.withLock { registry -> (LoopLag, Bool) in
-            if let known = registry[ObjectIdentifier(loop)] { return (known, false) }
+            if let known = registry[ObjectIdentifier(loop)] { return (known.lag, false) }
             let lag = LoopLag()
-            registry[ObjectIdentifier(loop)] = lag
+            registry[ObjectIdentifier(loop)] = (loop, lag)
             return (lag, true)
         }
         if isNew { lag.start(on: loop) }

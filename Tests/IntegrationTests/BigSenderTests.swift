@@ -13,17 +13,6 @@ struct BigSenderTests {
     let busy = "bigsender\(UInt32.random(in: 0...UInt32.max))@conference.localhost"
     let quiet = "bigsender\(UInt32.random(in: 0...UInt32.max))@conference.localhost"
 
-    func enter(_ client: XMPPClient, room: String, nick: String, create: Bool) async throws {
-        client.send(
-            XMLElement("presence", namespace: Namespace.client, ["to": "\(room)/\(nick)"], children: [XMLElement("x", namespace: Namespace.muc)]))
-        _ = try await client.receive { $0.child("subject") != nil }
-        guard create else { return }
-        let unlocked = try await client.iq(
-            "set", to: room,
-            XMLElement("query", namespace: Namespace.mucOwner, children: [XMLElement("x", namespace: Namespace.dataForms, ["type": "submit"])]))
-        #expect(unlocked.type == "result")
-    }
-
     @Test func aClientWritingAsFastAsTCPLetsItIsReadAtItsShapersRate() async throws {
         let (a, b, c) = (
             try await TestDatabase.shared.makeAccount(), try await TestDatabase.shared.makeAccount(), try await TestDatabase.shared.makeAccount()
@@ -36,11 +25,11 @@ struct BigSenderTests {
             $0.limits.sessionBurstStanzas = burst
         }) { node in
             let sender = try await node.login(a)
-            try await enter(sender, room: busy, nick: "sender", create: true)
+            try await sender.enter(busy, nick: "sender", create: true)
             let reader = try await node.login(b)
-            try await enter(reader, room: busy, nick: "reader", create: false)
+            try await reader.enter(busy, nick: "reader")
             let neighbour = try await node.login(c)
-            try await enter(neighbour, room: quiet, nick: "neighbour", create: true)
+            try await neighbour.enter(quiet, nick: "neighbour", create: true)
 
             // Everything at once: what the node does not read waits in the sockets' buffers.
             let start = ContinuousClock.now

@@ -11,11 +11,6 @@ import XMPPStream
 struct SlowConsumerTests {
     let room = "slow\(UInt32.random(in: 0...UInt32.max))@conference.localhost"
 
-    func join(_ client: XMPPClient, nick: String) {
-        client.send(
-            XMLElement("presence", namespace: Namespace.client, ["to": "\(room)/\(nick)"], children: [XMLElement("x", namespace: Namespace.muc)]))
-    }
-
     @Test func anOccupantThatDoesNotReadIsEndedAndTheOthersGetEverything() async throws {
         let (a, b, c) = (
             try await TestDatabase.shared.makeAccount(), try await TestDatabase.shared.makeAccount(), try await TestDatabase.shared.makeAccount()
@@ -26,18 +21,11 @@ struct SlowConsumerTests {
             $0.limits.sessionBytesPerSecond = 0
         }) { node in
             let sender = try await node.login(a)
-            join(sender, nick: "sender")
-            _ = try await sender.receive { $0.child("subject") != nil }
-            let unlocked = try await sender.iq(
-                "set", to: room,
-                XMLElement("query", namespace: Namespace.mucOwner, children: [XMLElement("x", namespace: Namespace.dataForms, ["type": "submit"])]))
-            #expect(unlocked.type == "result")
+            try await sender.enter(room, nick: "sender", create: true)
             let reader = try await node.login(b)
-            join(reader, nick: "reader")
-            _ = try await reader.receive { $0.child("subject") != nil }
+            try await reader.enter(room, nick: "reader")
             let stalled = try await node.login(c)
-            join(stalled, nick: "stalled")
-            _ = try await stalled.receive { $0.child("subject") != nil }
+            try await stalled.enter(room, nick: "stalled")
             _ = try await reader.receive { $0.name == "presence" && $0[attribute: "from"] == "\(room)/stalled" }
             try await stalled.setReading(false)
 

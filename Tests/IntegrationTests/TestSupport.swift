@@ -207,6 +207,18 @@ extension XMPPClient {
     func ping(_ to: String? = "localhost") async throws -> XMLElement {
         try await iq("get", to: to, XMLElement("ping", namespace: Namespace.ping))
     }
+
+    /// Joins `room` (a bare JID) as `nick` and waits for its subject, the end of the join;
+    /// `create`: the join made the room, which is then unlocked as an instant room.
+    func enter(_ room: String, nick: String, create: Bool = false) async throws {
+        send(XMLElement("presence", namespace: Namespace.client, ["to": "\(room)/\(nick)"], children: [XMLElement("x", namespace: Namespace.muc)]))
+        _ = try await receive { $0.child("subject") != nil }
+        guard create else { return }
+        let unlocked = try await iq(
+            "set", to: room,
+            XMLElement("query", namespace: Namespace.mucOwner, children: [XMLElement("x", namespace: Namespace.dataForms, ["type": "submit"])]))
+        #expect(unlocked.type == "result", "\(room) was not unlocked: \(unlocked)")
+    }
 }
 
 extension XMPPClient {
